@@ -1,0 +1,115 @@
+//! Which burn device runs the model: picked at run time among the backends compiled in.
+//!
+//! `flex` (default feature) is burn's pure-Rust CPU backend; `tch` links libtorch (CPU or CUDA).
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SegError};
+
+/// The compute backend and device a model runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// burn-flex, pure Rust CPU (rayon + SIMD).
+    #[cfg(feature = "flex")]
+    Flex,
+    /// libtorch on the CPU.
+    #[cfg(feature = "tch")]
+    TchCpu,
+    /// libtorch on a CUDA GPU with this index.
+    #[cfg(feature = "tch")]
+    TchCuda(usize),
+}
+
+impl BackendKind {
+    /// The backend used when none is asked for: flex when compiled in, else libtorch CPU.
+    pub fn default_kind() -> Self {
+        #[cfg(feature = "flex")]
+        {
+            Self::Flex
+        }
+        #[cfg(all(not(feature = "flex"), feature = "tch"))]
+        {
+            Self::TchCpu
+        }
+    }
+
+    /// Names accepted by [`BackendKind::parse`] in this build.
+    pub fn available() -> Vec<&'static str> {
+        let mut names = Vec::new();
+        #[cfg(feature = "flex")]
+        names.push("flex");
+        #[cfg(feature = "tch")]
+        names.extend(["tch", "tch-cuda", "tch-cuda:N"]);
+        names
+    }
+
+    /// Parses `flex`, `tch` (= `tch-cpu`), `tch-cuda` or `tch-cuda:N`.
+    pub fn parse(name: &str) -> Result<Self> {
+        let name = name.trim().to_ascii_lowercase();
+        match name.as_str() {
+            #[cfg(feature = "flex")]
+            "flex" | "cpu" => return Ok(Self::Flex),
+            #[cfg(feature = "tch")]
+            "tch" | "tch-cpu" | "libtorch" => return Ok(Self::TchCpu),
+            #[cfg(feature = "tch")]
+            "tch-cuda" | "cuda" => return Ok(Self::TchCuda(0)),
+            _ => {}
+        }
+        #[cfg(feature = "tch")]
+        if let Some(index) = name.strip_prefix("tch-cuda:")
+            && let Ok(index) = index.parse()
+        {
+            return Ok(Self::TchCuda(index));
+        }
+        Err(SegError::InvalidConfig(format!(
+            "unknown backend {name:?}; this build offers: {} (build with `--features tch` for libtorch)",
+            Self::available().join(", ")
+        )))
+    }
+
+    /// The burn device for this backend, without autodiff (inference).
+    #[allow(deprecated)] // burn marks burn-tch deprecated; the user asked for libtorch.
+    pub fn device(self) -> Device {
+        match self {
+            #[cfg(feature = "flex")]
+            Self::Flex => Device::flex(),
+            #[cfg(feature = "tch")]
+            Self::TchCpu => Device::libtorch(),
+            #[cfg(feature = "tch")]
+            Self::TchCuda(index) => Device::libtorch_cuda(index),
+        }
+    }
+
+    /// The same device with autodiff, for training.
+    pub fn training_device(self) -> Device {
+        self.device().autodiff()
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            #[cfg(feature = "flex")]
+            Self::Flex => write!(f, "flex"),
+            #[cfg(feature = "tch")]
+            Self::TchCpu => write!(f, "tch-cpu"),
+            #[cfg(feature = "tch")]
+            Self::TchCuda(i) => write!(f, "tch-cuda:{i}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_default_and_rejects_unknown() {
+        let kind = BackendKind::parse(&BackendKind::default_kind().to_string()).expect("parse");
+        assert_eq!(kind, BackendKind::default_kind());
+        let err = BackendKind::parse("quantum").expect_err("unknown backend");
+        assert!(err.to_string().contains("quantum"), "{err}");
+    }
+}

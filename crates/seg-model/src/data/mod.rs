@@ -1,0 +1,16 @@
+//! Data: datasets on disk, mask encodings, preprocessing, augmentation, the parallel batch
+//! loader and a synthetic generator.
+
+pub mod augment;
+pub mod dataset;
+pub mod loader;
+pub mod mask;
+pub mod preprocess;
+pub mod synthetic;
+
+pub use augment::AugmentConfig;
+pub use dataset::{DatasetStats, RawSample, SamplePaths, SegmentationDataset, decode_image};
+pub use loader::{Batch, BatchLoader, LoaderConfig, Split};
+pub use mask::{ClassInfo, IGNORE_INDEX, MaskEncoding};
+pub use preprocess::Preprocess;
+pub use synthetic::SyntheticConfig;

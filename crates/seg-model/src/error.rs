@@ -1,0 +1,133 @@
+//! The one error type of seg-model: every variant names the file or value at fault.
+
+use std::path::PathBuf;
+
+/// Errors raised by seg-model. Each message says what went wrong, where, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SegError {
+    /// A file or folder could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("read", "write", "list", ...).
+        action: &'static str,
+        /// The path at fault.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An image or mask file could not be decoded (corrupt, truncated or of an unknown format).
+    #[error("cannot decode {path}: {reason} (is the file complete and a PNG/JPEG?)")]
+    Decode {
+        /// The file at fault.
+        path: PathBuf,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A dataset folder lacks `images/` or `masks/`.
+    #[error("dataset {dir} has no {missing}/ folder: a dataset is images/ and masks/ with matching file stems")]
+    MissingFolder {
+        /// The dataset root.
+        dir: PathBuf,
+        /// The missing sub-folder.
+        missing: &'static str,
+    },
+    /// A dataset has no image/mask pairs.
+    #[error("dataset {dir} is empty: no image/mask pairs found under images/ and masks/")]
+    EmptyDataset {
+        /// The dataset root.
+        dir: PathBuf,
+    },
+    /// Images without masks or masks without images.
+    #[error("dataset {dir}: {count} file(s) without a partner (same stem in images/ and masks/): {stems}")]
+    MissingPartner {
+        /// The dataset root.
+        dir: PathBuf,
+        /// How many stems are unmatched.
+        count: usize,
+        /// A list of the unmatched files (first few).
+        stems: String,
+    },
+    /// Two files share a stem in one folder (`a.png` and `a.jpg`).
+    #[error("dataset {dir}: stem {stem:?} appears twice in {folder}/; keep one file per stem")]
+    DuplicateStem {
+        /// The dataset root.
+        dir: PathBuf,
+        /// The sub-folder.
+        folder: &'static str,
+        /// The duplicated stem.
+        stem: String,
+    },
+    /// An image and its mask differ in size.
+    #[error(
+        "mask {mask} is {mask_w}x{mask_h} but its image {image} is {image_w}x{image_h}: masks must match their image's size"
+    )]
+    MaskSizeMismatch {
+        /// The image file.
+        image: PathBuf,
+        /// The mask file.
+        mask: PathBuf,
+        /// Image width.
+        image_w: u32,
+        /// Image height.
+        image_h: u32,
+        /// Mask width.
+        mask_w: u32,
+        /// Mask height.
+        mask_h: u32,
+    },
+    /// A mask holds a class id outside the configured classes.
+    #[error("mask {path} holds class id {value} but the task has {num_classes} classes (ids 0..{num_classes}); check the mask encoding")]
+    ClassOutOfRange {
+        /// The mask file.
+        path: PathBuf,
+        /// The offending value.
+        value: u8,
+        /// Number of classes configured.
+        num_classes: usize,
+    },
+    /// A configuration value is invalid.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A checkpoint could not be used.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A backend failed (tensor read-back, device error).
+    #[error("backend error: {0}")]
+    Backend(String),
+    /// Training was stopped by the caller (observer asked to stop).
+    #[error("training interrupted at epoch {epoch}")]
+    Interrupted {
+        /// The epoch during which training stopped (1-based).
+        epoch: usize,
+    },
+    /// Training produced a non-finite loss.
+    #[error("training diverged: loss is {loss} at epoch {epoch}, batch {batch}; lower the learning rate")]
+    Diverged {
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Batch (1-based).
+        batch: usize,
+        /// The loss value.
+        loss: f64,
+    },
+}
+
+impl SegError {
+    /// Builds an [`SegError::Io`] for `path`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias of seg-model.
+pub type Result<T, E = SegError> = std::result::Result<T, E>;

@@ -1,0 +1,31 @@
+//! seg-model: U-Net image segmentation on burn, knowing nothing about servers.
+//!
+//! - [`model`]: the U-Net and its [`UNetConfig`].
+//! - [`data`]: datasets on disk, mask encodings, preprocessing, augmentation, the parallel
+//!   batch loader and a synthetic generator.
+//! - [`loss`], [`metrics`]: BCE/cross-entropy + Dice; confusion-matrix IoU/Dice/accuracy.
+//! - [`train`]: the training loop, reporting through a [`TrainObserver`].
+//! - [`predict`]: batched inference at the original image size, overlays.
+//! - [`checkpoint`]: one model file with metadata and sha256.
+//! - [`backend`]: which burn device runs it (`flex` by default, `tch` for libtorch).
+
+pub mod backend;
+pub mod checkpoint;
+pub mod data;
+pub mod error;
+pub mod loss;
+pub mod metrics;
+pub mod model;
+pub mod predict;
+pub mod train;
+
+pub use backend::BackendKind;
+pub use checkpoint::{Checkpoint, CheckpointMeta, SavedCheckpoint};
+pub use error::{Result, SegError};
+pub use metrics::{ConfusionMatrix, SegMetrics};
+pub use model::{UNet, UNetConfig, UpsampleMode};
+pub use predict::{Prediction, Predictor};
+pub use train::{
+    BatchReport, EpochReport, LrSchedule, NoObserver, SelectionMetric, TrainConfig, TrainObserver,
+    TrainOutcome, TrainStart, train,
+};

@@ -1,0 +1,174 @@
+//! Segmentation loss: BCE-with-logits (binary) or cross-entropy (multi-class), plus soft Dice.
+//! Pixels labelled [`IGNORE_INDEX`](crate::data::IGNORE_INDEX) add nothing to either term.
+
+use burn::config::Config;
+use burn::tensor::activation::{log_softmax, relu, sigmoid};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::data::IGNORE_INDEX;
+use crate::error::{Result, SegError};
+
+/// Weights of the two loss terms.
+#[derive(Config, Debug, PartialEq)]
+pub struct LossConfig {
+    /// Weight of BCE (binary) or cross-entropy (multi-class).
+    #[config(default = 1.0)]
+    pub ce_weight: f64,
+    /// Weight of the soft Dice loss.
+    #[config(default = 1.0)]
+    pub dice_weight: f64,
+    /// Smoothing term of the Dice ratio.
+    #[config(default = 1.0)]
+    pub dice_smooth: f64,
+}
+
+impl LossConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        let ok = |v: f64| v.is_finite() && v >= 0.0;
+        if !ok(self.ce_weight) || !ok(self.dice_weight) || !ok(self.dice_smooth) {
+            return Err(SegError::InvalidConfig(format!(
+                "loss weights must be finite and >= 0 (ce_weight = {}, dice_weight = {}, dice_smooth = {})",
+                self.ce_weight, self.dice_weight, self.dice_smooth
+            )));
+        }
+        if self.ce_weight + self.dice_weight == 0.0 {
+            return Err(SegError::InvalidConfig(
+                "loss.ce_weight and loss.dice_weight are both 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Targets of one batch on the device: one-hot (or 0/1 for binary) and the valid-pixel mask.
+#[derive(Debug, Clone)]
+pub struct LossTargets {
+    /// `[batch, outputs, H, W]`: 0/1 per output channel; zero at ignored pixels.
+    pub target: Tensor<4>,
+    /// `[batch, 1, H, W]`: 1 where the pixel is labelled, 0 where ignored.
+    pub valid: Tensor<4>,
+    /// Number of labelled pixels (at least 1, to keep means finite).
+    pub valid_pixels: f64,
+}
+
+impl LossTargets {
+    /// Builds targets from class ids `[batch, height, width]` for a model with `outputs`
+    /// channels (1 = binary sigmoid).
+    pub fn from_masks(
+        masks: &[u8],
+        batch: usize,
+        height: usize,
+        width: usize,
+        outputs: usize,
+        device: &Device,
+    ) -> Self {
+        let plane = height * width;
+        let mut valid = vec![0f32; masks.len()];
+        let mut target = vec![0f32; batch * outputs * plane];
+        let mut count = 0usize;
+        for b in 0..batch {
+            for p in 0..plane {
+                let id = masks[b * plane + p];
+                if id == IGNORE_INDEX {
+                    continue;
+                }
+                valid[b * plane + p] = 1.0;
+                count += 1;
+                if outputs == 1 {
+                    target[b * plane + p] = f32::from(u8::from(id >= 1));
+                } else if usize::from(id) < outputs {
+                    target[(b * outputs + usize::from(id)) * plane + p] = 1.0;
+                }
+            }
+        }
+        Self {
+            target: Tensor::from_data(
+                TensorData::new(target, [batch, outputs, height, width]),
+                device,
+            ),
+            valid: Tensor::from_data(TensorData::new(valid, [batch, 1, height, width]), device),
+            valid_pixels: count.max(1) as f64,
+        }
+    }
+}
+
+/// The loss of a batch, as a scalar tensor (differentiable when `logits` is).
+pub fn segmentation_loss(config: &LossConfig, logits: Tensor<4>, t: &LossTargets) -> Tensor<1> {
+    let [_, outputs, _, _] = logits.dims();
+    let smooth = config.dice_smooth;
+    let (ce, dice) = if outputs == 1 {
+        // Stable BCE with logits: max(x, 0) - x*y + log(1 + exp(-|x|)).
+        let y = t.target.clone();
+        let bce = relu(logits.clone()) - logits.clone() * y.clone()
+            + logits.clone().abs().neg().exp().log1p();
+        let ce = (bce * t.valid.clone()).sum().div_scalar(t.valid_pixels);
+        let p = sigmoid(logits) * t.valid.clone();
+        let inter = (p.clone() * y.clone()).sum();
+        let denom = p.sum() + y.sum();
+        let dice = inter.mul_scalar(2.0).add_scalar(smooth) / denom.add_scalar(smooth);
+        (ce, dice.neg().add_scalar(1.0))
+    } else {
+        let log_p = log_softmax(logits, 1);
+        let ce = (log_p.clone() * t.target.clone())
+            .sum()
+            .neg()
+            .div_scalar(t.valid_pixels);
+        let p = log_p.exp() * t.valid.clone();
+        // Per-class soft Dice over the whole batch, averaged over classes.
+        let inter = (p.clone() * t.target.clone()).sum_dims(&[0, 2, 3]).flatten::<1>(0, 3);
+        let denom = (p.sum_dims(&[0, 2, 3]) + t.target.clone().sum_dims(&[0, 2, 3])).flatten::<1>(0, 3);
+        let dice = inter.mul_scalar(2.0).add_scalar(smooth) / denom.add_scalar(smooth);
+        (ce, dice.mean().neg().add_scalar(1.0))
+    };
+    ce.mul_scalar(config.ce_weight) + dice.mul_scalar(config.dice_weight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> Device {
+        crate::BackendKind::default_kind().device()
+    }
+
+    fn scalar(t: Tensor<1>) -> f64 {
+        t.into_data().try_to_vec::<f32>().expect("f32")[0] as f64
+    }
+
+    #[test]
+    fn bce_matches_hand_computed_value_and_skips_ignored_pixels() {
+        let d = device();
+        // Pixels: logit 0 with target 1, logit 2 with target 0, logit 5 ignored.
+        let logits = Tensor::<4>::from_data(TensorData::new(vec![0.0f32, 2.0, 5.0], [1, 1, 1, 3]), &d);
+        let t = LossTargets::from_masks(&[1, 0, IGNORE_INDEX], 1, 1, 3, 1, &d);
+        let cfg = LossConfig::new().with_dice_weight(0.0);
+        let expected = ((2f64).ln() + (2.0 + (-2f64).exp().ln_1p())) / 2.0;
+        let got = scalar(segmentation_loss(&cfg, logits, &t));
+        assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
+    }
+
+    #[test]
+    fn cross_entropy_matches_hand_computed_value() {
+        let d = device();
+        // One pixel, 3 classes, logits [1, 2, 3], target class 2; second pixel ignored.
+        let logits = Tensor::<4>::from_data(
+            TensorData::new(vec![1.0f32, 9.0, 2.0, 9.0, 3.0, 9.0], [1, 3, 1, 2]),
+            &d,
+        );
+        let t = LossTargets::from_masks(&[2, IGNORE_INDEX], 1, 1, 2, 3, &d);
+        let cfg = LossConfig::new().with_dice_weight(0.0);
+        let lse = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
+        let got = scalar(segmentation_loss(&cfg, logits, &t));
+        assert!((got - (lse - 3.0)).abs() < 1e-5, "{got}");
+    }
+
+    #[test]
+    fn dice_is_near_zero_for_a_perfect_prediction() {
+        let d = device();
+        let logits = Tensor::<4>::from_data(TensorData::new(vec![20.0f32, -20.0, 20.0, -20.0], [1, 1, 2, 2]), &d);
+        let t = LossTargets::from_masks(&[1, 0, 1, 0], 1, 2, 2, 1, &d);
+        let cfg = LossConfig::new().with_ce_weight(0.0);
+        assert!(scalar(segmentation_loss(&cfg, logits, &t)) < 1e-4);
+    }
+}

@@ -1,0 +1,271 @@
+//! The U-Net: an encoder of conv blocks and max-pools, a decoder of up-sampling steps that
+//! concatenate the encoder's skip connections, and a 1x1 head that outputs logits.
+//!
+//! ```text
+//!  input ─ ConvBlock(in→c) ──────────────────────────────────────── concat ─ ConvBlock(2c→c) ─ 1x1 → logits
+//!             │ maxpool                                                 ▲ up(2c→c)
+//!             └ ConvBlock(c→2c) ─────────────────────── concat ─ ConvBlock(4c→2c)
+//!                   │ maxpool                               ▲ up(4c→2c)
+//!                   └ ... depth times ... ConvBlock(c·2^(d-1) → c·2^d)  (bottleneck)
+//! ```
+//! A `ConvBlock` is `conv3x3 → [BatchNorm] → ReLU → conv3x3 → [BatchNorm] → ReLU`.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::interpolate::{Interpolate2d, Interpolate2dConfig, InterpolateMode};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{Result, SegError};
+
+/// How the decoder doubles the spatial size.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum UpsampleMode {
+    /// A learned 2x2 transposed convolution with stride 2.
+    Transpose,
+    /// Bilinear interpolation followed by a 1x1 convolution that halves the channels.
+    Bilinear,
+}
+
+/// Architecture of a [`UNet`]. Serialised into every checkpoint.
+#[derive(Config, Debug, PartialEq)]
+pub struct UNetConfig {
+    /// Input channels: 1 (greyscale) or 3 (RGB).
+    #[config(default = 3)]
+    pub in_channels: usize,
+    /// Output channels: 1 for a binary task (sigmoid), the number of classes (>1) for softmax.
+    #[config(default = 1)]
+    pub num_classes: usize,
+    /// Channels of the first encoder stage; each stage doubles them.
+    #[config(default = 16)]
+    pub base_channels: usize,
+    /// Number of down-sampling steps (input sides must be divisible by 2^depth).
+    #[config(default = 4)]
+    pub depth: usize,
+    /// Batch normalisation after each convolution.
+    #[config(default = true)]
+    pub batch_norm: bool,
+    /// How the decoder up-samples.
+    #[config(default = "UpsampleMode::Transpose")]
+    pub upsample: UpsampleMode,
+}
+
+impl UNetConfig {
+    /// Checks the values, naming the first one that is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(SegError::InvalidConfig(msg));
+        if !matches!(self.in_channels, 1 | 3) {
+            return bad(format!(
+                "model.in_channels = {} (use 1 for greyscale or 3 for RGB)",
+                self.in_channels
+            ));
+        }
+        if self.num_classes == 0 || self.num_classes > 254 {
+            return bad(format!(
+                "model.num_classes = {} (1 for binary, 2..=254 for multi-class)",
+                self.num_classes
+            ));
+        }
+        if !(1..=6).contains(&self.depth) {
+            return bad(format!("model.depth = {} (use 1..=6)", self.depth));
+        }
+        if self.base_channels == 0 || self.base_channels > 256 {
+            return bad(format!(
+                "model.base_channels = {} (use 1..=256)",
+                self.base_channels
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that an input of `height` x `width` passes through `depth` poolings exactly.
+    pub fn check_input_size(&self, height: usize, width: usize) -> Result<()> {
+        let step = 1usize << self.depth;
+        if height == 0 || width == 0 || height % step != 0 || width % step != 0 {
+            return Err(SegError::InvalidConfig(format!(
+                "image size {height}x{width} must be a positive multiple of {step} (2^depth, depth = {})",
+                self.depth
+            )));
+        }
+        Ok(())
+    }
+
+    /// Number of task classes the metrics see: 2 for a binary model, else `num_classes`.
+    pub fn task_classes(&self) -> usize {
+        if self.num_classes == 1 { 2 } else { self.num_classes }
+    }
+
+    /// Builds a freshly initialised U-Net on `device` (seed the device first for reproducibility).
+    pub fn init(&self, device: &Device) -> Result<UNet> {
+        self.validate()?;
+        let c = self.base_channels;
+        let inc = ConvBlock::new(self.in_channels, c, self.batch_norm, device);
+        let downs = (0..self.depth)
+            .map(|i| ConvBlock::new(c << i, c << (i + 1), self.batch_norm, device))
+            .collect();
+        let ups = (0..self.depth)
+            .rev()
+            .map(|i| UpBlock::new(c << (i + 1), c << i, self, device))
+            .collect();
+        let head = Conv2dConfig::new([c, self.num_classes], [1, 1]).init(device);
+        Ok(UNet {
+            inc,
+            downs,
+            ups,
+            head,
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+        })
+    }
+}
+
+/// Two 3x3 convolutions, each followed by optional batch norm and ReLU.
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    conv1: Conv2d,
+    norm1: Option<BatchNorm>,
+    conv2: Conv2d,
+    norm2: Option<BatchNorm>,
+    activation: Relu,
+}
+
+impl ConvBlock {
+    fn new(input: usize, output: usize, batch_norm: bool, device: &Device) -> Self {
+        let conv = |i, o| {
+            Conv2dConfig::new([i, o], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(!batch_norm)
+                .init(device)
+        };
+        let norm = |o| batch_norm.then(|| BatchNormConfig::new(o).init(device));
+        Self {
+            conv1: conv(input, output),
+            norm1: norm(output),
+            conv2: conv(output, output),
+            norm2: norm(output),
+            activation: Relu::new(),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut x = self.conv1.forward(x);
+        if let Some(norm) = &self.norm1 {
+            x = norm.forward(x);
+        }
+        x = self.activation.forward(x);
+        x = self.conv2.forward(x);
+        if let Some(norm) = &self.norm2 {
+            x = norm.forward(x);
+        }
+        self.activation.forward(x)
+    }
+}
+
+/// One decoder step: up-sample (halving channels), concatenate the skip, then a conv block.
+#[derive(Module, Debug)]
+pub struct UpBlock {
+    transpose: Option<ConvTranspose2d>,
+    interpolate: Option<Interpolate2d>,
+    reduce: Option<Conv2d>,
+    block: ConvBlock,
+}
+
+impl UpBlock {
+    fn new(input: usize, output: usize, config: &UNetConfig, device: &Device) -> Self {
+        let (transpose, interpolate, reduce) = match config.upsample {
+            UpsampleMode::Transpose => (
+                Some(
+                    ConvTranspose2dConfig::new([input, output], [2, 2])
+                        .with_stride([2, 2])
+                        .init(device),
+                ),
+                None,
+                None,
+            ),
+            UpsampleMode::Bilinear => (
+                None,
+                Some(
+                    Interpolate2dConfig::new()
+                        .with_scale_factor(Some([2.0, 2.0]))
+                        .with_mode(InterpolateMode::Linear)
+                        .with_align_corners(false)
+                        .init(),
+                ),
+                Some(Conv2dConfig::new([input, output], [1, 1]).init(device)),
+            ),
+        };
+        Self {
+            transpose,
+            interpolate,
+            reduce,
+            block: ConvBlock::new(output * 2, output, config.batch_norm, device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>, skip: Tensor<4>) -> Tensor<4> {
+        let x = match (&self.transpose, &self.interpolate, &self.reduce) {
+            (Some(transpose), _, _) => transpose.forward(x),
+            (None, Some(interpolate), Some(reduce)) => reduce.forward(interpolate.forward(x)),
+            _ => unreachable!("UpBlock is built with either a transposed conv or interpolate+conv"),
+        };
+        self.block.forward(Tensor::cat(vec![skip, x], 1))
+    }
+}
+
+/// The U-Net. `forward` maps `[batch, in_channels, H, W]` to logits `[batch, num_classes, H, W]`.
+#[derive(Module, Debug)]
+pub struct UNet {
+    inc: ConvBlock,
+    downs: Vec<ConvBlock>,
+    ups: Vec<UpBlock>,
+    head: Conv2d,
+    pool: MaxPool2d,
+}
+
+impl UNet {
+    /// Logits for a batch of normalised images.
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let mut x = self.inc.forward(input);
+        let mut skips = Vec::with_capacity(self.downs.len());
+        for down in &self.downs {
+            skips.push(x.clone());
+            x = down.forward(self.pool.forward(x));
+        }
+        for (up, skip) in self.ups.iter().zip(skips.into_iter().rev()) {
+            x = up.forward(x, skip);
+        }
+        self.head.forward(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn output_shape_matches_input_for_both_upsampling_modes() {
+        let device = crate::BackendKind::default_kind().device();
+        for upsample in [UpsampleMode::Transpose, UpsampleMode::Bilinear] {
+            let config = UNetConfig::new()
+                .with_num_classes(4)
+                .with_base_channels(4)
+                .with_depth(2)
+                .with_upsample(upsample);
+            let model = config.init(&device).expect("valid config");
+            let x = Tensor::<4>::random([2, 3, 16, 24], Distribution::Default, &device);
+            assert_eq!(model.forward(x).dims(), [2, 4, 16, 24]);
+        }
+    }
+
+    #[test]
+    fn invalid_configs_are_named() {
+        let err = UNetConfig::new().with_in_channels(2).validate().expect_err("2 channels");
+        assert!(err.to_string().contains("in_channels = 2"), "{err}");
+        let err = UNetConfig::new().with_depth(0).validate().expect_err("depth 0");
+        assert!(err.to_string().contains("depth = 0"), "{err}");
+        let err = UNetConfig::new().check_input_size(100, 128).expect_err("100 % 16");
+        assert!(err.to_string().contains("multiple of 16"), "{err}");
+    }
+}

@@ -1,0 +1,173 @@
+//! Batched inference: images of any size -> model at the training size -> probabilities ->
+//! bilinear resize back to each image's own size -> class mask (threshold or argmax).
+
+use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::{Device, Tensor, TensorData};
+use image::imageops::FilterType;
+use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
+use rayon::prelude::*;
+
+use crate::checkpoint::{Checkpoint, CheckpointMeta};
+use crate::data::{ClassInfo, IGNORE_INDEX};
+use crate::error::{Result, SegError};
+use crate::model::UNet;
+
+/// The prediction for one image, at the image's own size.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Class id per pixel.
+    pub mask: GrayImage,
+    /// Mean over pixels of the winning class's probability.
+    pub mean_confidence: f32,
+    /// Pixels per class.
+    pub class_pixels: Vec<u64>,
+}
+
+/// Runs a loaded checkpoint on batches of images.
+#[derive(Debug)]
+pub struct Predictor {
+    model: UNet,
+    meta: CheckpointMeta,
+    device: Device,
+    batch_size: usize,
+}
+
+impl Predictor {
+    /// A predictor for `checkpoint` (loaded on `device`), running `batch_size` images at a time.
+    pub fn new(checkpoint: Checkpoint, device: Device, batch_size: usize) -> Self {
+        Self {
+            model: checkpoint.model,
+            meta: checkpoint.meta,
+            device,
+            batch_size: batch_size.max(1),
+        }
+    }
+
+    /// The checkpoint's metadata.
+    pub fn meta(&self) -> &CheckpointMeta {
+        &self.meta
+    }
+
+    /// Class probabilities `[n, classes, h, w]` at the training size for preprocessed inputs
+    /// (`[n, channels, h, w]`); binary models give two channels (background, foreground).
+    pub fn probabilities(&self, inputs: Vec<f32>, n: usize) -> Result<Vec<f32>> {
+        let pre = &self.meta.preprocess;
+        let x = Tensor::<4>::from_data(
+            TensorData::new(inputs, [n, pre.channels, pre.height, pre.width]),
+            &self.device,
+        );
+        let logits = self.model.forward(x);
+        let probs = if self.meta.model.num_classes == 1 {
+            let p = sigmoid(logits);
+            Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
+        } else {
+            softmax(logits, 1)
+        };
+        probs
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| SegError::Backend(format!("{e:?}")))
+    }
+
+    /// Predicts masks for `images`, each returned at its own size.
+    pub fn predict(&self, images: &[DynamicImage]) -> Result<Vec<Prediction>> {
+        let pre = &self.meta.preprocess;
+        let plane = pre.height * pre.width;
+        let classes = self.meta.model.task_classes();
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(self.batch_size) {
+            let inputs: Vec<f32> = chunk
+                .par_iter()
+                .map(|img| pre.image_to_chw(img))
+                .flatten_iter()
+                .collect();
+            let probs = self.probabilities(inputs, chunk.len())?;
+            let preds: Vec<Prediction> = chunk
+                .par_iter()
+                .enumerate()
+                .map(|(i, img)| {
+                    let p = &probs[i * classes * plane..(i + 1) * classes * plane];
+                    self.decide(p, img.width(), img.height())
+                })
+                .collect();
+            out.extend(preds);
+        }
+        Ok(out)
+    }
+
+    /// Resizes the class probabilities to `width` x `height` and picks a class per pixel.
+    fn decide(&self, probs: &[f32], width: u32, height: u32) -> Prediction {
+        let pre = &self.meta.preprocess;
+        let classes = self.meta.model.task_classes();
+        let plane = pre.height * pre.width;
+        let resized: Vec<Vec<f32>> = (0..classes)
+            .map(|c| {
+                let channel = probs[c * plane..(c + 1) * plane].to_vec();
+                let img: ImageBuffer<Luma<f32>, Vec<f32>> =
+                    ImageBuffer::from_raw(pre.width as u32, pre.height as u32, channel)
+                        .unwrap_or_else(|| ImageBuffer::new(pre.width as u32, pre.height as u32));
+                if (width, height) == (pre.width as u32, pre.height as u32) {
+                    img.into_raw()
+                } else {
+                    image::imageops::resize(&img, width, height, FilterType::Triangle).into_raw()
+                }
+            })
+            .collect();
+        let n = (width * height) as usize;
+        let mut mask = vec![0u8; n];
+        let mut class_pixels = vec![0u64; classes];
+        let mut confidence = 0f64;
+        for (i, m) in mask.iter_mut().enumerate() {
+            let (best, p) = if classes == 2 && self.meta.model.num_classes == 1 {
+                let fg = resized[1][i];
+                if fg >= self.meta.threshold { (1, fg) } else { (0, 1.0 - fg) }
+            } else {
+                (0..classes).fold((0, f32::MIN), |(bc, bp), c| {
+                    if resized[c][i] > bp { (c, resized[c][i]) } else { (bc, bp) }
+                })
+            };
+            *m = best as u8;
+            class_pixels[best] += 1;
+            confidence += f64::from(p);
+        }
+        Prediction {
+            mask: GrayImage::from_raw(width, height, mask).unwrap_or_else(|| GrayImage::new(width, height)),
+            mean_confidence: (confidence / n.max(1) as f64) as f32,
+            class_pixels,
+        }
+    }
+}
+
+/// Paints a class mask with the classes' colours (ignored pixels grey).
+pub fn colorize(mask: &GrayImage, classes: &[ClassInfo]) -> RgbImage {
+    RgbImage::from_fn(mask.width(), mask.height(), |x, y| {
+        let id = mask.get_pixel(x, y).0[0];
+        Rgb(if id == IGNORE_INDEX {
+            [128, 128, 128]
+        } else {
+            classes.get(usize::from(id)).map_or([255, 255, 255], |c| c.color)
+        })
+    })
+}
+
+/// Blends the coloured mask over the image (`alpha` = mask opacity; background class 0 is left
+/// unpainted so the image shows through).
+pub fn overlay(image: &DynamicImage, mask: &GrayImage, classes: &[ClassInfo], alpha: f32) -> RgbImage {
+    let mut rgb = image.to_rgb8();
+    if rgb.dimensions() != mask.dimensions() {
+        rgb = image::imageops::resize(&rgb, mask.width(), mask.height(), FilterType::Triangle);
+    }
+    let alpha = alpha.clamp(0.0, 1.0);
+    for (x, y, px) in rgb.enumerate_pixels_mut() {
+        let id = mask.get_pixel(x, y).0[0];
+        if id == 0 || id == IGNORE_INDEX {
+            continue;
+        }
+        let color = classes.get(usize::from(id)).map_or([255, 255, 255], |c| c.color);
+        for k in 0..3 {
+            px.0[k] = (f32::from(px.0[k]) * (1.0 - alpha) + f32::from(color[k]) * alpha) as u8;
+        }
+    }
+    rgb
+}
