@@ -152,6 +152,10 @@ pub struct TrainConfig {
     /// Batches prepared ahead of the model.
     #[config(default = 4)]
     pub prefetch: usize,
+    /// Wall-clock budget in seconds (0 = none): no new epoch starts once it is spent, and the
+    /// best model so far is returned.
+    #[config(default = 0.0)]
+    pub time_budget_secs: f64,
 }
 
 impl TrainConfig {
@@ -166,6 +170,12 @@ impl TrainConfig {
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return bad(format!("train.learning_rate = {} (must be > 0)", self.learning_rate));
+        }
+        if !(self.time_budget_secs.is_finite() && self.time_budget_secs >= 0.0) {
+            return bad(format!("train.time_budget_secs = {} (must be >= 0)", self.time_budget_secs));
+        }
+        if !(self.valid_fraction > 0.0 && self.valid_fraction < 1.0) {
+            return bad(format!("train.valid_fraction = {} (must be in (0, 1))", self.valid_fraction));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad(format!("train.weight_decay = {} (must be >= 0)", self.weight_decay));
@@ -296,7 +306,7 @@ pub struct TrainOutcome {
     pub history: Vec<EpochReport>,
     /// Epoch (1-based) of the best model.
     pub best_epoch: usize,
-    /// Whether early stopping ended the run.
+    /// Whether early stopping or the time budget ended the run before `epochs`.
     pub stopped_early: bool,
 }
 
@@ -366,6 +376,7 @@ pub fn train(
     let mut since_best = 0usize;
     let mut stopped_early = false;
     let mut step = 0usize;
+    let run_clock = Instant::now();
     for epoch in 1..=config.epochs {
         let started = Instant::now();
         let lr = config.lr_schedule.rate(config.learning_rate, epoch, config.epochs);
@@ -435,6 +446,10 @@ pub fn train(
         observer.on_epoch_end(&report);
         history.push(report);
         if config.early_stopping_patience > 0 && since_best >= config.early_stopping_patience {
+            stopped_early = epoch < config.epochs;
+            break;
+        }
+        if config.time_budget_secs > 0.0 && run_clock.elapsed().as_secs_f64() >= config.time_budget_secs {
             stopped_early = epoch < config.epochs;
             break;
         }

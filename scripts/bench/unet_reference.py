@@ -1,0 +1,118 @@
+"""PyTorch eager reference of seg-model's benchmark U-Net (same architecture, loss, optimiser).
+
+U-Net depth 4, base 16, batch norm, transposed-conv up-sampling; BCE-with-logits + soft Dice;
+Adam lr 1e-3; batch 8 of 3x128x128. Prints one JSON line with median step times and
+throughputs. Run by seg-model's `throughput` bench; usable alone:
+    python unet_reference.py --steps 10 --warmup 3
+"""
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class UNet(nn.Module):
+    def __init__(self, cin=3, classes=1, base=16, depth=4):
+        super().__init__()
+        self.inc = ConvBlock(cin, base)
+        self.downs = nn.ModuleList(ConvBlock(base << i, base << (i + 1)) for i in range(depth))
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(base << (i + 1), base << i, 2, stride=2) for i in reversed(range(depth)))
+        self.blocks = nn.ModuleList(ConvBlock(base << (i + 1), base << i) for i in reversed(range(depth)))
+        self.head = nn.Conv2d(base, classes, 1)
+
+    def forward(self, x):
+        x = self.inc(x)
+        skips = []
+        for down in self.downs:
+            skips.append(x)
+            x = down(F.max_pool2d(x, 2))
+        for up, block, skip in zip(self.ups, self.blocks, reversed(skips)):
+            x = block(torch.cat([skip, up(x)], 1))
+        return self.head(x)
+
+
+def loss_fn(logits, target):
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+    return bce + dice
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    dev = torch.device(args.device)
+    model = UNet().to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(args.batch, 3, args.size, args.size, device=dev)
+    y = (torch.rand(args.batch, 1, args.size, args.size, device=dev) > 0.7).float()
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(fn, n):
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - t)
+        return times
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        loss.item()
+
+    model.train()
+    timed(train_step, args.warmup)
+    train = timed(train_step, args.steps)
+    model.eval()
+
+    def infer():
+        with torch.inference_mode():
+            model(x).sum().item()
+
+    timed(infer, args.warmup)
+    inf = timed(infer, args.steps)
+    tm, im = statistics.median(train), statistics.median(inf)
+    print(json.dumps({
+        "backend": f"pytorch-eager-{dev.type}",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "train_step_median_s": tm,
+        "train_images_per_sec": args.batch / tm,
+        "infer_batch_median_s": im,
+        "infer_images_per_sec": args.batch / im,
+    }))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
+    main()

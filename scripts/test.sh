@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The project's one test command (README and .ci/run call it). From a fresh clone it installs
+# what the tests need, then runs every test of the workspace:
+#   1. rustfmt check;
+#   2. the whole workspace's tests on the default backend (flex, pure Rust);
+#   3. seg-model's tests again on libtorch (burn's tch backend), so the backend users asked
+#      for cannot rot. libtorch comes from the torch==2.9.0 wheel, cached under ~/.cache.
+# Needs: the Rust toolchain, python3 with venv, ../shared/datasets (or SEG_DATASETS_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SEG_DATASETS_DIR="${SEG_DATASETS_DIR:-$(cd .. && pwd)/shared/datasets}"
+if [ ! -d "$SEG_DATASETS_DIR/kvasir-seg" ]; then
+  echo "test.sh: datasets not found at $SEG_DATASETS_DIR; set SEG_DATASETS_DIR to the folder with kvasir-seg/" >&2
+  exit 1
+fi
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "rustfmt"
+cargo fmt --all --check
+
+step "workspace tests (flex backend)"
+cargo test --workspace --locked
+
+step "seg-model tests on libtorch (tch backend)"
+scripts/with-libtorch.sh cargo test -p seg-model --locked --no-default-features --features tch
