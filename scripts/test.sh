@@ -2,8 +2,9 @@
 # The project's one test command (README and .ci/run call it). From a fresh clone it installs
 # what the tests need, then runs every test of the workspace:
 #   1. rustfmt check;
-#   2. the whole workspace's tests on the default backend (flex, pure Rust);
-#   3. seg-model's tests again on libtorch (burn's tch backend), so the backend users asked
+#   2. starts MLflow (pip, pinned, cached under ~/.cache) on a free loopback port;
+#   3. the whole workspace's tests on the default backend (flex, pure Rust);
+#   4. seg-model's tests again on libtorch (burn's tch backend), so the backend users asked
 #      for cannot rot. libtorch comes from the torch==2.9.0 wheel, cached under ~/.cache.
 # Needs: the Rust toolchain, python3 with venv, ../shared/datasets (or SEG_DATASETS_DIR).
 set -euo pipefail
@@ -19,6 +20,17 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "rustfmt"
 cargo fmt --all --check
+
+step "services: MLflow (pinned, cached venv) on loopback"
+SERVICES_DIR="$(mktemp -d "${TMPDIR:-/tmp}/seg-mlops-test.XXXXXX")"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+cleanup() { scripts/mlflow-server.sh stop "$SERVICES_DIR/mlflow" || true; }
+trap cleanup EXIT
+MLFLOW_PORT="$(free_port)"
+scripts/mlflow-server.sh start "$SERVICES_DIR/mlflow" "$MLFLOW_PORT"
+export MLFLOW_TEST_TRACKING_URI="http://127.0.0.1:$MLFLOW_PORT"
+MLFLOW_TEST_PYTHON="$(scripts/mlflow-server.sh python)"
+export MLFLOW_TEST_PYTHON
 
 step "workspace tests (flex backend)"
 cargo test --workspace --locked

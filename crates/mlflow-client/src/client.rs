@@ -30,7 +30,9 @@ impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::None => write!(f, "None"),
-            Self::Basic { username, .. } => write!(f, "Basic {{ username: {username:?}, password: \"***\" }}"),
+            Self::Basic { username, .. } => {
+                write!(f, "Basic {{ username: {username:?}, password: \"***\" }}")
+            }
             Self::Bearer(_) => write!(f, "Bearer(\"***\")"),
         }
     }
@@ -85,7 +87,9 @@ impl MlflowClientBuilder {
     /// `MLFLOW_TRACKING_USERNAME`/`MLFLOW_TRACKING_PASSWORD` or `MLFLOW_TRACKING_TOKEN`.
     pub fn from_env() -> Result<Self> {
         let uri = std::env::var("MLFLOW_TRACKING_URI").map_err(|_| {
-            MlflowError::Config("MLFLOW_TRACKING_URI is not set (e.g. http://127.0.0.1:5000)".into())
+            MlflowError::Config(
+                "MLFLOW_TRACKING_URI is not set (e.g. http://127.0.0.1:5000)".into(),
+            )
         })?;
         let mut builder = Self::new(uri);
         if let Ok(token) = std::env::var("MLFLOW_TRACKING_TOKEN") {
@@ -131,8 +135,9 @@ impl MlflowClientBuilder {
 
     /// Builds the client.
     pub fn build(self) -> Result<MlflowClient> {
-        let base = url::Url::parse(self.tracking_uri.trim_end_matches('/'))
-            .map_err(|e| MlflowError::Config(format!("tracking URI {:?}: {e}", self.tracking_uri)))?;
+        let base = url::Url::parse(self.tracking_uri.trim_end_matches('/')).map_err(|e| {
+            MlflowError::Config(format!("tracking URI {:?}: {e}", self.tracking_uri))
+        })?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(MlflowError::Config(format!(
                 "tracking URI {:?} must be http:// or https:// (file stores are not served over REST)",
@@ -235,16 +240,29 @@ impl MlflowClient {
                 // MLflow rejects a POST without Content-Type: application/json; .json() sets it.
                 req = req.json(body);
             }
-            let resp = req.send().await.map_err(|e| self.transport_error(&label, e))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| self.transport_error(&label, e))?;
             let status = resp.status();
-            let bytes = resp.bytes().await.map_err(|e| self.transport_error(&label, e))?;
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(&label, e))?;
             if !status.is_success() {
                 return Err(self.status_error(&label, status, &bytes));
             }
-            let bytes = if bytes.is_empty() { &b"{}"[..] } else { &bytes[..] };
+            let bytes = if bytes.is_empty() {
+                &b"{}"[..]
+            } else {
+                &bytes[..]
+            };
             serde_json::from_slice(bytes).map_err(|e| MlflowError::Decode {
                 request: label.clone(),
-                reason: format!("{e}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(200)])),
+                reason: format!(
+                    "{e}: {}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                ),
             })
         };
         if idempotent == Idempotent::Yes {
@@ -288,7 +306,9 @@ impl MlflowClient {
             message: String,
         }
         let parsed: Option<ApiError> = serde_json::from_slice(body).ok();
-        let text = String::from_utf8_lossy(&body[..body.len().min(500)]).trim().to_string();
+        let text = String::from_utf8_lossy(&body[..body.len().min(500)])
+            .trim()
+            .to_string();
         let request = label.to_string();
         let Some(api) = parsed else {
             if status == StatusCode::FORBIDDEN && text.to_ascii_lowercase().contains("host") {
@@ -298,7 +318,10 @@ impl MlflowClient {
                 };
             }
             return match status {
-                StatusCode::NOT_FOUND => MlflowError::NotFound { request, message: text },
+                StatusCode::NOT_FOUND => MlflowError::NotFound {
+                    request,
+                    message: text,
+                },
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => MlflowError::PermissionDenied {
                     request,
                     status: status.as_u16(),
@@ -356,7 +379,10 @@ mod tests {
             .build()
             .expect("client");
         let text = format!("{client:?} {:?}", client.config());
-        assert!(!text.contains("hunter2") && text.contains("alice"), "{text}");
+        assert!(
+            !text.contains("hunter2") && text.contains("alice"),
+            "{text}"
+        );
         let bearer = format!("{:?}", Auth::Bearer("tok-123".into()));
         assert!(!bearer.contains("tok-123"));
     }
@@ -364,11 +390,23 @@ mod tests {
     #[test]
     fn error_bodies_map_to_typed_variants() {
         let c = MlflowClient::new("http://localhost:5000").expect("client");
-        let e = c.status_error("GET /x", StatusCode::NOT_FOUND, br#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"no run"}"#);
+        let e = c.status_error(
+            "GET /x",
+            StatusCode::NOT_FOUND,
+            br#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"no run"}"#,
+        );
         assert!(e.is_not_found());
-        let e = c.status_error("POST /x", StatusCode::BAD_REQUEST, br#"{"error_code":"RESOURCE_ALREADY_EXISTS","message":"dup"}"#);
+        let e = c.status_error(
+            "POST /x",
+            StatusCode::BAD_REQUEST,
+            br#"{"error_code":"RESOURCE_ALREADY_EXISTS","message":"dup"}"#,
+        );
         assert!(matches!(e, MlflowError::AlreadyExists { .. }));
-        let e = c.status_error("GET /x", StatusCode::FORBIDDEN, b"Invalid Host header - possible DNS rebinding attack detected");
+        let e = c.status_error(
+            "GET /x",
+            StatusCode::FORBIDDEN,
+            b"Invalid Host header - possible DNS rebinding attack detected",
+        );
         assert!(matches!(e, MlflowError::HostNotAllowed { .. }), "{e}");
         assert!(e.to_string().contains("--allowed-hosts"));
         let e = c.status_error("GET /x", StatusCode::SERVICE_UNAVAILABLE, b"busy");

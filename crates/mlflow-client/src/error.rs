@@ -29,7 +29,9 @@ pub enum MlflowError {
         message: String,
     },
     /// PERMISSION_DENIED, 401 or 403.
-    #[error("{request}: permission denied ({status}): {message}; check MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN")]
+    #[error(
+        "{request}: permission denied ({status}): {message}; check MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN"
+    )]
     PermissionDenied {
         /// `METHOD /path`.
         request: String,
@@ -39,7 +41,9 @@ pub enum MlflowError {
         message: String,
     },
     /// The server refused the Host header (MLflow's DNS-rebinding protection).
-    #[error("{request}: MLflow refused the Host header {host:?} (403): start the server with --allowed-hosts including {host:?}, or reach it as localhost")]
+    #[error(
+        "{request}: MLflow refused the Host header {host:?} (403): start the server with --allowed-hosts including {host:?}, or reach it as localhost"
+    )]
     HostNotAllowed {
         /// `METHOD /path`.
         request: String,
@@ -59,7 +63,9 @@ pub enum MlflowError {
         message: String,
     },
     /// The server could not be reached.
-    #[error("{request}: cannot reach MLflow at {url}: {reason}; is the server running (e.g. `mlflow server --host 127.0.0.1 --port 5000`) and MLFLOW_TRACKING_URI right?")]
+    #[error(
+        "{request}: cannot reach MLflow at {url}: {reason}; is the server running (e.g. `mlflow server --host 127.0.0.1 --port 5000`) and MLFLOW_TRACKING_URI right?"
+    )]
     Unreachable {
         /// `METHOD /path`.
         request: String,

@@ -155,7 +155,13 @@ impl MlflowClient {
             body["run_name"] = json!(name);
         }
         let r: RunResponse = self
-            .call(Method::POST, &format!("{API}/runs/create"), &[], Some(&body), Idempotent::No)
+            .call(
+                Method::POST,
+                &format!("{API}/runs/create"),
+                &[],
+                Some(&body),
+                Idempotent::No,
+            )
             .await?;
         Ok(r.run)
     }
@@ -175,21 +181,38 @@ impl MlflowClient {
     }
 
     /// Sets a run's status and end time (ms; `None` = now for terminal states).
-    pub async fn update_run(&self, run_id: &str, status: RunStatus, end_time: Option<i64>) -> Result<()> {
+    pub async fn update_run(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        end_time: Option<i64>,
+    ) -> Result<()> {
         let mut body = json!({ "run_id": run_id, "status": status });
         let terminal = !matches!(status, RunStatus::Running | RunStatus::Scheduled);
         if let Some(end) = end_time.or_else(|| terminal.then(now_millis)) {
             body["end_time"] = json!(end);
         }
         let _: serde_json::Value = self
-            .call(Method::POST, &format!("{API}/runs/update"), &[], Some(&body), Idempotent::Yes)
+            .call(
+                Method::POST,
+                &format!("{API}/runs/update"),
+                &[],
+                Some(&body),
+                Idempotent::Yes,
+            )
             .await?;
         Ok(())
     }
 
     /// Logs metrics, params and tags, split into calls within MLflow's limits (1000 metrics,
     /// 100 params, 100 tags, 1000 entities per call). Params go first, in their own calls.
-    pub async fn log_batch(&self, run_id: &str, metrics: &[Metric], params: &[Param], tags: &[Tag]) -> Result<()> {
+    pub async fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[Param],
+        tags: &[Tag],
+    ) -> Result<()> {
         for chunk in params.chunks(MAX_PARAMS_PER_BATCH) {
             self.log_batch_call(run_id, &[], chunk, &[]).await?;
         }
@@ -202,22 +225,41 @@ impl MlflowClient {
         Ok(())
     }
 
-    async fn log_batch_call(&self, run_id: &str, metrics: &[Metric], params: &[Param], tags: &[Tag]) -> Result<()> {
+    async fn log_batch_call(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[Param],
+        tags: &[Tag],
+    ) -> Result<()> {
         let body = json!({ "run_id": run_id, "metrics": metrics, "params": params, "tags": tags });
         // log-batch is idempotent for metrics (same key/step/timestamp/value) and for params of
         // equal value, so it may be retried.
         let _: serde_json::Value = self
-            .call(Method::POST, &format!("{API}/runs/log-batch"), &[], Some(&body), Idempotent::Yes)
+            .call(
+                Method::POST,
+                &format!("{API}/runs/log-batch"),
+                &[],
+                Some(&body),
+                Idempotent::Yes,
+            )
             .await?;
         Ok(())
     }
 
     /// Logs one metric value.
     pub async fn log_metric(&self, run_id: &str, metric: &Metric) -> Result<()> {
-        let mut body = serde_json::to_value(metric).map_err(|e| MlflowError::Config(e.to_string()))?;
+        let mut body =
+            serde_json::to_value(metric).map_err(|e| MlflowError::Config(e.to_string()))?;
         body["run_id"] = json!(run_id);
         let _: serde_json::Value = self
-            .call(Method::POST, &format!("{API}/runs/log-metric"), &[], Some(&body), Idempotent::Yes)
+            .call(
+                Method::POST,
+                &format!("{API}/runs/log-metric"),
+                &[],
+                Some(&body),
+                Idempotent::Yes,
+            )
             .await?;
         Ok(())
     }
@@ -226,7 +268,13 @@ impl MlflowClient {
     pub async fn log_param(&self, run_id: &str, key: &str, value: &str) -> Result<()> {
         let body = json!({ "run_id": run_id, "key": key, "value": value });
         let _: serde_json::Value = self
-            .call(Method::POST, &format!("{API}/runs/log-parameter"), &[], Some(&body), Idempotent::Yes)
+            .call(
+                Method::POST,
+                &format!("{API}/runs/log-parameter"),
+                &[],
+                Some(&body),
+                Idempotent::Yes,
+            )
             .await?;
         Ok(())
     }
@@ -235,7 +283,13 @@ impl MlflowClient {
     pub async fn set_tag(&self, run_id: &str, key: &str, value: &str) -> Result<()> {
         let body = json!({ "run_id": run_id, "key": key, "value": value });
         let _: serde_json::Value = self
-            .call(Method::POST, &format!("{API}/runs/set-tag"), &[], Some(&body), Idempotent::Yes)
+            .call(
+                Method::POST,
+                &format!("{API}/runs/set-tag"),
+                &[],
+                Some(&body),
+                Idempotent::Yes,
+            )
             .await?;
         Ok(())
     }
@@ -245,7 +299,13 @@ impl MlflowClient {
     pub async fn log_inputs(&self, run_id: &str, datasets: &[DatasetInput]) -> Result<()> {
         let body = json!({ "run_id": run_id, "datasets": datasets });
         let _: serde_json::Value = self
-            .call(Method::POST, &format!("{API}/runs/log-inputs"), &[], Some(&body), Idempotent::Yes)
+            .call(
+                Method::POST,
+                &format!("{API}/runs/log-inputs"),
+                &[],
+                Some(&body),
+                Idempotent::Yes,
+            )
             .await?;
         Ok(())
     }
@@ -275,7 +335,13 @@ impl MlflowClient {
                     body["page_token"] = json!(t);
                 }
                 let page: Page = self
-                    .call(Method::POST, &format!("{API}/runs/search"), &[], Some(&body), Idempotent::Yes)
+                    .call(
+                        Method::POST,
+                        &format!("{API}/runs/search"),
+                        &[],
+                        Some(&body),
+                        Idempotent::Yes,
+                    )
                     .await?;
                 Ok((page.runs, page.next_page_token))
             }
@@ -306,7 +372,13 @@ impl MlflowClient {
                 query.push(("page_token", t));
             }
             let page: Page = self
-                .call::<(), _>(Method::GET, &format!("{API}/metrics/get-history"), &query, None, Idempotent::Yes)
+                .call::<(), _>(
+                    Method::GET,
+                    &format!("{API}/metrics/get-history"),
+                    &query,
+                    None,
+                    Idempotent::Yes,
+                )
                 .await?;
             Ok((page.metrics, page.next_page_token))
         })
@@ -321,12 +393,19 @@ impl MlflowClient {
         params: &[Param],
         tags: &[Tag],
     ) -> Result<LoggedModel> {
-        let mut body = json!({ "experiment_id": experiment_id, "name": name, "params": params, "tags": tags });
+        let mut body =
+            json!({ "experiment_id": experiment_id, "name": name, "params": params, "tags": tags });
         if let Some(run) = source_run_id {
             body["source_run_id"] = json!(run);
         }
         let r: LoggedModelResponse = self
-            .call(Method::POST, &format!("{API}/logged-models"), &[], Some(&body), Idempotent::No)
+            .call(
+                Method::POST,
+                &format!("{API}/logged-models"),
+                &[],
+                Some(&body),
+                Idempotent::No,
+            )
             .await?;
         Ok(r.model)
     }
@@ -348,7 +427,13 @@ impl MlflowClient {
     /// The logged model with this id.
     pub async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel> {
         let r: LoggedModelResponse = self
-            .call::<(), _>(Method::GET, &format!("{API}/logged-models/{model_id}"), &[], None, Idempotent::Yes)
+            .call::<(), _>(
+                Method::GET,
+                &format!("{API}/logged-models/{model_id}"),
+                &[],
+                None,
+                Idempotent::Yes,
+            )
             .await?;
         Ok(r.model)
     }
@@ -377,7 +462,13 @@ impl MlflowClient {
                     body["page_token"] = json!(t);
                 }
                 let page: Page = self
-                    .call(Method::POST, &format!("{API}/logged-models/search"), &[], Some(&body), Idempotent::Yes)
+                    .call(
+                        Method::POST,
+                        &format!("{API}/logged-models/search"),
+                        &[],
+                        Some(&body),
+                        Idempotent::Yes,
+                    )
                     .await?;
                 Ok((page.models, page.next_page_token))
             }
@@ -389,4 +480,3 @@ impl MlflowClient {
 pub fn context_tag(context: &str) -> Tag {
     Tag::new("mlflow.data.context", context)
 }
-

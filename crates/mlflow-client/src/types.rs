@@ -27,7 +27,8 @@ impl Tag {
 pub type Param = Tag;
 
 /// A metric value at a step and time. Non-finite values travel as `"NaN"`, `"Infinity"`,
-/// `"-Infinity"` (a bare NaN would be stored as 0).
+/// `"-Infinity"` (a bare NaN would be stored as 0). MLflow's SQL store keeps infinities as
+/// `±f64::MAX`; reading maps those back to `±inf`, so values round-trip.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
     /// Name.
@@ -82,6 +83,8 @@ fn de_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         S(String),
     }
     match Num::deserialize(d)? {
+        Num::F(v) if v == f64::MAX => Ok(f64::INFINITY),
+        Num::F(v) if v == f64::MIN => Ok(f64::NEG_INFINITY),
         Num::F(v) => Ok(v),
         Num::S(s) => match s.as_str() {
             "NaN" | "nan" => Ok(f64::NAN),
@@ -258,17 +261,29 @@ pub struct Run {
 impl Run {
     /// Value of parameter `key`.
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.data.params.iter().find(|p| p.key == key).map(|p| p.value.as_str())
+        self.data
+            .params
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.as_str())
     }
 
     /// Value of tag `key`.
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.data.tags.iter().find(|p| p.key == key).map(|p| p.value.as_str())
+        self.data
+            .tags
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.as_str())
     }
 
     /// Latest value of metric `key`.
     pub fn metric(&self, key: &str) -> Option<f64> {
-        self.data.metrics.iter().find(|m| m.key == key).map(|m| m.value)
+        self.data
+            .metrics
+            .iter()
+            .find(|m| m.key == key)
+            .map(|m| m.value)
     }
 }
 
@@ -339,7 +354,10 @@ pub struct ModelVersion {
 impl ModelVersion {
     /// Value of tag `key`.
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags.iter().find(|p| p.key == key).map(|p| p.value.as_str())
+        self.tags
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.as_str())
     }
 }
 
@@ -396,14 +414,30 @@ mod tests {
     #[test]
     fn non_finite_metrics_serialise_as_strings_and_read_back() {
         for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.25] {
-            let m = Metric { key: "k".into(), value: v, timestamp: 1, step: 2 };
+            let m = Metric {
+                key: "k".into(),
+                value: v,
+                timestamp: 1,
+                step: 2,
+            };
             let json = serde_json::to_string(&m).expect("ser");
             let back: Metric = serde_json::from_str(&json).expect("de");
-            assert!(back.value == v || (v.is_nan() && back.value.is_nan()), "{json}");
+            assert!(
+                back.value == v || (v.is_nan() && back.value.is_nan()),
+                "{json}"
+            );
         }
-        let json = serde_json::to_string(&Metric { key: "k".into(), value: f64::NAN, timestamp: 0, step: 0 }).expect("ser");
+        let json = serde_json::to_string(&Metric {
+            key: "k".into(),
+            value: f64::NAN,
+            timestamp: 0,
+            step: 0,
+        })
+        .expect("ser");
         assert!(json.contains(r#""value":"NaN""#), "{json}");
-        let m: Metric = serde_json::from_str(r#"{"key":"a","value":1.5,"timestamp":"17","step":"3"}"#).expect("de");
+        let m: Metric =
+            serde_json::from_str(r#"{"key":"a","value":1.5,"timestamp":"17","step":"3"}"#)
+                .expect("de");
         assert_eq!((m.timestamp, m.step), (17, 3));
     }
 }

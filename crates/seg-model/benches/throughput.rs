@@ -16,7 +16,9 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use seg_model::data::{AugmentConfig, BatchLoader, LoaderConfig, MaskEncoding, Preprocess, SegmentationDataset};
+use seg_model::data::{
+    AugmentConfig, BatchLoader, LoaderConfig, MaskEncoding, Preprocess, SegmentationDataset,
+};
 use seg_model::loss::{LossConfig, LossTargets, segmentation_loss};
 use seg_model::{BackendKind, UNetConfig};
 
@@ -29,7 +31,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn steps() -> usize {
-    std::env::var("SEG_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(10)
+    std::env::var("SEG_BENCH_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
 }
 
 fn datasets_dir() -> PathBuf {
@@ -52,8 +57,14 @@ fn bench_backend(kind: BackendKind) -> Measure {
     let mut model = config.init(&device).expect("model");
     let mut optim = AdamConfig::new().init();
     let loss_cfg = LossConfig::new();
-    let x = Tensor::<4>::random([BATCH, 3, SIZE, SIZE], Distribution::Normal(0.0, 1.0), &device);
-    let masks: Vec<u8> = (0..BATCH * SIZE * SIZE).map(|i| u8::from(i % 7 < 2)).collect();
+    let x = Tensor::<4>::random(
+        [BATCH, 3, SIZE, SIZE],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let masks: Vec<u8> = (0..BATCH * SIZE * SIZE)
+        .map(|i| u8::from(i % 7 < 2))
+        .collect();
     let targets = LossTargets::from_masks(&masks, BATCH, SIZE, SIZE, 1, &device);
     let mut step = |model: seg_model::UNet| {
         let loss = segmentation_loss(&loss_cfg, model.forward(x.clone()), &targets);
@@ -93,14 +104,18 @@ fn bench_pytorch() -> Option<Measure> {
     let python = std::env::var_os("SEG_BENCH_PYTHON")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("TORCH_VENV").map(|v| PathBuf::from(v).join("bin/python")))?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench/unet_reference.py");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench/unet_reference.py");
     let out = std::process::Command::new(&python)
         .arg(&script)
         .args(["--steps", &steps().to_string()])
         .output()
         .ok()?;
     if !out.status.success() {
-        eprintln!("pytorch reference failed: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "pytorch reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         return None;
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -146,10 +161,20 @@ fn rss_child() {
         .with_valid_fraction(0.9)
         .with_batch_size(BATCH);
     let split = seg_model::data::Split::new(ds.len(), 0.9, 1).expect("split");
-    seg_model::train(&UNetConfig::new(), &cfg, &ds, &split, BackendKind::default_kind(), &mut seg_model::NoObserver)
-        .expect("train");
+    seg_model::train(
+        &UNetConfig::new(),
+        &cfg,
+        &ds,
+        &split,
+        BackendKind::default_kind(),
+        &mut seg_model::NoObserver,
+    )
+    .expect("train");
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let hwm = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: 0 kB");
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: 0 kB");
     println!("{}", hwm.split_whitespace().nth(1).unwrap_or("0"));
 }
 
@@ -158,7 +183,10 @@ fn main() {
         rss_child();
         return;
     }
-    println!("seg-model throughput: U-Net depth 4, base 16, batch {BATCH}, 3x{SIZE}x{SIZE}, BCE+Dice, Adam; {} timed steps, medians", steps());
+    println!(
+        "seg-model throughput: U-Net depth 4, base 16, batch {BATCH}, 3x{SIZE}x{SIZE}, BCE+Dice, Adam; {} timed steps, medians",
+        steps()
+    );
     println!("threads: {} (rayon)", rayon::current_num_threads());
     let mut results = Vec::new();
     #[cfg(feature = "flex")]
@@ -166,27 +194,50 @@ fn main() {
     #[cfg(feature = "tch")]
     results.push(bench_backend(BackendKind::TchCpu));
     let reference = bench_pytorch();
-    println!("{:<22} {:>14} {:>14} {:>12} {:>12}", "backend", "train img/s", "infer img/s", "train ratio", "infer ratio");
+    println!(
+        "{:<22} {:>14} {:>14} {:>12} {:>12}",
+        "backend", "train img/s", "infer img/s", "train ratio", "infer ratio"
+    );
     for m in results.iter().chain(reference.iter()) {
-        let (tr, ir) = reference.as_ref().map_or((f64::NAN, f64::NAN), |r| (m.train / r.train, m.infer / r.infer));
-        println!("{:<22} {:>14.2} {:>14.2} {:>11.2}x {:>11.2}x", m.name, m.train, m.infer, tr, ir);
+        let (tr, ir) = reference.as_ref().map_or((f64::NAN, f64::NAN), |r| {
+            (m.train / r.train, m.infer / r.infer)
+        });
+        println!(
+            "{:<22} {:>14.2} {:>14.2} {:>11.2}x {:>11.2}x",
+            m.name, m.train, m.infer, tr, ir
+        );
     }
     if reference.is_none() {
-        println!("(PyTorch reference not run: set SEG_BENCH_PYTHON or run under scripts/with-libtorch.sh)");
+        println!(
+            "(PyTorch reference not run: set SEG_BENCH_PYTHON or run under scripts/with-libtorch.sh)"
+        );
     }
     if let Some(ds) = kvasir() {
         let pipeline = bench_pipeline(&ds);
         let consumer = results.iter().map(|m| m.train).fold(0.0, f64::max);
-        println!("data pipeline (kvasir-seg, decode+augment @128): {pipeline:.1} img/s = {:.1}x the fastest train step", pipeline / consumer);
+        println!(
+            "data pipeline (kvasir-seg, decode+augment @128): {pipeline:.1} img/s = {:.1}x the fastest train step",
+            pipeline / consumer
+        );
         let exe = std::env::current_exe().expect("exe");
         match std::process::Command::new(exe).arg("--rss-child").output() {
             Ok(out) if out.status.success() => {
-                let kib: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0.0);
-                println!("peak RSS, 1 epoch on kvasir-seg @128 batch 8 ({}): {:.0} MiB (target <= 2048)", BackendKind::default_kind(), kib / 1024.0);
+                let kib: f64 = String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse()
+                    .unwrap_or(0.0);
+                println!(
+                    "peak RSS, 1 epoch on kvasir-seg @128 batch 8 ({}): {:.0} MiB (target <= 2048)",
+                    BackendKind::default_kind(),
+                    kib / 1024.0
+                );
             }
             other => println!("peak RSS child failed: {other:?}"),
         }
     } else {
-        println!("kvasir-seg not found under {}: pipeline and RSS not measured", datasets_dir().display());
+        println!(
+            "kvasir-seg not found under {}: pipeline and RSS not measured",
+            datasets_dir().display()
+        );
     }
 }

@@ -36,10 +36,14 @@ impl TrainObserver for Print {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let dir = args.first().ok_or("usage: train_folder DATASET_DIR [SIZE] [BUDGET_SECS] [BACKEND]")?;
+    let dir = args
+        .first()
+        .ok_or("usage: train_folder DATASET_DIR [SIZE] [BUDGET_SECS] [BACKEND]")?;
     let size: usize = args.get(1).map_or(Ok(128), |s| s.parse())?;
     let budget: f64 = args.get(2).map_or(Ok(1800.0), |s| s.parse())?;
-    let backend = args.get(3).map_or(Ok(BackendKind::default_kind()), |s| BackendKind::parse(s))?;
+    let backend = args
+        .get(3)
+        .map_or(Ok(BackendKind::default_kind()), |s| BackendKind::parse(s))?;
     let ds = SegmentationDataset::open(dir, MaskEncoding::default())?;
     let config = TrainConfig::new()
         .with_epochs(200)
@@ -50,7 +54,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_lr_schedule(seg_model::LrSchedule::Constant)
         .with_selection_metric(seg_model::SelectionMetric::ForegroundDice);
     let split = Split::new(ds.len(), config.valid_fraction, config.seed)?;
-    let outcome = seg_model::train(&UNetConfig::new(), &config, &ds, &split, backend, &mut Print)?;
+    let outcome = seg_model::train(
+        &UNetConfig::new(),
+        &config,
+        &ds,
+        &split,
+        backend,
+        &mut Print,
+    )?;
     let best = &outcome.history[outcome.best_epoch - 1];
     println!(
         "best epoch {}: dice {:.4} iou {:.4} (of {} epochs)",

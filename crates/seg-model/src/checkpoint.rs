@@ -120,7 +120,8 @@ pub fn save(path: &Path, model: UNet, mut meta: CheckpointMeta) -> Result<SavedC
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(|e| SegError::io("create", &dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| SegError::io("create", &dir, e))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(&dir).map_err(|e| SegError::io("create", &dir, e))?;
     let mut hasher = Sha256::new();
     let header = [
         &MAGIC[..],
@@ -130,7 +131,8 @@ pub fn save(path: &Path, model: UNet, mut meta: CheckpointMeta) -> Result<SavedC
     .concat();
     for part in [&header[..], &meta_json, &weights[..]] {
         hasher.update(part);
-        tmp.write_all(part).map_err(|e| SegError::io("write", path, e))?;
+        tmp.write_all(part)
+            .map_err(|e| SegError::io("write", path, e))?;
     }
     tmp.as_file()
         .sync_all()
@@ -150,7 +152,9 @@ pub fn file_sha256(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(|e| SegError::io("read", path, e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| SegError::io("read", path, e))?;
         if n == 0 {
             break;
         }
@@ -221,7 +225,10 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
         .validate()
         .map_err(|e| ck_err(path, format!("recorded preprocessing is invalid: {e}")))?;
     if meta.model.in_channels != meta.preprocess.channels {
-        return Err(ck_err(path, "model in_channels differ from the preprocessing channels"));
+        return Err(ck_err(
+            path,
+            "model in_channels differ from the preprocessing channels",
+        ));
     }
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
         .map_err(|e| ck_err(path, format!("weights do not decode: {e}")))?;
@@ -245,7 +252,9 @@ pub fn load_verified(path: &Path, expected_sha256: &str, device: &Device) -> Res
     if !actual.eq_ignore_ascii_case(expected_sha256.trim()) {
         return Err(ck_err(
             path,
-            format!("file sha256 {actual} does not match the expected {expected_sha256}; refusing to load it"),
+            format!(
+                "file sha256 {actual} does not match the expected {expected_sha256}; refusing to load it"
+            ),
         ));
     }
     load(path, device)

@@ -25,7 +25,9 @@ pub enum SegError {
         reason: String,
     },
     /// A dataset folder lacks `images/` or `masks/`.
-    #[error("dataset {dir} has no {missing}/ folder: a dataset is images/ and masks/ with matching file stems")]
+    #[error(
+        "dataset {dir} has no {missing}/ folder: a dataset is images/ and masks/ with matching file stems"
+    )]
     MissingFolder {
         /// The dataset root.
         dir: PathBuf,
@@ -39,7 +41,9 @@ pub enum SegError {
         dir: PathBuf,
     },
     /// Images without masks or masks without images.
-    #[error("dataset {dir}: {count} file(s) without a partner (same stem in images/ and masks/): {stems}")]
+    #[error(
+        "dataset {dir}: {count} file(s) without a partner (same stem in images/ and masks/): {stems}"
+    )]
     MissingPartner {
         /// The dataset root.
         dir: PathBuf,
@@ -77,7 +81,9 @@ pub enum SegError {
         mask_h: u32,
     },
     /// A mask holds a class id outside the configured classes.
-    #[error("mask {path} holds class id {value} but the task has {num_classes} classes (ids 0..{num_classes}); check the mask encoding")]
+    #[error(
+        "mask {path} holds class id {value} but the task has {num_classes} classes (ids 0..{num_classes}); check the mask encoding"
+    )]
     ClassOutOfRange {
         /// The mask file.
         path: PathBuf,
@@ -107,7 +113,9 @@ pub enum SegError {
         epoch: usize,
     },
     /// Training produced a non-finite loss.
-    #[error("training diverged: loss is {loss} at epoch {epoch}, batch {batch}; lower the learning rate")]
+    #[error(
+        "training diverged: loss is {loss} at epoch {epoch}, batch {batch}; lower the learning rate"
+    )]
     Diverged {
         /// Epoch (1-based).
         epoch: usize,

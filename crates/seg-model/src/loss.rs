@@ -116,8 +116,11 @@ pub fn segmentation_loss(config: &LossConfig, logits: Tensor<4>, t: &LossTargets
             .div_scalar(t.valid_pixels);
         let p = log_p.exp() * t.valid.clone();
         // Per-class soft Dice over the whole batch, averaged over classes.
-        let inter = (p.clone() * t.target.clone()).sum_dims(&[0, 2, 3]).flatten::<1>(0, 3);
-        let denom = (p.sum_dims(&[0, 2, 3]) + t.target.clone().sum_dims(&[0, 2, 3])).flatten::<1>(0, 3);
+        let inter = (p.clone() * t.target.clone())
+            .sum_dims(&[0, 2, 3])
+            .flatten::<1>(0, 3);
+        let denom =
+            (p.sum_dims(&[0, 2, 3]) + t.target.clone().sum_dims(&[0, 2, 3])).flatten::<1>(0, 3);
         let dice = inter.mul_scalar(2.0).add_scalar(smooth) / denom.add_scalar(smooth);
         (ce, dice.mean().neg().add_scalar(1.0))
     };
@@ -140,7 +143,8 @@ mod tests {
     fn bce_matches_hand_computed_value_and_skips_ignored_pixels() {
         let d = device();
         // Pixels: logit 0 with target 1, logit 2 with target 0, logit 5 ignored.
-        let logits = Tensor::<4>::from_data(TensorData::new(vec![0.0f32, 2.0, 5.0], [1, 1, 1, 3]), &d);
+        let logits =
+            Tensor::<4>::from_data(TensorData::new(vec![0.0f32, 2.0, 5.0], [1, 1, 1, 3]), &d);
         let t = LossTargets::from_masks(&[1, 0, IGNORE_INDEX], 1, 1, 3, 1, &d);
         let cfg = LossConfig::new().with_dice_weight(0.0);
         let expected = ((2f64).ln() + (2.0 + (-2f64).exp().ln_1p())) / 2.0;
@@ -166,7 +170,10 @@ mod tests {
     #[test]
     fn dice_is_near_zero_for_a_perfect_prediction() {
         let d = device();
-        let logits = Tensor::<4>::from_data(TensorData::new(vec![20.0f32, -20.0, 20.0, -20.0], [1, 1, 2, 2]), &d);
+        let logits = Tensor::<4>::from_data(
+            TensorData::new(vec![20.0f32, -20.0, 20.0, -20.0], [1, 1, 2, 2]),
+            &d,
+        );
         let t = LossTargets::from_masks(&[1, 0, 1, 0], 1, 2, 2, 1, &d);
         let cfg = LossConfig::new().with_ce_weight(0.0);
         assert!(scalar(segmentation_loss(&cfg, logits, &t)) < 1e-4);

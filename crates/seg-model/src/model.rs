@@ -94,7 +94,11 @@ impl UNetConfig {
 
     /// Number of task classes the metrics see: 2 for a binary model, else `num_classes`.
     pub fn task_classes(&self) -> usize {
-        if self.num_classes == 1 { 2 } else { self.num_classes }
+        if self.num_classes == 1 {
+            2
+        } else {
+            self.num_classes
+        }
     }
 
     /// Builds a freshly initialised U-Net on `device` (seed the device first for reproducibility).
@@ -261,11 +265,19 @@ mod tests {
 
     #[test]
     fn invalid_configs_are_named() {
-        let err = UNetConfig::new().with_in_channels(2).validate().expect_err("2 channels");
+        let err = UNetConfig::new()
+            .with_in_channels(2)
+            .validate()
+            .expect_err("2 channels");
         assert!(err.to_string().contains("in_channels = 2"), "{err}");
-        let err = UNetConfig::new().with_depth(0).validate().expect_err("depth 0");
+        let err = UNetConfig::new()
+            .with_depth(0)
+            .validate()
+            .expect_err("depth 0");
         assert!(err.to_string().contains("depth = 0"), "{err}");
-        let err = UNetConfig::new().check_input_size(100, 128).expect_err("100 % 16");
+        let err = UNetConfig::new()
+            .check_input_size(100, 128)
+            .expect_err("100 % 16");
         assert!(err.to_string().contains("multiple of 16"), "{err}");
     }
 }

@@ -121,10 +121,18 @@ impl Predictor {
         for (i, m) in mask.iter_mut().enumerate() {
             let (best, p) = if classes == 2 && self.meta.model.num_classes == 1 {
                 let fg = resized[1][i];
-                if fg >= self.meta.threshold { (1, fg) } else { (0, 1.0 - fg) }
+                if fg >= self.meta.threshold {
+                    (1, fg)
+                } else {
+                    (0, 1.0 - fg)
+                }
             } else {
                 (0..classes).fold((0, f32::MIN), |(bc, bp), c| {
-                    if resized[c][i] > bp { (c, resized[c][i]) } else { (bc, bp) }
+                    if resized[c][i] > bp {
+                        (c, resized[c][i])
+                    } else {
+                        (bc, bp)
+                    }
                 })
             };
             *m = best as u8;
@@ -132,7 +140,8 @@ impl Predictor {
             confidence += f64::from(p);
         }
         Prediction {
-            mask: GrayImage::from_raw(width, height, mask).unwrap_or_else(|| GrayImage::new(width, height)),
+            mask: GrayImage::from_raw(width, height, mask)
+                .unwrap_or_else(|| GrayImage::new(width, height)),
             mean_confidence: (confidence / n.max(1) as f64) as f32,
             class_pixels,
         }
@@ -146,14 +155,21 @@ pub fn colorize(mask: &GrayImage, classes: &[ClassInfo]) -> RgbImage {
         Rgb(if id == IGNORE_INDEX {
             [128, 128, 128]
         } else {
-            classes.get(usize::from(id)).map_or([255, 255, 255], |c| c.color)
+            classes
+                .get(usize::from(id))
+                .map_or([255, 255, 255], |c| c.color)
         })
     })
 }
 
 /// Blends the coloured mask over the image (`alpha` = mask opacity; background class 0 is left
 /// unpainted so the image shows through).
-pub fn overlay(image: &DynamicImage, mask: &GrayImage, classes: &[ClassInfo], alpha: f32) -> RgbImage {
+pub fn overlay(
+    image: &DynamicImage,
+    mask: &GrayImage,
+    classes: &[ClassInfo],
+    alpha: f32,
+) -> RgbImage {
     let mut rgb = image.to_rgb8();
     if rgb.dimensions() != mask.dimensions() {
         rgb = image::imageops::resize(&rgb, mask.width(), mask.height(), FilterType::Triangle);
@@ -164,7 +180,9 @@ pub fn overlay(image: &DynamicImage, mask: &GrayImage, classes: &[ClassInfo], al
         if id == 0 || id == IGNORE_INDEX {
             continue;
         }
-        let color = classes.get(usize::from(id)).map_or([255, 255, 255], |c| c.color);
+        let color = classes
+            .get(usize::from(id))
+            .map_or([255, 255, 255], |c| c.color);
         for k in 0..3 {
             px.0[k] = (f32::from(px.0[k]) * (1.0 - alpha) + f32::from(color[k]) * alpha) as u8;
         }

@@ -169,23 +169,39 @@ impl TrainConfig {
             return bad("train.batch_size = 0 (use at least 1)".into());
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return bad(format!("train.learning_rate = {} (must be > 0)", self.learning_rate));
+            return bad(format!(
+                "train.learning_rate = {} (must be > 0)",
+                self.learning_rate
+            ));
         }
         if !(self.time_budget_secs.is_finite() && self.time_budget_secs >= 0.0) {
-            return bad(format!("train.time_budget_secs = {} (must be >= 0)", self.time_budget_secs));
+            return bad(format!(
+                "train.time_budget_secs = {} (must be >= 0)",
+                self.time_budget_secs
+            ));
         }
         if !(self.valid_fraction > 0.0 && self.valid_fraction < 1.0) {
-            return bad(format!("train.valid_fraction = {} (must be in (0, 1))", self.valid_fraction));
+            return bad(format!(
+                "train.valid_fraction = {} (must be in (0, 1))",
+                self.valid_fraction
+            ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(format!("train.weight_decay = {} (must be >= 0)", self.weight_decay));
+            return bad(format!(
+                "train.weight_decay = {} (must be >= 0)",
+                self.weight_decay
+            ));
         }
         match self.lr_schedule {
             LrSchedule::Cosine { min_factor } if !(0.0..=1.0).contains(&min_factor) => {
-                return bad(format!("lr_schedule cosine min_factor = {min_factor} (use 0..=1)"));
+                return bad(format!(
+                    "lr_schedule cosine min_factor = {min_factor} (use 0..=1)"
+                ));
             }
             LrSchedule::Step { every, gamma } if every == 0 || !(gamma > 0.0 && gamma <= 1.0) => {
-                return bad(format!("lr_schedule step every = {every}, gamma = {gamma} (every >= 1, 0 < gamma <= 1)"));
+                return bad(format!(
+                    "lr_schedule step every = {every}, gamma = {gamma} (every >= 1, 0 < gamma <= 1)"
+                ));
             }
             _ => {}
         }
@@ -262,7 +278,10 @@ impl EpochReport {
             ("valid_foreground_dice".to_string(), m.foreground_dice),
             ("valid_pixel_accuracy".to_string(), m.pixel_accuracy),
             ("learning_rate".to_string(), self.learning_rate),
-            ("train_images_per_sec".to_string(), self.train_images_per_sec),
+            (
+                "train_images_per_sec".to_string(),
+                self.train_images_per_sec,
+            ),
         ]);
         for (c, iou) in m.per_class_iou.iter().enumerate() {
             if let Some(v) = iou {
@@ -334,7 +353,11 @@ pub fn train(
             dir: dataset.root().to_path_buf(),
         });
     }
-    let (h, w, c) = (config.image_height, config.image_width, model_config.in_channels);
+    let (h, w, c) = (
+        config.image_height,
+        config.image_width,
+        model_config.in_channels,
+    );
     let preprocess = if config.estimate_normalization {
         Preprocess::estimate(dataset, &split.train, h, w, c, 256)?
     } else {
@@ -345,7 +368,9 @@ pub fn train(
     train_device.seed(config.seed);
     let mut model = model_config.init(&train_device)?;
     let mut optim = AdamConfig::new()
-        .with_weight_decay((config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32)))
+        .with_weight_decay(
+            (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32)),
+        )
         .init();
 
     let shared = Arc::new(dataset.clone());
@@ -379,9 +404,17 @@ pub fn train(
     let run_clock = Instant::now();
     for epoch in 1..=config.epochs {
         let started = Instant::now();
-        let lr = config.lr_schedule.rate(config.learning_rate, epoch, config.epochs);
+        let lr = config
+            .lr_schedule
+            .rate(config.learning_rate, epoch, config.epochs);
         observer.on_epoch_start(epoch, lr);
-        let loader = BatchLoader::start(shared.clone(), &split.train, pre.clone(), &train_loader, epoch);
+        let loader = BatchLoader::start(
+            shared.clone(),
+            &split.train,
+            pre.clone(),
+            &train_loader,
+            epoch,
+        );
         let batches = loader.num_batches();
         let (mut loss_sum, mut seen) = (0.0f64, 0usize);
         let mut batch_clock = Instant::now();
@@ -390,12 +423,26 @@ pub fn train(
                 return Err(SegError::Interrupted { epoch });
             }
             let batch = batch?;
-            let x = Tensor::<4>::from_data(TensorData::new(batch.images, [batch.len, c, h, w]), &train_device);
-            let targets = LossTargets::from_masks(&batch.masks, batch.len, h, w, model_config.num_classes, &train_device);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(batch.images, [batch.len, c, h, w]),
+                &train_device,
+            );
+            let targets = LossTargets::from_masks(
+                &batch.masks,
+                batch.len,
+                h,
+                w,
+                model_config.num_classes,
+                &train_device,
+            );
             let loss = segmentation_loss(&config.loss, model.forward(x), &targets);
             let value = scalar(&loss)?;
             if !value.is_finite() {
-                return Err(SegError::Diverged { epoch, batch: b + 1, loss: value });
+                return Err(SegError::Diverged {
+                    epoch,
+                    batch: b + 1,
+                    loss: value,
+                });
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
@@ -449,12 +496,15 @@ pub fn train(
             stopped_early = epoch < config.epochs;
             break;
         }
-        if config.time_budget_secs > 0.0 && run_clock.elapsed().as_secs_f64() >= config.time_budget_secs {
+        if config.time_budget_secs > 0.0
+            && run_clock.elapsed().as_secs_f64() >= config.time_budget_secs
+        {
             stopped_early = epoch < config.epochs;
             break;
         }
     }
-    let (_, best_epoch, model) = best.ok_or_else(|| SegError::InvalidConfig("no epoch ran".into()))?;
+    let (_, best_epoch, model) =
+        best.ok_or_else(|| SegError::InvalidConfig("no epoch ran".into()))?;
     let best_report = &history[best_epoch - 1];
     let mut metric_map = best_report.metric_map();
     metric_map.insert("best_epoch".into(), best_epoch as f64);
@@ -524,8 +574,16 @@ pub fn evaluate_split(
         let batch = batch?;
         let x = Tensor::<4>::from_data(TensorData::new(batch.images, [batch.len, c, h, w]), device);
         let logits = model.forward(x);
-        let targets = LossTargets::from_masks(&batch.masks, batch.len, h, w, model_config.num_classes, device);
-        loss_sum += scalar(&segmentation_loss(loss_config, logits.clone(), &targets))? * batch.len as f64;
+        let targets = LossTargets::from_masks(
+            &batch.masks,
+            batch.len,
+            h,
+            w,
+            model_config.num_classes,
+            device,
+        );
+        loss_sum +=
+            scalar(&segmentation_loss(loss_config, logits.clone(), &targets))? * batch.len as f64;
         seen += batch.len;
         confusion.update(&batch.masks, &predict_ids(logits)?);
     }

@@ -57,7 +57,9 @@ fn tampered_weights_are_refused() {
     bytes[last] ^= 0x55;
     std::fs::write(&path, bytes).expect("write");
     let device = BackendKind::default_kind().device();
-    let msg = checkpoint::load(&path, &device).expect_err("tampered").to_string();
+    let msg = checkpoint::load(&path, &device)
+        .expect_err("tampered")
+        .to_string();
     assert!(msg.contains("sha256") && msg.contains("modified"), "{msg}");
     let msg = checkpoint::load_verified(&path, &info.sha256, &device)
         .expect_err("hash differs")
@@ -71,22 +73,33 @@ fn mismatched_architecture_and_versions_are_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let (path, _) = saved(dir.path());
     rewrite_meta(&path, |m| m["model"]["depth"] = 3.into());
-    let msg = checkpoint::load(&path, &device).expect_err("depth 3 vs 2").to_string();
-    assert!(msg.contains("do not fit the recorded architecture"), "{msg}");
+    let msg = checkpoint::load(&path, &device)
+        .expect_err("depth 3 vs 2")
+        .to_string();
+    assert!(
+        msg.contains("do not fit the recorded architecture"),
+        "{msg}"
+    );
 
     let (path, _) = saved(dir.path());
     rewrite_meta(&path, |m| m["model"]["base_channels"] = 8.into());
-    let msg = checkpoint::load(&path, &device).expect_err("width").to_string();
+    let msg = checkpoint::load(&path, &device)
+        .expect_err("width")
+        .to_string();
     assert!(msg.contains("do not fit"), "{msg}");
 
     let (path, _) = saved(dir.path());
     let mut bytes = std::fs::read(&path).expect("read");
     bytes[8] = 9;
     std::fs::write(&path, &bytes).expect("write");
-    let msg = checkpoint::load(&path, &device).expect_err("version").to_string();
+    let msg = checkpoint::load(&path, &device)
+        .expect_err("version")
+        .to_string();
     assert!(msg.contains("format version 9"), "{msg}");
 
     std::fs::write(&path, b"not a model at all").expect("write");
-    let msg = checkpoint::load(&path, &device).expect_err("magic").to_string();
+    let msg = checkpoint::load(&path, &device)
+        .expect_err("magic")
+        .to_string();
     assert!(msg.contains("not a seg-model checkpoint"), "{msg}");
 }

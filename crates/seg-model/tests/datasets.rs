@@ -61,8 +61,16 @@ fn isbi2012_em_is_greyscale_512() {
         .expect("open isbi2012-em");
     assert_eq!(ds.len(), 30);
     let stats = ds.verify().expect("decodes");
-    assert_eq!(stats.color_types.get("L8"), Some(&30), "{:?}", stats.color_types);
-    assert_eq!((stats.width_range, stats.height_range), ((512, 512), (512, 512)));
+    assert_eq!(
+        stats.color_types.get("L8"),
+        Some(&30),
+        "{:?}",
+        stats.color_types
+    );
+    assert_eq!(
+        (stats.width_range, stats.height_range),
+        ((512, 512), (512, 512))
+    );
     // Cell interior (255 -> class 1) dominates membranes.
     assert!(stats.class_pixels[1] > stats.class_pixels[0]);
 }
@@ -77,10 +85,18 @@ fn dubai_aerial_palette_with_stray_black_pixels_ignored() {
     let total: u64 = stats.class_pixels.iter().sum::<u64>() + stats.ignored_pixels;
     let share = |n: u64| n as f64 / total as f64;
     // Measured shares: land 52.4%, water 13.6%, building 13.3%, black (ignored) 0.6%.
-    assert!((share(stats.class_pixels[0]) - 0.524).abs() < 0.02, "land {}", share(stats.class_pixels[0]));
+    assert!(
+        (share(stats.class_pixels[0]) - 0.524).abs() < 0.02,
+        "land {}",
+        share(stats.class_pixels[0])
+    );
     assert!((share(stats.class_pixels[1]) - 0.136).abs() < 0.02);
     assert!(stats.ignored_pixels > 0, "black pixels map to ignore");
-    assert!(share(stats.ignored_pixels) < 0.02, "ignored {}", share(stats.ignored_pixels));
+    assert!(
+        share(stats.ignored_pixels) < 0.02,
+        "ignored {}",
+        share(stats.ignored_pixels)
+    );
     let sample = ds.load(0).expect("pair");
     assert!(sample.mask.iter().all(|&m| m < 6 || m == IGNORE_INDEX));
 }
@@ -93,9 +109,14 @@ fn copy_pairs(from: &Path, to: &Path, n: usize) -> Vec<String> {
         .iter()
         .map(|p| {
             for (file, sub) in [(&p.image, "images"), (&p.mask, "masks")] {
-                std::fs::copy(file, to.join(sub).join(file.file_name().expect("name"))).expect("copy");
+                std::fs::copy(file, to.join(sub).join(file.file_name().expect("name")))
+                    .expect("copy");
             }
-            p.image.file_name().expect("name").to_string_lossy().into_owned()
+            p.image
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned()
         })
         .collect()
 }
@@ -107,10 +128,14 @@ fn truncated_jpeg_is_named() {
     let victim = dir.path().join("images").join(&names[1]);
     let bytes = std::fs::read(&victim).expect("read");
     std::fs::write(&victim, &bytes[..bytes.len() / 2]).expect("truncate");
-    let ds = SegmentationDataset::open(dir.path(), MaskEncoding::default()).expect("listing is fine");
+    let ds =
+        SegmentationDataset::open(dir.path(), MaskEncoding::default()).expect("listing is fine");
     let err = ds.verify().expect_err("truncated file");
     let msg = err.to_string();
-    assert!(msg.contains(&names[1]) && msg.contains("truncated"), "{msg}");
+    assert!(
+        msg.contains(&names[1]) && msg.contains("truncated"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -118,10 +143,15 @@ fn mask_of_other_size_is_named() {
     let dir = tempfile::tempdir().expect("tmp");
     let names = copy_pairs(&datasets_dir().join("isbi2012-em"), dir.path(), 2);
     let mask = dir.path().join("masks").join(&names[0]);
-    image::GrayImage::new(100, 80).save(&mask).expect("write small mask");
+    image::GrayImage::new(100, 80)
+        .save(&mask)
+        .expect("write small mask");
     let ds = SegmentationDataset::open(dir.path(), MaskEncoding::default()).expect("open");
     let msg = ds.verify().expect_err("size mismatch").to_string();
-    assert!(msg.contains(&names[0]) && msg.contains("100x80") && msg.contains("512x512"), "{msg}");
+    assert!(
+        msg.contains(&names[0]) && msg.contains("100x80") && msg.contains("512x512"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -132,7 +162,10 @@ fn missing_partner_and_empty_folder_are_named() {
     let msg = SegmentationDataset::open(dir.path(), MaskEncoding::default())
         .expect_err("missing mask")
         .to_string();
-    assert!(msg.contains(&format!("images/{} (no mask)", names[2])), "{msg}");
+    assert!(
+        msg.contains(&format!("images/{} (no mask)", names[2])),
+        "{msg}"
+    );
 
     let empty = tempfile::tempdir().expect("tmp");
     std::fs::create_dir_all(empty.path().join("images")).expect("mkdir");
@@ -140,7 +173,10 @@ fn missing_partner_and_empty_folder_are_named() {
     let msg = SegmentationDataset::open(empty.path(), MaskEncoding::default())
         .expect_err("empty")
         .to_string();
-    assert!(msg.contains("empty") && msg.contains(&empty.path().display().to_string()), "{msg}");
+    assert!(
+        msg.contains("empty") && msg.contains(&empty.path().display().to_string()),
+        "{msg}"
+    );
 
     let msg = SegmentationDataset::open(empty.path().join("nope"), MaskEncoding::default())
         .expect_err("no folder")

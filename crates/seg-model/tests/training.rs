@@ -59,25 +59,48 @@ fn binary_synthetic_reaches_iou_080_and_is_deterministic() {
     let config = small_run(12);
     let split = Split::new(ds.len(), config.valid_fraction, config.seed).expect("split");
     let backend = BackendKind::default_kind();
-    let mut rec = Recorder { epochs: vec![], batches: 0 };
-    let outcome = seg_model::train(&model(2), &config, &ds, &split, backend, &mut rec).expect("train");
+    let mut rec = Recorder {
+        epochs: vec![],
+        batches: 0,
+    };
+    let outcome =
+        seg_model::train(&model(2), &config, &ds, &split, backend, &mut rec).expect("train");
     let best = &outcome.history[outcome.best_epoch - 1];
-    eprintln!("mean IoU per epoch: {:?}", outcome.history.iter().map(|r| (r.metrics.mean_iou * 1000.0).round() / 1000.0).collect::<Vec<_>>());
+    eprintln!(
+        "mean IoU per epoch: {:?}",
+        outcome
+            .history
+            .iter()
+            .map(|r| (r.metrics.mean_iou * 1000.0).round() / 1000.0)
+            .collect::<Vec<_>>()
+    );
     assert!(
         best.metrics.mean_iou >= 0.8,
         "best mean IoU {:.3} < 0.8 (history: {:?})",
         best.metrics.mean_iou,
-        outcome.history.iter().map(|r| r.metrics.mean_iou).collect::<Vec<_>>()
+        outcome
+            .history
+            .iter()
+            .map(|r| r.metrics.mean_iou)
+            .collect::<Vec<_>>()
     );
     assert_eq!(rec.epochs.len(), 12);
     assert_eq!(rec.batches, 12 * split.train.len().div_ceil(8));
     assert!(outcome.history.last().expect("epochs").train_loss < outcome.history[0].train_loss);
 
     // Same seed, same data: same metrics on the CPU backend.
-    let mut again = Recorder { epochs: vec![], batches: 0 };
-    let second = seg_model::train(&model(2), &small_run(3), &ds, &split, backend, &mut again).expect("train");
-    let mut third = Recorder { epochs: vec![], batches: 0 };
-    let repeat = seg_model::train(&model(2), &small_run(3), &ds, &split, backend, &mut third).expect("train");
+    let mut again = Recorder {
+        epochs: vec![],
+        batches: 0,
+    };
+    let second = seg_model::train(&model(2), &small_run(3), &ds, &split, backend, &mut again)
+        .expect("train");
+    let mut third = Recorder {
+        epochs: vec![],
+        batches: 0,
+    };
+    let repeat = seg_model::train(&model(2), &small_run(3), &ds, &split, backend, &mut third)
+        .expect("train");
     for (a, b) in second.history.iter().zip(&repeat.history) {
         assert_eq!(a.train_loss, b.train_loss, "epoch {} train loss", a.epoch);
         assert_eq!(a.metrics, b.metrics, "epoch {} metrics", a.epoch);
@@ -96,14 +119,20 @@ fn binary_synthetic_reaches_iou_080_and_is_deterministic() {
     let pre = &outcome.meta.preprocess;
     let inputs: Vec<f32> = images.iter().flat_map(|i| pre.image_to_chw(i)).collect();
     let original = Predictor::new(
-        seg_model::Checkpoint { model: outcome.model, meta: outcome.meta.clone() },
+        seg_model::Checkpoint {
+            model: outcome.model,
+            meta: outcome.meta.clone(),
+        },
         device.clone(),
         4,
     );
     let reloaded = Predictor::new(loaded, device, 4);
     let a = original.probabilities(inputs.clone(), 4).expect("predict");
     let b = reloaded.probabilities(inputs, 4).expect("predict");
-    assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
     // Masks come back at the image's own size.
     let preds = reloaded.predict(&images).expect("predict");
     assert_eq!(preds[0].mask.dimensions(), images[0].dimensions_pair());
@@ -124,10 +153,28 @@ fn multiclass_synthetic_learns() {
     let ds = synthetic(dir.path(), 4);
     let config = small_run(12);
     let split = Split::new(ds.len(), config.valid_fraction, config.seed).expect("split");
-    let outcome = seg_model::train(&model(4), &config, &ds, &split, BackendKind::default_kind(), &mut seg_model::NoObserver)
-        .expect("train");
+    let outcome = seg_model::train(
+        &model(4),
+        &config,
+        &ds,
+        &split,
+        BackendKind::default_kind(),
+        &mut seg_model::NoObserver,
+    )
+    .expect("train");
     let best = &outcome.history[outcome.best_epoch - 1];
-    eprintln!("mean IoU per epoch: {:?}", outcome.history.iter().map(|r| (r.metrics.mean_iou * 1000.0).round() / 1000.0).collect::<Vec<_>>());
-    assert!(best.metrics.mean_iou >= 0.7, "mean IoU {:.3}", best.metrics.mean_iou);
+    eprintln!(
+        "mean IoU per epoch: {:?}",
+        outcome
+            .history
+            .iter()
+            .map(|r| (r.metrics.mean_iou * 1000.0).round() / 1000.0)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        best.metrics.mean_iou >= 0.7,
+        "mean IoU {:.3}",
+        best.metrics.mean_iou
+    );
     assert_eq!(best.metrics.per_class_iou.len(), 4);
 }

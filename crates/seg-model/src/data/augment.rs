@@ -231,7 +231,10 @@ mod tests {
                 .filter(|(p, _)| img[*p] > 0.6)
                 .count();
             let fg = mask.iter().filter(|m| **m == 1).count();
-            assert!(fg > 0 && bright_fg * 10 >= fg * 8, "{bright_fg}/{fg} aligned");
+            assert!(
+                fg > 0 && bright_fg * 10 >= fg * 8,
+                "{bright_fg}/{fg} aligned"
+            );
         }
     }
 }

@@ -175,10 +175,7 @@ impl SegmentationDataset {
                     ignored_pixels: ignored,
                     width_range: (w, w),
                     height_range: (h, h),
-                    color_types: BTreeMap::from([(
-                        format!("{:?}", sample.image.color()),
-                        1,
-                    )]),
+                    color_types: BTreeMap::from([(format!("{:?}", sample.image.color()), 1)]),
                 })
             })
             .collect::<Result<_>>()?;
@@ -267,7 +264,10 @@ fn list_by_stem(root: &Path, folder: &'static str) -> Result<BTreeMap<String, Pa
         if name.starts_with('.') || !path.is_file() {
             continue;
         }
-        let Some(ext) = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()) else {
+        let Some(ext) = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        else {
             continue;
         };
         if !IMAGE_EXTENSIONS.contains(&ext.as_str()) {

@@ -196,15 +196,24 @@ mod tests {
         let err = enc
             .decode(&DynamicImage::ImageLuma8(bad), Path::new("b.png"))
             .expect_err("7 >= 3");
-        assert!(err.to_string().contains("b.png") && err.to_string().contains('7'), "{err}");
+        assert!(
+            err.to_string().contains("b.png") && err.to_string().contains('7'),
+            "{err}"
+        );
     }
 
     #[test]
     fn palette_maps_unknown_colours_to_ignore() {
         let enc = MaskEncoding::Palette {
             classes: vec![
-                ClassInfo { name: "a".into(), color: [1, 2, 3] },
-                ClassInfo { name: "b".into(), color: [9, 9, 9] },
+                ClassInfo {
+                    name: "a".into(),
+                    color: [1, 2, 3],
+                },
+                ClassInfo {
+                    name: "b".into(),
+                    color: [9, 9, 9],
+                },
             ],
         };
         let mut img = RgbImage::new(3, 1);
@@ -224,8 +233,14 @@ mod tests {
         assert!(parse_hex_color("#12345").is_err());
         let dup = MaskEncoding::Palette {
             classes: vec![
-                ClassInfo { name: "a".into(), color: [1, 1, 1] },
-                ClassInfo { name: "b".into(), color: [1, 1, 1] },
+                ClassInfo {
+                    name: "a".into(),
+                    color: [1, 1, 1],
+                },
+                ClassInfo {
+                    name: "b".into(),
+                    color: [1, 1, 1],
+                },
             ],
         };
         assert!(dup.validate().is_err());

@@ -48,7 +48,10 @@ impl Preprocess {
                 self.std.len()
             )));
         }
-        if self.std.iter().any(|s| !s.is_finite() || *s <= 0.0) || self.height == 0 || self.width == 0 {
+        if self.std.iter().any(|s| !s.is_finite() || *s <= 0.0)
+            || self.height == 0
+            || self.width == 0
+        {
             return Err(SegError::InvalidConfig(format!(
                 "preprocess std {:?} must be positive and size {}x{} non-zero",
                 self.std, self.height, self.width

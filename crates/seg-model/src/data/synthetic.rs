@@ -75,7 +75,10 @@ impl SyntheticConfig {
         for _ in 0..shapes {
             let class = rng.random_range(1..self.num_classes.max(2)) as u8;
             let tint = class_tint(class);
-            let (cx, cy) = (rng.random_range(0.0..w as f32), rng.random_range(0.0..h as f32));
+            let (cx, cy) = (
+                rng.random_range(0.0..w as f32),
+                rng.random_range(0.0..h as f32),
+            );
             let r = rng.random_range(0.08..0.25) * w.min(h) as f32;
             let shape = if rng.random_bool(0.5) {
                 Shape::Ellipse {
@@ -111,7 +114,8 @@ impl SyntheticConfig {
         }
         let mut pixels = Vec::with_capacity(w * h * self.channels);
         for c in &color {
-            let noisy = c.map(|v| (v + rng.random_range(-self.noise..=self.noise)).clamp(0.0, 255.0));
+            let noisy =
+                c.map(|v| (v + rng.random_range(-self.noise..=self.noise)).clamp(0.0, 255.0));
             if self.channels == 1 {
                 pixels.push((0.299 * noisy[0] + 0.587 * noisy[1] + 0.114 * noisy[2]) as u8);
             } else {
