@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README and .ci/run call it). From a fresh clone it installs
 # what the tests need, then runs every test of the workspace:
-#   1. rustfmt check;
+#   1. rustfmt and clippy (warnings are errors);
 #   2. starts MLflow (pip, pinned, cached under ~/.cache) on a free loopback port;
 #   3. the whole workspace's tests on the default backend (flex, pure Rust);
 #   4. seg-model's tests again on libtorch (burn's tch backend), so the backend users asked
@@ -18,8 +18,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "rustfmt"
+step "rustfmt and clippy"
 cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "services: MLflow (pinned, cached venv) on loopback"
 SERVICES_DIR="$(mktemp -d "${TMPDIR:-/tmp}/seg-mlops-test.XXXXXX")"

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor};
 use seg_model::data::{
     AugmentConfig, BatchLoader, LoaderConfig, MaskEncoding, Preprocess, SegmentationDataset,
 };
@@ -188,11 +188,13 @@ fn main() {
         steps()
     );
     println!("threads: {} (rayon)", rayon::current_num_threads());
-    let mut results = Vec::new();
-    #[cfg(feature = "flex")]
-    results.push(bench_backend(BackendKind::Flex));
-    #[cfg(feature = "tch")]
-    results.push(bench_backend(BackendKind::TchCpu));
+    let kinds = [
+        #[cfg(feature = "flex")]
+        BackendKind::Flex,
+        #[cfg(feature = "tch")]
+        BackendKind::TchCpu,
+    ];
+    let results: Vec<Measure> = kinds.into_iter().map(bench_backend).collect();
     let reference = bench_pytorch();
     println!(
         "{:<22} {:>14} {:>14} {:>12} {:>12}",

@@ -37,12 +37,13 @@ impl BackendKind {
 
     /// Names accepted by [`BackendKind::parse`] in this build.
     pub fn available() -> Vec<&'static str> {
-        let mut names = Vec::new();
-        #[cfg(feature = "flex")]
-        names.push("flex");
-        #[cfg(feature = "tch")]
-        names.extend(["tch", "tch-cuda", "tch-cuda:N"]);
-        names
+        [
+            #[cfg(feature = "flex")]
+            &["flex"][..],
+            #[cfg(feature = "tch")]
+            &["tch", "tch-cuda", "tch-cuda:N"][..],
+        ]
+        .concat()
     }
 
     /// Parses `flex`, `tch` (= `tch-cpu`), `tch-cuda` or `tch-cuda:N`.

@@ -83,7 +83,8 @@ impl UNetConfig {
     /// Checks that an input of `height` x `width` passes through `depth` poolings exactly.
     pub fn check_input_size(&self, height: usize, width: usize) -> Result<()> {
         let step = 1usize << self.depth;
-        if height == 0 || width == 0 || height % step != 0 || width % step != 0 {
+        if height == 0 || width == 0 || !height.is_multiple_of(step) || !width.is_multiple_of(step)
+        {
             return Err(SegError::InvalidConfig(format!(
                 "image size {height}x{width} must be a positive multiple of {step} (2^depth, depth = {})",
                 self.depth

@@ -183,8 +183,8 @@ pub fn overlay(
         let color = classes
             .get(usize::from(id))
             .map_or([255, 255, 255], |c| c.color);
-        for k in 0..3 {
-            px.0[k] = (f32::from(px.0[k]) * (1.0 - alpha) + f32::from(color[k]) * alpha) as u8;
+        for (channel, c) in px.0.iter_mut().zip(color) {
+            *channel = (f32::from(*channel) * (1.0 - alpha) + f32::from(c) * alpha) as u8;
         }
     }
     rgb

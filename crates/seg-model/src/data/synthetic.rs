@@ -63,7 +63,7 @@ impl SyntheticConfig {
         let (fx, fy, phase) = (
             rng.random_range(0.02..0.15),
             rng.random_range(0.02..0.15),
-            rng.random_range(0.0..6.28),
+            rng.random_range(0.0..std::f32::consts::TAU),
         );
         for y in 0..h {
             for x in 0..w {
@@ -86,11 +86,13 @@ impl SyntheticConfig {
                     cy,
                     rx: r,
                     ry: r * rng.random_range(0.5..1.0),
-                    angle: rng.random_range(0.0..3.14),
+                    angle: rng.random_range(0.0..std::f32::consts::PI),
                 }
             } else {
                 let n = rng.random_range(3..=6);
-                let mut angles: Vec<f32> = (0..n).map(|_| rng.random_range(0.0..6.283)).collect();
+                let mut angles: Vec<f32> = (0..n)
+                    .map(|_| rng.random_range(0.0..std::f32::consts::TAU))
+                    .collect();
                 angles.sort_by(f32::total_cmp);
                 Shape::Polygon(
                     angles
