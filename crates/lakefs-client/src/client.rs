@@ -1,0 +1,421 @@
+//! The HTTP core: endpoint, credentials (basic or token login), timeouts, retries, and the
+//! mapping of lakeFS's `{message}` errors to [`LakeFsError`] kinds.
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::error::{LakeFsError, Result};
+use crate::retry::RetryConfig;
+
+/// How the client authenticates.
+#[derive(Clone)]
+pub enum Credentials {
+    /// Access key id and secret, sent as HTTP basic auth on every call.
+    Basic {
+        /// Access key id.
+        access_key_id: String,
+        /// Secret access key (never printed).
+        secret_access_key: String,
+    },
+    /// A token from `POST /auth/login`, sent as a bearer token.
+    Token(String),
+    /// No credentials (health checks only).
+    None,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Basic { access_key_id, .. } => write!(
+                f,
+                "Basic {{ access_key_id: {access_key_id:?}, secret_access_key: \"***\" }}"
+            ),
+            Self::Token(_) => write!(f, "Token(\"***\")"),
+            Self::None => write!(f, "None"),
+        }
+    }
+}
+
+/// Builds a [`LakeFsClient`].
+#[derive(Debug, Clone)]
+pub struct LakeFsClientBuilder {
+    endpoint: String,
+    credentials: Credentials,
+    token_login: bool,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    transfer_timeout: Duration,
+    retry: RetryConfig,
+    user_agent: String,
+}
+
+impl LakeFsClientBuilder {
+    /// A builder for `endpoint` (`http://host:8000` or `http://host:8000/api/v1`).
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            credentials: Credentials::None,
+            token_login: false,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            transfer_timeout: Duration::from_secs(3600),
+            retry: RetryConfig::default(),
+            user_agent: format!("seg-mlops-lakefs-client/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    /// A builder from lakectl's variables: `LAKECTL_SERVER_ENDPOINT_URL`,
+    /// `LAKECTL_CREDENTIALS_ACCESS_KEY_ID`, `LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY`.
+    pub fn from_env() -> Result<Self> {
+        let endpoint = std::env::var("LAKECTL_SERVER_ENDPOINT_URL").map_err(|_| {
+            LakeFsError::Config(
+                "LAKECTL_SERVER_ENDPOINT_URL is not set (e.g. http://127.0.0.1:8000)".into(),
+            )
+        })?;
+        let mut builder = Self::new(endpoint);
+        if let (Ok(id), Ok(secret)) = (
+            std::env::var("LAKECTL_CREDENTIALS_ACCESS_KEY_ID"),
+            std::env::var("LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY"),
+        ) {
+            builder = builder.credentials(id, secret);
+        }
+        Ok(builder)
+    }
+
+    /// Access key id and secret (HTTP basic auth).
+    pub fn credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+    ) -> Self {
+        self.credentials = Credentials::Basic {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+        };
+        self
+    }
+
+    /// Exchange the key/secret for a token with `POST /auth/login` at build time.
+    pub fn token_login(mut self, enabled: bool) -> Self {
+        self.token_login = enabled;
+        self
+    }
+
+    /// Connect timeout (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Timeout of metadata calls (default 60 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Timeout of one object upload or download (default 1 h).
+    pub fn transfer_timeout(mut self, timeout: Duration) -> Self {
+        self.transfer_timeout = timeout;
+        self
+    }
+
+    /// Retry policy.
+    pub fn retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// User-Agent header.
+    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
+        self.user_agent = agent.into();
+        self
+    }
+
+    /// Builds the client; with token login, logs in first.
+    pub async fn build(self) -> Result<LakeFsClient> {
+        let trimmed = self.endpoint.trim_end_matches('/');
+        let api = if trimmed.ends_with("/api/v1") {
+            trimmed.to_string()
+        } else {
+            format!("{trimmed}/api/v1")
+        };
+        let parsed = url::Url::parse(&api)
+            .map_err(|e| LakeFsError::Config(format!("endpoint {:?}: {e}", self.endpoint)))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(LakeFsError::Config(format!(
+                "endpoint {:?} must be http:// or https://",
+                self.endpoint
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .user_agent(&self.user_agent)
+            .build()
+            .map_err(|e| LakeFsError::Config(e.to_string()))?;
+        let mut client = LakeFsClient {
+            api,
+            http,
+            credentials: self.credentials.clone(),
+            request_timeout: self.request_timeout,
+            transfer_timeout: self.transfer_timeout,
+            retry: self.retry,
+        };
+        if self.token_login {
+            let Credentials::Basic {
+                access_key_id,
+                secret_access_key,
+            } = &self.credentials
+            else {
+                return Err(LakeFsError::Config(
+                    "token login needs an access key id and secret".into(),
+                ));
+            };
+            let token = client.login(access_key_id, secret_access_key).await?;
+            client.credentials = Credentials::Token(token);
+        }
+        Ok(client)
+    }
+}
+
+/// An async lakeFS client. Cheap to clone.
+#[derive(Clone)]
+pub struct LakeFsClient {
+    api: String,
+    http: reqwest::Client,
+    credentials: Credentials,
+    request_timeout: Duration,
+    transfer_timeout: Duration,
+    retry: RetryConfig,
+}
+
+impl std::fmt::Debug for LakeFsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeFsClient")
+            .field("api", &self.api)
+            .field("credentials", &self.credentials)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// Whether a call may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Idempotent {
+    Yes,
+    No,
+}
+
+/// Percent-encodes one path segment.
+pub(crate) fn seg(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+impl LakeFsClient {
+    /// The API base URL (ends with `/api/v1`).
+    pub fn api_url(&self) -> &str {
+        &self.api
+    }
+
+    /// The retry policy.
+    pub fn retry_config(&self) -> &RetryConfig {
+        &self.retry
+    }
+
+    pub(crate) fn transfer_timeout(&self) -> Duration {
+        self.transfer_timeout
+    }
+
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let req = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .timeout(self.request_timeout);
+        match &self.credentials {
+            Credentials::Basic {
+                access_key_id,
+                secret_access_key,
+            } => req.basic_auth(access_key_id, Some(secret_access_key)),
+            Credentials::Token(t) => req.bearer_auth(t),
+            Credentials::None => req,
+        }
+    }
+
+    /// Sends a request built by `build` (called once per attempt) and checks its status.
+    pub(crate) async fn send<F>(
+        &self,
+        label: &str,
+        idempotent: Idempotent,
+        build: F,
+    ) -> Result<Response>
+    where
+        F: Fn() -> RequestBuilder,
+    {
+        let attempt = || async {
+            let resp = build()
+                .send()
+                .await
+                .map_err(|e| self.transport_error(label, e))?;
+            if resp.status().is_success() {
+                Ok(resp)
+            } else {
+                Err(self.status_error(label, resp).await)
+            }
+        };
+        match idempotent {
+            Idempotent::Yes => self.retry.run(attempt).await,
+            Idempotent::No => attempt().await,
+        }
+    }
+
+    /// JSON call: sends, then decodes the body as `T`.
+    pub(crate) async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+        idempotent: Idempotent,
+    ) -> Result<T> {
+        let label = format!("{method} {path}");
+        let resp = self
+            .send(&label, idempotent, || {
+                let mut req = self.request(method.clone(), path).query(query);
+                if let Some(b) = body {
+                    req = req.json(b);
+                }
+                req
+            })
+            .await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&label, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| LakeFsError::Decode {
+            request: label,
+            reason: format!(
+                "{e}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ),
+        })
+    }
+
+    /// Call whose answer has no body worth reading (204, or text).
+    pub(crate) async fn text(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+        idempotent: Idempotent,
+    ) -> Result<String> {
+        let label = format!("{method} {path}");
+        let resp = self
+            .send(&label, idempotent, || {
+                let mut req = self.request(method.clone(), path).query(query);
+                if let Some(b) = body {
+                    req = req.json(b);
+                }
+                req
+            })
+            .await?;
+        resp.text()
+            .await
+            .map_err(|e| self.transport_error(&label, e))
+    }
+
+    pub(crate) fn transport_error(&self, label: &str, e: reqwest::Error) -> LakeFsError {
+        if e.is_timeout() {
+            return LakeFsError::Timeout {
+                request: label.to_string(),
+                seconds: self.request_timeout.as_secs_f64(),
+            };
+        }
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            reason = format!("{reason}: {s}");
+            source = s.source();
+        }
+        LakeFsError::Transport {
+            request: label.to_string(),
+            endpoint: self.api.clone(),
+            reason,
+        }
+    }
+
+    pub(crate) async fn status_error(&self, label: &str, resp: Response) -> LakeFsError {
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .map(Duration::from_secs)
+                    .ok()
+                    .or_else(|| {
+                        httpdate::parse_http_date(v)
+                            .ok()
+                            .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+                    })
+            });
+        let body = resp.bytes().await.unwrap_or_default();
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+                    .trim()
+                    .to_string()
+            });
+        let request = label.to_string();
+        match status {
+            StatusCode::NOT_FOUND => LakeFsError::NotFound { request, message },
+            StatusCode::CONFLICT => LakeFsError::Conflict { request, message },
+            StatusCode::PRECONDITION_FAILED => LakeFsError::PreconditionFailed { request, message },
+            StatusCode::UNAUTHORIZED => LakeFsError::Unauthorized { request, message },
+            StatusCode::FORBIDDEN => LakeFsError::Forbidden { request, message },
+            StatusCode::BAD_REQUEST => LakeFsError::BadRequest { request, message },
+            _ => LakeFsError::Server {
+                request,
+                status: status.as_u16(),
+                message,
+                retry_after,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn endpoint_is_normalised_and_debug_hides_the_secret() {
+        for e in [
+            "http://h:8000",
+            "http://h:8000/",
+            "http://h:8000/api/v1",
+            "http://h:8000/api/v1/",
+        ] {
+            let c = LakeFsClientBuilder::new(e)
+                .credentials("AKIA", "s3cr3t")
+                .build()
+                .await
+                .expect("client");
+            assert_eq!(c.api_url(), "http://h:8000/api/v1");
+            let text = format!("{c:?}");
+            assert!(text.contains("AKIA") && !text.contains("s3cr3t"), "{text}");
+        }
+        assert!(LakeFsClientBuilder::new("ftp://h").build().await.is_err());
+    }
+}

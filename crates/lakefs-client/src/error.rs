@@ -1,0 +1,167 @@
+//! Errors that map HTTP statuses to kinds a caller can match, each naming the request.
+
+/// Errors of the lakeFS client.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeFsError {
+    /// 404.
+    #[error("{request}: not found: {message}")]
+    NotFound {
+        /// `METHOD /path` of the failed request.
+        request: String,
+        /// The server's message.
+        message: String,
+    },
+    /// 409 (exists already, merge conflict).
+    #[error("{request}: conflict: {message}")]
+    Conflict {
+        /// `METHOD /path`.
+        request: String,
+        /// The server's message.
+        message: String,
+    },
+    /// 412 (e.g. `If-None-Match: *` on an existing path).
+    #[error("{request}: precondition failed: {message}")]
+    PreconditionFailed {
+        /// `METHOD /path`.
+        request: String,
+        /// The server's message.
+        message: String,
+    },
+    /// 401.
+    #[error(
+        "{request}: unauthorized: {message}; check the access key id and secret (LAKECTL_CREDENTIALS_ACCESS_KEY_ID / LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY)"
+    )]
+    Unauthorized {
+        /// `METHOD /path`.
+        request: String,
+        /// The server's message.
+        message: String,
+    },
+    /// 403.
+    #[error("{request}: forbidden: {message}")]
+    Forbidden {
+        /// `METHOD /path`.
+        request: String,
+        /// The server's message.
+        message: String,
+    },
+    /// 400 (validation, dirty branch, nothing to commit).
+    #[error("{request}: bad request: {message}")]
+    BadRequest {
+        /// `METHOD /path`.
+        request: String,
+        /// The server's message.
+        message: String,
+    },
+    /// Any other status (429, 5xx, 501, ...).
+    #[error("{request}: lakeFS answered {status}: {message}")]
+    Server {
+        /// `METHOD /path`.
+        request: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+        /// The server's `Retry-After`, if it sent one.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Connection failure.
+    #[error(
+        "{request}: cannot reach lakeFS at {endpoint}: {reason}; is it running (docker compose --profile local-lakefs up, or `lakefs-local --data-dir DIR`) and is the endpoint right?"
+    )]
+    Transport {
+        /// `METHOD /path`.
+        request: String,
+        /// The endpoint.
+        endpoint: String,
+        /// The transport error.
+        reason: String,
+    },
+    /// A request timed out.
+    #[error("{request}: timed out after {seconds:.0}s")]
+    Timeout {
+        /// `METHOD /path`.
+        request: String,
+        /// The timeout.
+        seconds: f64,
+    },
+    /// A response that does not parse or does not match what was expected.
+    #[error("{request}: unexpected response: {reason}")]
+    Decode {
+        /// `METHOD /path`.
+        request: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Downloaded bytes that do not match the object's size or checksum.
+    #[error("{uri}: integrity check failed: {reason}")]
+    Integrity {
+        /// The object.
+        uri: String,
+        /// What differs.
+        reason: String,
+    },
+    /// A malformed `lakefs://` URI.
+    #[error("invalid lakeFS URI {uri:?}: {reason}")]
+    InvalidUri {
+        /// The text.
+        uri: String,
+        /// Why.
+        reason: String,
+    },
+    /// A listed path that would escape the destination folder.
+    #[error("refusing object path {path:?}: it would be written outside {dest}")]
+    UnsafePath {
+        /// The object path.
+        path: String,
+        /// The destination folder.
+        dest: String,
+    },
+    /// Local file I/O.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was done.
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Invalid client configuration.
+    #[error("invalid lakeFS client configuration: {0}")]
+    Config(String),
+    /// The retry budget ran out.
+    #[error("{last} (gave up after {attempts} attempts in {seconds:.1}s)")]
+    RetriesExhausted {
+        /// The last error.
+        last: Box<LakeFsError>,
+        /// Attempts made.
+        attempts: usize,
+        /// Time spent.
+        seconds: f64,
+    },
+}
+
+impl LakeFsError {
+    /// Whether the same request may succeed if retried (408, 429, 500-504, transport, timeout).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Transport { .. } | Self::Timeout { .. } => true,
+            Self::Server { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
+    /// Whether this is a 404.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Self::NotFound { .. } => true,
+            Self::RetriesExhausted { last, .. } => last.is_not_found(),
+            _ => false,
+        }
+    }
+}
+
+/// Result alias of the lakeFS client.
+pub type Result<T, E = LakeFsError> = std::result::Result<T, E>;

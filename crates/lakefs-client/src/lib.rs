@@ -1,0 +1,28 @@
+//! lakefs-client: an async client for the lakeFS REST API (`../shared/specs/lakefs-openapi.yml`).
+//!
+//! - [`LakeFsClient`] / [`LakeFsClientBuilder`]: endpoint, basic auth or token login,
+//!   timeouts and [`RetryConfig`] (backoff with jitter, Retry-After, bounded total time).
+//! - Endpoints ([`api`], [`objects`]): repositories, branches, objects (streaming, verified),
+//!   commits, log, diff, merge, tags; listings are streams.
+//! - [`LakeFsUri`]: `lakefs://repo/ref/path`.
+//! - High level ([`sync`], [`transaction`]): `upload_dir`, `download_prefix` (cache keyed by
+//!   commit id), and transactions that leave the target untouched on failure.
+
+pub mod api;
+pub mod client;
+pub mod error;
+pub mod objects;
+pub mod retry;
+pub mod sync;
+pub mod transaction;
+pub mod types;
+pub mod uri;
+
+pub use client::{Credentials, LakeFsClient, LakeFsClientBuilder};
+pub use error::{LakeFsError, Result};
+pub use objects::UploadOptions;
+pub use retry::RetryConfig;
+pub use sync::{DEFAULT_CONCURRENCY, DownloadReport, UploadReport};
+pub use transaction::TransactionOutcome;
+pub use types::*;
+pub use uri::LakeFsUri;

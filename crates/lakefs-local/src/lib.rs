@@ -1,0 +1,13 @@
+//! lakefs-local: a lakeFS-compatible server over a local folder, for tests and the no-Docker
+//! quickstart. It implements the subset of the lakeFS API that lakefs-client uses (see the
+//! README) with lakeFS semantics; every other endpoint answers 501. It is not a production
+//! store: use a real lakeFS for anything shared.
+
+pub mod api;
+pub mod server;
+pub mod store;
+
+pub use server::{
+    DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, RunningServer, ServeError, ServerConfig, Tap,
+    TapRecord, router, spawn,
+};

@@ -1,0 +1,408 @@
+//! The server: shared state, authentication (basic auth or login tokens on every API call but
+//! health and login), an optional response tap for conformance tests, routing, and serving.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rand::Rng;
+
+use crate::api::{self, ApiError};
+use crate::store::{Store, StoreError};
+
+/// Access key id of the lakeFS quickstart's documented sample credentials (local use only).
+pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIAIOSFOLQUICKSTART";
+/// Secret of the lakeFS quickstart's documented sample credentials (local use only).
+pub const DEFAULT_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+/// One response the server sent, recorded when a tap is installed.
+#[derive(Debug, Clone)]
+pub struct TapRecord {
+    /// HTTP method.
+    pub method: String,
+    /// Route template (`/api/v1/repositories/{repository}`), as in the OpenAPI spec.
+    pub route: String,
+    /// Status code.
+    pub status: u16,
+    /// Content type.
+    pub content_type: String,
+    /// Body (JSON responses only).
+    pub body: Vec<u8>,
+}
+
+/// Where recorded responses go.
+pub type Tap = Arc<Mutex<Vec<TapRecord>>>;
+
+/// Configuration of a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Access key id clients must present.
+    pub access_key_id: String,
+    /// Secret clients must present.
+    pub secret_access_key: String,
+    /// Record every JSON response (for conformance tests).
+    pub tap: Option<Tap>,
+}
+
+impl ServerConfig {
+    /// A config for `data_dir` with the quickstart's sample credentials.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            access_key_id: DEFAULT_ACCESS_KEY_ID.into(),
+            secret_access_key: DEFAULT_SECRET_ACCESS_KEY.into(),
+            tap: None,
+        }
+    }
+}
+
+/// State shared by the handlers.
+#[derive(Debug)]
+pub struct AppState {
+    store: Mutex<Store>,
+    access_key_id: String,
+    secret_access_key: String,
+    tokens: Mutex<HashMap<String, i64>>,
+    tap: Option<Tap>,
+    /// Server start, seconds since epoch.
+    pub started: i64,
+}
+
+impl AppState {
+    /// Locks the store (never held across an await).
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Path of a blob.
+    pub fn blob_path(&self, sha: &str) -> PathBuf {
+        self.store().blob_path(sha)
+    }
+
+    /// Folder for temporary uploads.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.store().tmp_dir()
+    }
+
+    /// Whether the key pair is this server's.
+    pub fn check_key(&self, id: &str, secret: &str) -> bool {
+        id == self.access_key_id && secret == self.secret_access_key
+    }
+
+    /// A new login token and its expiry (seconds since epoch, one hour).
+    pub fn issue_token(&self) -> (String, i64) {
+        let bytes: [u8; 24] = rand::rng().random();
+        let token = hex::encode(bytes);
+        let expires = crate::store::now_secs() + 3600;
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.clone(), expires);
+        (token, expires)
+    }
+
+    fn token_valid(&self, token: &str) -> bool {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .is_some_and(|exp| *exp > crate::store::now_secs())
+    }
+}
+
+fn basic_credentials(value: &str) -> Option<(String, String)> {
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64_decode(encoded.trim())?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_string(), secret.to_string()))
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut buf = 0u32;
+    let mut bits = 0;
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = TABLE.iter().position(|t| *t == c)? as u32;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let open = matches!(
+        path,
+        "/api/v1/healthcheck" | "/api/v1/auth/login" | "/api/v1/setup_lakefs" | "/_health"
+    );
+    if !open {
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let ok = if let Some(token) = auth.strip_prefix("Bearer ") {
+            state.token_valid(token.trim())
+        } else {
+            basic_credentials(auth).is_some_and(|(id, secret)| state.check_key(&id, &secret))
+        };
+        if !ok {
+            return ApiError(
+                StatusCode::UNAUTHORIZED,
+                "error authenticating request".into(),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn record(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(tap) = state.tap.clone() else {
+        return next.run(req).await;
+    };
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
+    let resp = next.run(req).await;
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let status = resp.status().as_u16();
+    if !content_type.starts_with("application/json") {
+        tap.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(TapRecord {
+                method,
+                route,
+                status,
+                content_type,
+                body: Vec::new(),
+            });
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    tap.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(TapRecord {
+            method,
+            route,
+            status,
+            content_type,
+            body: bytes.to_vec(),
+        });
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// The router for `config` (opens the store).
+pub fn router(config: &ServerConfig) -> Result<Router, StoreError> {
+    let store = Store::open(&config.data_dir)?;
+    let state = Arc::new(AppState {
+        store: Mutex::new(store),
+        access_key_id: config.access_key_id.clone(),
+        secret_access_key: config.secret_access_key.clone(),
+        tokens: Mutex::new(HashMap::new()),
+        tap: config.tap.clone(),
+        started: crate::store::now_secs(),
+    });
+    let repo = "/repositories/{repository}";
+    let api_routes = Router::new()
+        .route("/healthcheck", get(api::healthcheck))
+        .route("/setup_lakefs", get(api::setup_state).post(api::setup))
+        .route("/config/storage", get(api::storage_config))
+        .route("/config/version", get(api::version))
+        .route("/user", get(api::current_user))
+        .route("/auth/login", post(api::login))
+        .route(
+            "/repositories",
+            get(api::list_repositories).post(api::create_repository),
+        )
+        .route(
+            repo,
+            get(api::get_repository).delete(api::delete_repository),
+        )
+        .route(
+            &format!("{repo}/branches"),
+            get(api::list_branches).post(api::create_branch),
+        )
+        .route(
+            &format!("{repo}/branches/{{branch}}"),
+            get(api::get_branch)
+                .delete(api::delete_branch)
+                .put(api::reset_branch),
+        )
+        .route(
+            &format!("{repo}/branches/{{branch}}/commits"),
+            post(api::commit),
+        )
+        .route(
+            &format!("{repo}/branches/{{branch}}/diff"),
+            get(api::diff_branch),
+        )
+        .route(
+            &format!("{repo}/branches/{{branch}}/objects"),
+            post(api::upload_object).delete(api::delete_object),
+        )
+        .route(
+            &format!("{repo}/branches/{{branch}}/objects/delete"),
+            post(api::delete_objects),
+        )
+        .route(
+            &format!("{repo}/branches/{{branch}}/objects/copy"),
+            post(api::copy_object),
+        )
+        .route(
+            &format!("{repo}/commits/{{commitId}}"),
+            get(api::get_commit),
+        )
+        .route(&format!("{repo}/refs/{{ref}}/commits"), get(api::log))
+        .route(
+            &format!("{repo}/refs/{{leftRef}}/diff/{{rightRef}}"),
+            get(api::diff_refs),
+        )
+        .route(
+            &format!("{repo}/refs/{{sourceRef}}/merge/{{destinationBranch}}"),
+            post(api::merge),
+        )
+        .route(
+            &format!("{repo}/refs/{{ref}}/objects"),
+            get(api::get_object).head(api::get_object),
+        )
+        .route(
+            &format!("{repo}/refs/{{ref}}/objects/stat"),
+            get(api::stat_object),
+        )
+        .route(
+            &format!("{repo}/refs/{{ref}}/objects/ls"),
+            get(api::list_objects),
+        )
+        .route(
+            &format!("{repo}/tags"),
+            get(api::list_tags).post(api::create_tag),
+        )
+        .route(
+            &format!("{repo}/tags/{{tag}}"),
+            get(api::get_tag).delete(api::delete_tag),
+        )
+        .fallback(api::not_implemented);
+    Ok(Router::new()
+        .nest("/api/v1", api_routes)
+        .fallback(api::not_implemented)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(state.clone(), record))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state))
+}
+
+/// A running server (for tests and embedding): its address; dropping it stops the server.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// `http://addr` (the client adds `/api/v1`).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Errors starting a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data folder could not be opened.
+    #[error("cannot open data folder: {0}")]
+    Store(String),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Starts a server on `listen` (port 0 picks a free port) in the current tokio runtime.
+pub async fn spawn(config: ServerConfig, listen: &str) -> Result<RunningServer, ServeError> {
+    let app = router(&config).map_err(|e| ServeError::Store(e.message))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| ServeError::Bind {
+            addr: listen.to_string(),
+            source: e,
+        })?;
+    let addr = listener.local_addr().map_err(|e| ServeError::Bind {
+        addr: listen.to_string(),
+        source: e,
+    })?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(RunningServer {
+        addr,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    })
+}
+
+/// Checks that `dir` can hold a store (used by the binary before binding).
+pub fn check_data_dir(dir: &Path) -> Result<(), ServeError> {
+    Store::open(dir)
+        .map(|_| ())
+        .map_err(|e| ServeError::Store(e.message))
+}
