@@ -13,9 +13,6 @@ use crate::client::{Idempotent, LakeFsClient, seg};
 use crate::error::{LakeFsError, Result};
 use crate::types::*;
 
-/// Page size of listings.
-pub const PAGE_SIZE: usize = 1000;
-
 impl LakeFsClient {
     /// Streams every item of a paged listing at `path` with extra `query` parameters.
     pub(crate) fn paged<T: DeserializeOwned + 'static>(
@@ -24,12 +21,14 @@ impl LakeFsClient {
         query: Vec<(&'static str, String)>,
     ) -> impl Stream<Item = Result<T>> + 'static {
         let client = self.clone();
+        let amount = self.page_size().to_string();
         stream::unfold(Some(String::new()), move |after| {
-            let (client, path, query) = (client.clone(), path.clone(), query.clone());
+            let (client, path, query, amount) =
+                (client.clone(), path.clone(), query.clone(), amount.clone());
             async move {
                 let after = after?;
                 let mut q = query;
-                q.push(("amount", PAGE_SIZE.to_string()));
+                q.push(("amount", amount));
                 if !after.is_empty() {
                     q.push(("after", after));
                 }

@@ -49,6 +49,7 @@ pub struct LakeFsClientBuilder {
     transfer_timeout: Duration,
     retry: RetryConfig,
     user_agent: String,
+    page_size: usize,
 }
 
 impl LakeFsClientBuilder {
@@ -63,6 +64,7 @@ impl LakeFsClientBuilder {
             transfer_timeout: Duration::from_secs(3600),
             retry: RetryConfig::default(),
             user_agent: format!("seg-mlops-lakefs-client/{}", env!("CARGO_PKG_VERSION")),
+            page_size: 1000,
         }
     }
 
@@ -127,6 +129,12 @@ impl LakeFsClientBuilder {
         self
     }
 
+    /// Items per page of listings (1..=1000, default 1000).
+    pub fn page_size(mut self, size: usize) -> Self {
+        self.page_size = size.clamp(1, 1000);
+        self
+    }
+
     /// User-Agent header.
     pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
         self.user_agent = agent.into();
@@ -161,6 +169,7 @@ impl LakeFsClientBuilder {
             request_timeout: self.request_timeout,
             transfer_timeout: self.transfer_timeout,
             retry: self.retry,
+            page_size: self.page_size,
         };
         if self.token_login {
             let Credentials::Basic {
@@ -188,6 +197,7 @@ pub struct LakeFsClient {
     request_timeout: Duration,
     transfer_timeout: Duration,
     retry: RetryConfig,
+    page_size: usize,
 }
 
 impl std::fmt::Debug for LakeFsClient {
@@ -223,6 +233,10 @@ impl LakeFsClient {
     /// The retry policy.
     pub fn retry_config(&self) -> &RetryConfig {
         &self.retry
+    }
+
+    pub(crate) fn page_size(&self) -> usize {
+        self.page_size
     }
 
     pub(crate) fn transfer_timeout(&self) -> Duration {

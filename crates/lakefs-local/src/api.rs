@@ -477,7 +477,7 @@ pub async fn merge(
     State(state): State<Arc<AppState>>,
     Path((repo, source, dest)): Path<(String, String, String)>,
     body: Option<Json<Value>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let body = body.map(|b| b.0).unwrap_or_else(|| json!({}));
     let metadata: BTreeMap<String, String> =
         serde_json::from_value(body["metadata"].clone()).unwrap_or_default();
@@ -489,7 +489,7 @@ pub async fn merge(
             "merge strategy {s:?}: use source-wins or dest-wins"
         )));
     }
-    let reference = state.store().merge(
+    let merged = state.store().merge(
         &repo,
         &source,
         &dest,
@@ -498,8 +498,17 @@ pub async fn merge(
         strategy,
         USER,
         body["allow_empty"].as_bool().unwrap_or(false),
-    )?;
-    Ok(Json(json!({ "reference": reference })))
+    );
+    match merged {
+        Ok(reference) => Ok(Json(json!({ "reference": reference })).into_response()),
+        // The spec's 409 body is a MergeResult (deprecated in favour of Error): send both fields.
+        Err(e) if e.status == 409 => Ok((
+            StatusCode::CONFLICT,
+            Json(json!({ "message": e.message, "reference": "" })),
+        )
+            .into_response()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 // --- objects ---------------------------------------------------------------------------

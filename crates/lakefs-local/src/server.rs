@@ -70,6 +70,7 @@ impl ServerConfig {
 #[derive(Debug)]
 pub struct AppState {
     store: Mutex<Store>,
+    root: PathBuf,
     access_key_id: String,
     secret_access_key: String,
     tokens: Mutex<HashMap<String, i64>>,
@@ -86,14 +87,14 @@ impl AppState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Path of a blob.
+    /// Path of a blob (no lock taken).
     pub fn blob_path(&self, sha: &str) -> PathBuf {
-        self.store().blob_path(sha)
+        crate::store::blob_path(&self.root, sha)
     }
 
-    /// Folder for temporary uploads.
+    /// Folder for temporary uploads (no lock taken).
     pub fn tmp_dir(&self) -> PathBuf {
-        self.store().tmp_dir()
+        self.root.join("tmp")
     }
 
     /// Whether the key pair is this server's.
@@ -226,6 +227,7 @@ pub fn router(config: &ServerConfig) -> Result<Router, StoreError> {
     let store = Store::open(&config.data_dir)?;
     let state = Arc::new(AppState {
         store: Mutex::new(store),
+        root: config.data_dir.clone(),
         access_key_id: config.access_key_id.clone(),
         secret_access_key: config.secret_access_key.clone(),
         tokens: Mutex::new(HashMap::new()),

@@ -840,6 +840,11 @@ impl Store {
     }
 }
 
+/// Where the blob with this sha256 lives under the data folder `root`.
+pub fn blob_path(root: &Path, sha: &str) -> PathBuf {
+    root.join("blobs").join(&sha[..2.min(sha.len())]).join(sha)
+}
+
 fn staging_path(repo_dir: &Path, branch: &str) -> PathBuf {
     repo_dir
         .join("staging")
