@@ -4,7 +4,7 @@
 //!   timeouts and [`RetryConfig`] (backoff with jitter, Retry-After, bounded total time).
 //! - Endpoints ([`api`], [`objects`]): repositories, branches, objects (streaming, verified),
 //!   commits, log, diff, merge, tags; listings are streams.
-//! - [`LakeFsUri`]: `lakefs://repo/ref/path`.
+//! - [`LakeFsUri`]: URIs of the form `lakefs://repo/ref/path`.
 //! - High level ([`sync`], [`transaction`]): `upload_dir`, `download_prefix` (cache keyed by
 //!   commit id), and transactions that leave the target untouched on failure.
 

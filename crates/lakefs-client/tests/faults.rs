@@ -18,7 +18,9 @@ use lakefs_client::*;
 use serde_json::json;
 
 async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -27,7 +29,12 @@ async fn serve(app: Router) -> String {
 }
 
 async fn client(endpoint: &str, retry: RetryConfig) -> LakeFsClient {
-    LakeFsClientBuilder::new(endpoint).credentials("AKIA", "secret").retry(retry).build().await.expect("client")
+    LakeFsClientBuilder::new(endpoint)
+        .credentials("AKIA", "secret")
+        .retry(retry)
+        .build()
+        .await
+        .expect("client")
 }
 
 fn repo_body() -> serde_json::Value {
@@ -44,15 +51,28 @@ async fn transient_503_and_429_are_retried_to_success() {
             let n = seen.fetch_add(1, Ordering::SeqCst);
             async move {
                 match n {
-                    0 | 1 => (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "0")], axum::Json(json!({"message": "busy"}))).into_response(),
-                    2 => (StatusCode::TOO_MANY_REQUESTS, axum::Json(json!({"message": "slow down"}))).into_response(),
+                    0 | 1 => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::RETRY_AFTER, "0")],
+                        axum::Json(json!({"message": "busy"})),
+                    )
+                        .into_response(),
+                    2 => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        axum::Json(json!({"message": "slow down"})),
+                    )
+                        .into_response(),
                     _ => axum::Json(repo_body()).into_response(),
                 }
             }
         }),
     );
     let endpoint = serve(app).await;
-    let repo = client(&endpoint, common::fast_retry()).await.get_repository("flaky").await.expect("retried to success");
+    let repo = client(&endpoint, common::fast_retry())
+        .await
+        .get_repository("flaky")
+        .await
+        .expect("retried to success");
     assert_eq!(repo.id, "flaky");
     assert_eq!(calls.load(Ordering::SeqCst), 4);
 }
@@ -69,7 +89,10 @@ async fn connection_reset_mid_download_is_retried() {
     let (seen, body) = (gets.clone(), content.clone());
     let stat = json!({"path": "big.bin", "path_type": "object", "physical_address": "local://x", "checksum": md5, "size_bytes": SIZE, "mtime": 1});
     let app = Router::new()
-        .route("/api/v1/repositories/{repository}/refs/{ref}/objects/stat", get(move || async move { axum::Json(stat) }))
+        .route(
+            "/api/v1/repositories/{repository}/refs/{ref}/objects/stat",
+            get(move || async move { axum::Json(stat) }),
+        )
         .route(
             "/api/v1/repositories/{repository}/refs/{ref}/objects",
             get(move || {
@@ -81,37 +104,73 @@ async fn connection_reset_mid_download_is_retried() {
                         let half = bytes::Bytes::from(body[..SIZE / 2].to_vec());
                         Body::from_stream(futures::stream::iter(vec![
                             Ok::<_, std::io::Error>(half),
-                            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")),
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::ConnectionReset,
+                                "reset",
+                            )),
                         ]))
                     } else {
                         Body::from(body)
                     };
-                    Response::builder().header(header::CONTENT_LENGTH, SIZE).body(stream).expect("response")
+                    Response::builder()
+                        .header(header::CONTENT_LENGTH, SIZE)
+                        .body(stream)
+                        .expect("response")
                 }
             }),
         );
     let endpoint = serve(app).await;
     let dir = tempfile::tempdir().expect("tmp");
     let dest = dir.path().join("big.bin");
-    client(&endpoint, common::fast_retry()).await.download_object("repo", "main", "big.bin", &dest).await.expect("second attempt succeeds");
+    client(&endpoint, common::fast_retry())
+        .await
+        .download_object("repo", "main", "big.bin", &dest)
+        .await
+        .expect("second attempt succeeds");
     assert_eq!(std::fs::read(&dest).expect("read"), content);
     assert_eq!(gets.load(Ordering::SeqCst), 2);
-    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1, "no temporary file left behind");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("ls").count(),
+        1,
+        "no temporary file left behind"
+    );
 }
 
 #[tokio::test]
 async fn permanent_500_fails_clearly_within_the_bounded_time() {
     let app = Router::new().route(
         "/api/v1/repositories/{repository}",
-        get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"message": "disk on fire"}))) }),
+        get(|| async {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({"message": "disk on fire"})),
+            )
+        }),
     );
     let endpoint = serve(app).await;
-    let retry = RetryConfig { max_total: Duration::from_secs(2), ..common::fast_retry() };
+    let retry = RetryConfig {
+        max_total: Duration::from_secs(2),
+        ..common::fast_retry()
+    };
     let started = Instant::now();
-    let err = client(&endpoint, retry).await.get_repository("x").await.expect_err("permanent 500");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    let err = client(&endpoint, retry)
+        .await
+        .get_repository("x")
+        .await
+        .expect_err("permanent 500");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     let msg = err.to_string();
-    assert!(msg.contains("500") && msg.contains("disk on fire") && msg.contains("GET /repositories/x") && msg.contains("attempts"), "{msg}");
+    assert!(
+        msg.contains("500")
+            && msg.contains("disk on fire")
+            && msg.contains("GET /repositories/x")
+            && msg.contains("attempts"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -126,7 +185,11 @@ async fn other_4xx_are_not_retried() {
         }),
     );
     let endpoint = serve(app).await;
-    let err = client(&endpoint, common::fast_retry()).await.get_repository("x").await.expect_err("403");
+    let err = client(&endpoint, common::fast_retry())
+        .await
+        .get_repository("x")
+        .await
+        .expect_err("403");
     assert!(matches!(err, LakeFsError::Forbidden { .. }), "{err}");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
@@ -134,7 +197,11 @@ async fn other_4xx_are_not_retried() {
 #[tokio::test]
 async fn wrong_credentials_are_unauthorized_and_dead_endpoints_named() {
     let local = common::local(None).await;
-    let bad = LakeFsClientBuilder::new(local.server.endpoint()).credentials("AKIA-WRONG", "nope").build().await.expect("client");
+    let bad = LakeFsClientBuilder::new(local.server.endpoint())
+        .credentials("AKIA-WRONG", "nope")
+        .build()
+        .await
+        .expect("client");
     let err = bad.list_repositories().next_item().await.expect_err("401");
     assert!(matches!(err, LakeFsError::Unauthorized { .. }), "{err}");
     bad.health().await.expect("health needs no credentials");
@@ -146,10 +213,20 @@ async fn wrong_credentials_are_unauthorized_and_dead_endpoints_named() {
         .expect_err("login refused");
     assert!(matches!(err, LakeFsError::Unauthorized { .. }), "{err}");
 
-    let dead = client("http://127.0.0.1:9", RetryConfig { max_retries: 1, ..common::fast_retry() }).await;
+    let dead = client(
+        "http://127.0.0.1:9",
+        RetryConfig {
+            max_retries: 1,
+            ..common::fast_retry()
+        },
+    )
+    .await;
     let err = dead.get_repository("x").await.expect_err("nothing listens");
     let msg = err.to_string();
-    assert!(msg.contains("http://127.0.0.1:9/api/v1") && msg.contains("lakefs-local"), "{msg}");
+    assert!(
+        msg.contains("http://127.0.0.1:9/api/v1") && msg.contains("lakefs-local"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -164,8 +241,14 @@ async fn listed_paths_escaping_the_destination_are_refused() {
     let commit = "c".repeat(64);
     let branch = json!({"id": "main", "commit_id": commit});
     let app = Router::new()
-        .route("/api/v1/repositories/{repository}/branches/{branch}", get(move || async move { axum::Json(branch) }))
-        .route("/api/v1/repositories/{repository}/refs/{ref}/objects/ls", get(move |_: HeaderMap| async move { axum::Json(listing) }));
+        .route(
+            "/api/v1/repositories/{repository}/branches/{branch}",
+            get(move || async move { axum::Json(branch) }),
+        )
+        .route(
+            "/api/v1/repositories/{repository}/refs/{ref}/objects/ls",
+            get(move |_: HeaderMap| async move { axum::Json(listing) }),
+        );
     let endpoint = serve(app).await;
     let dir = tempfile::tempdir().expect("tmp");
     let err = client(&endpoint, common::fast_retry())

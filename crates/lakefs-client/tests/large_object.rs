@@ -24,22 +24,45 @@ async fn large_object_round_trip_keeps_memory_flat() {
     let local = common::local(None).await;
     let client = common::local_client(&local.server.endpoint(), 1000).await;
     let ns = format!("local://{}", local.dir.path().join("ns").display());
-    client.create_repository("big-objects", &ns, "main").await.expect("repo");
+    client
+        .create_repository("big-objects", &ns, "main")
+        .await
+        .expect("repo");
     let dir = tempfile::tempdir().expect("tmp");
     let src = dir.path().join("big.bin");
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&src).expect("create"));
-        let block: Vec<u8> = (0..1 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let block: Vec<u8> = (0..1 << 20)
+            .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         for _ in 0..MIB {
             f.write_all(&block).expect("write");
         }
     }
     let baseline = kib("VmRSS");
-    let stats = client.upload_file("big-objects", "main", "big.bin", &src, &UploadOptions::default()).await.expect("upload");
+    let stats = client
+        .upload_file(
+            "big-objects",
+            "main",
+            "big.bin",
+            &src,
+            &UploadOptions::default(),
+        )
+        .await
+        .expect("upload");
     assert_eq!(stats.size_bytes, Some((MIB << 20) as u64));
     let dest = dir.path().join("back.bin");
-    client.download_object("big-objects", "main", "big.bin", &dest).await.expect("download (MD5 verified)");
+    client
+        .download_object("big-objects", "main", "big.bin", &dest)
+        .await
+        .expect("download (MD5 verified)");
     let growth_mib = kib("VmHWM").saturating_sub(baseline) / 1024;
-    assert!(growth_mib < 64, "peak RSS grew {growth_mib} MiB moving a {MIB} MiB object");
-    assert_eq!(std::fs::metadata(&dest).expect("stat").len(), (MIB << 20) as u64);
+    assert!(
+        growth_mib < 64,
+        "peak RSS grew {growth_mib} MiB moving a {MIB} MiB object"
+    );
+    assert_eq!(
+        std::fs::metadata(&dest).expect("stat").len(),
+        (MIB << 20) as u64
+    );
 }

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::server::AppState;
-use crate::store::{CommitRec, Entry, RepoRec, StoreError, now_secs};
+use crate::store::{CommitRec, CommitRequest, Entry, MergeRequest, RepoRec, StoreError, now_secs};
 
 /// An error answered as `{"message": ...}` with its status.
 pub struct ApiError(pub StatusCode, pub String);
@@ -198,7 +198,7 @@ pub async fn create_repository(
         .as_str()
         .ok_or_else(|| bad("storage_namespace is required"))?;
     let default_branch = body["default_branch"].as_str().unwrap_or("main");
-    let rec = state.store().create_repo(name, ns, default_branch, USER)?;
+    let rec = state.store().create_repo(name, ns, default_branch)?;
     Ok((StatusCode::CREATED, Json(repo_json(&rec))))
 }
 
@@ -373,15 +373,14 @@ pub async fn commit(
         .ok_or_else(|| bad("message is required"))?;
     let metadata: BTreeMap<String, String> =
         serde_json::from_value(body["metadata"].clone()).unwrap_or_default();
-    let c = state.store().commit(
-        &repo,
-        &branch,
-        message,
+    let request = CommitRequest {
+        message: message.to_string(),
         metadata,
-        USER,
-        body["date"].as_i64(),
-        body["allow_empty"].as_bool().unwrap_or(false),
-    )?;
+        committer: USER.to_string(),
+        date: body["date"].as_i64(),
+        allow_empty: body["allow_empty"].as_bool().unwrap_or(false),
+    };
+    let c = state.store().commit(&repo, &branch, request)?;
     Ok((StatusCode::CREATED, Json(commit_json(&c))))
 }
 
@@ -489,16 +488,14 @@ pub async fn merge(
             "merge strategy {s:?}: use source-wins or dest-wins"
         )));
     }
-    let merged = state.store().merge(
-        &repo,
-        &source,
-        &dest,
-        body["message"].as_str().map(str::to_string),
+    let request = MergeRequest {
+        message: body["message"].as_str().map(str::to_string),
         metadata,
-        strategy,
-        USER,
-        body["allow_empty"].as_bool().unwrap_or(false),
-    );
+        strategy: strategy.map(str::to_string),
+        committer: USER.to_string(),
+        allow_empty: body["allow_empty"].as_bool().unwrap_or(false),
+    };
+    let merged = state.store().merge(&repo, &source, &dest, request);
     match merged {
         Ok(reference) => Ok(Json(json!({ "reference": reference })).into_response()),
         // The spec's 409 body is a MergeResult (deprecated in favour of Error): send both fields.

@@ -79,6 +79,36 @@ struct StagingLine {
     entry: Option<Entry>,
 }
 
+/// What to commit with.
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    /// Message.
+    pub message: String,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Committer.
+    pub committer: String,
+    /// Creation date (seconds; default now).
+    pub date: Option<i64>,
+    /// Commit even without changes.
+    pub allow_empty: bool,
+}
+
+/// How to merge.
+#[derive(Debug, Clone, Default)]
+pub struct MergeRequest {
+    /// Merge-commit message (default "Merge 'src' into 'dest'").
+    pub message: Option<String>,
+    /// Merge-commit metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// `source-wins` or `dest-wins` for conflicting paths.
+    pub strategy: Option<String>,
+    /// Committer.
+    pub committer: String,
+    /// Create a merge commit even when nothing changes.
+    pub allow_empty: bool,
+}
+
 /// A repository's state in memory.
 #[derive(Debug)]
 pub struct Repo {
@@ -354,7 +384,6 @@ impl Store {
         name: &str,
         namespace: &str,
         default_branch: &str,
-        committer: &str,
     ) -> Result<RepoRec, StoreError> {
         validate_name(name, "repository", true)?;
         validate_name(default_branch, "branch", false)?;
@@ -404,7 +433,6 @@ impl Store {
                 generation: 0,
             },
         )?;
-        let _ = committer;
         repo.branches.insert(default_branch.to_string(), commit.id);
         repo.staging
             .insert(default_branch.to_string(), BTreeMap::new());
@@ -610,12 +638,15 @@ impl Store {
         &mut self,
         repo: &str,
         branch: &str,
-        message: &str,
-        metadata: BTreeMap<String, String>,
-        committer: &str,
-        date: Option<i64>,
-        allow_empty: bool,
+        request: CommitRequest,
     ) -> Result<CommitRec, StoreError> {
+        let CommitRequest {
+            message,
+            metadata,
+            committer,
+            date,
+            allow_empty,
+        } = request;
         let head = self.branch_commit(repo, branch)?;
         let staged = self
             .repo(repo)?
@@ -695,18 +726,20 @@ impl Store {
 
     /// Merges `source` into branch `dest`: fast-forward when `dest` is an ancestor of the
     /// source, else a three-way merge (409 on conflicts unless a strategy picks a side).
-    #[allow(clippy::too_many_arguments)]
     pub fn merge(
         &mut self,
         repo: &str,
         source: &str,
         dest: &str,
-        message: Option<String>,
-        metadata: BTreeMap<String, String>,
-        strategy: Option<&str>,
-        committer: &str,
-        allow_empty: bool,
+        request: MergeRequest,
     ) -> Result<String, StoreError> {
+        let MergeRequest {
+            message,
+            metadata,
+            strategy,
+            committer,
+            allow_empty,
+        } = request;
         let src = self.resolve(repo, source)?.commit;
         let dst = self.branch_commit(repo, dest)?;
         if self
@@ -762,7 +795,7 @@ impl Store {
             } else if same(dv, bv) {
                 sv
             } else {
-                match strategy {
+                match strategy.as_deref() {
                     Some("source-wins") => sv,
                     Some("dest-wins") => dv,
                     _ => {
