@@ -387,6 +387,13 @@ pub async fn spawn(config: ServerConfig, listen: &str) -> Result<RunningServer, 
         addr: listen.to_string(),
         source: e,
     })?;
+    // Without TCP_NODELAY, a response written as headers then body waits on delayed ACKs
+    // (~40 ms per request on loopback).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
