@@ -32,7 +32,7 @@ case "${1:-}" in
       >"$dir/mlflow.log" 2>&1 &
     echo $! >"$dir/mlflow.pid"
     for _ in $(seq 1 120); do
-      if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
+      if "$MLFLOW_VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
         echo "mlflow-server: MLflow $MLFLOW_VERSION ready at http://127.0.0.1:$port (pid $(cat "$dir/mlflow.pid"))" >&2
         exit 0
       fi
