@@ -330,6 +330,9 @@ pub struct TrainOutcome {
 }
 
 /// Trains a U-Net on `dataset` split by `split`.
+///
+/// Reproducible for a given seed on the CPU backends, provided no other training runs in the
+/// same process at the same time: burn seeds one process-wide RNG.
 pub fn train(
     model_config: &UNetConfig,
     config: &TrainConfig,

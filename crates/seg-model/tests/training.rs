@@ -7,6 +7,16 @@ use seg_model::{
     checkpoint,
 };
 
+/// burn's CPU backends seed one process-wide RNG: trainings in parallel test threads would
+/// interleave it and lose reproducibility, so the tests of this file train one at a time.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    TRAINING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 struct Recorder {
     epochs: Vec<EpochReport>,
     batches: usize,
@@ -37,7 +47,7 @@ fn synthetic(dir: &std::path::Path, classes: usize) -> SegmentationDataset {
 fn small_run(epochs: usize) -> TrainConfig {
     TrainConfig::new()
         .with_epochs(epochs)
-        .with_batch_size(8)
+        .with_batch_size(4)
         .with_learning_rate(3e-3)
         .with_image_height(32)
         .with_image_width(32)
@@ -48,12 +58,13 @@ fn small_run(epochs: usize) -> TrainConfig {
 fn model(classes: usize) -> UNetConfig {
     UNetConfig::new()
         .with_num_classes(if classes == 2 { 1 } else { classes })
-        .with_base_channels(8)
+        .with_base_channels(16)
         .with_depth(2)
 }
 
 #[test]
 fn binary_synthetic_reaches_iou_080_and_is_deterministic() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let ds = synthetic(dir.path(), 2);
     let config = small_run(12);
@@ -85,7 +96,7 @@ fn binary_synthetic_reaches_iou_080_and_is_deterministic() {
             .collect::<Vec<_>>()
     );
     assert_eq!(rec.epochs.len(), 12);
-    assert_eq!(rec.batches, 12 * split.train.len().div_ceil(8));
+    assert_eq!(rec.batches, 12 * split.train.len().div_ceil(4));
     assert!(outcome.history.last().expect("epochs").train_loss < outcome.history[0].train_loss);
 
     // Same seed, same data: same metrics on the CPU backend.
@@ -149,9 +160,10 @@ impl Dims for image::DynamicImage {
 
 #[test]
 fn multiclass_synthetic_learns() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let ds = synthetic(dir.path(), 4);
-    let config = small_run(12);
+    let config = small_run(15);
     let split = Split::new(ds.len(), config.valid_fraction, config.seed).expect("split");
     let outcome = seg_model::train(
         &model(4),
@@ -172,7 +184,7 @@ fn multiclass_synthetic_learns() {
             .collect::<Vec<_>>()
     );
     assert!(
-        best.metrics.mean_iou >= 0.7,
+        best.metrics.mean_iou >= 0.8,
         "mean IoU {:.3}",
         best.metrics.mean_iou
     );
