@@ -16,12 +16,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+BATCH_NORM = True
+
+
 class ConvBlock(nn.Module):
     def __init__(self, cin, cout):
         super().__init__()
+        norm = (lambda c: nn.BatchNorm2d(c)) if BATCH_NORM else (lambda c: nn.Identity())
         self.body = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cin, cout, 3, padding=1, bias=not BATCH_NORM), norm(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=not BATCH_NORM), norm(cout), nn.ReLU(inplace=True),
         )
 
     def forward(self, x):
@@ -62,7 +66,10 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-batch-norm", action="store_true")
     args = ap.parse_args()
+    global BATCH_NORM
+    BATCH_NORM = not args.no_batch_norm
     torch.manual_seed(0)
     dev = torch.device(args.device)
     model = UNet().to(dev)

@@ -7,7 +7,7 @@
 //! scripts/with-libtorch.sh cargo bench -p seg-model --features tch --bench throughput
 //! ```
 //! Environment: SEG_BENCH_STEPS (timed steps, default 10), SEG_DATASETS_DIR, SEG_BENCH_PYTHON
-//! (python with torch; default $TORCH_VENV/bin/python).
+//! (python with torch; default $TORCH_VENV/bin/python), SEG_BENCH_BATCH_NORM=0 (no batch norm).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +37,11 @@ fn steps() -> usize {
         .unwrap_or(10)
 }
 
+/// SEG_BENCH_BATCH_NORM=0 benchmarks the U-Net without batch norm (in both implementations).
+fn batch_norm() -> bool {
+    std::env::var("SEG_BENCH_BATCH_NORM").map_or(true, |v| v != "0")
+}
+
 fn datasets_dir() -> PathBuf {
     std::env::var_os("SEG_DATASETS_DIR")
         .map(PathBuf::from)
@@ -53,7 +58,7 @@ fn bench_backend(kind: BackendKind) -> Measure {
     let n = steps();
     let device: Device = kind.training_device();
     device.seed(0);
-    let config = UNetConfig::new();
+    let config = UNetConfig::new().with_batch_norm(batch_norm());
     let mut model = config.init(&device).expect("model");
     let mut optim = AdamConfig::new().init();
     let loss_cfg = LossConfig::new();
@@ -109,6 +114,11 @@ fn bench_pytorch() -> Option<Measure> {
     let out = std::process::Command::new(&python)
         .arg(&script)
         .args(["--steps", &steps().to_string()])
+        .args(if batch_norm() {
+            &[][..]
+        } else {
+            &["--no-batch-norm"][..]
+        })
         .output()
         .ok()?;
     if !out.status.success() {
