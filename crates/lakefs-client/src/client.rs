@@ -285,6 +285,26 @@ impl LakeFsClient {
         }
     }
 
+    /// Sends a request with optional JSON body and query; returns the successful response.
+    async fn call(
+        &self,
+        label: &str,
+        method: &Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+        idempotent: Idempotent,
+    ) -> Result<Response> {
+        self.send(label, idempotent, || {
+            let mut req = self.request(method.clone(), path).query(query);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            req
+        })
+        .await
+    }
+
     /// JSON call: sends, then decodes the body as `T`.
     pub(crate) async fn json<T: DeserializeOwned>(
         &self,
@@ -296,13 +316,7 @@ impl LakeFsClient {
     ) -> Result<T> {
         let label = format!("{method} {path}");
         let resp = self
-            .send(&label, idempotent, || {
-                let mut req = self.request(method.clone(), path).query(query);
-                if let Some(b) = body {
-                    req = req.json(b);
-                }
-                req
-            })
+            .call(&label, &method, path, query, body, idempotent)
             .await?;
         let bytes = resp
             .bytes()
@@ -328,13 +342,7 @@ impl LakeFsClient {
     ) -> Result<String> {
         let label = format!("{method} {path}");
         let resp = self
-            .send(&label, idempotent, || {
-                let mut req = self.request(method.clone(), path).query(query);
-                if let Some(b) = body {
-                    req = req.json(b);
-                }
-                req
-            })
+            .call(&label, &method, path, query, body, idempotent)
             .await?;
         resp.text()
             .await

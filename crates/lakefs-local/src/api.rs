@@ -221,6 +221,15 @@ pub async fn delete_repository(
 
 // --- branches and tags -----------------------------------------------------------------
 
+/// A page of refs (branches or tags) as a RefList.
+fn refs_page(refs: &BTreeMap<String, String>, q: &ListQuery) -> Value {
+    let items = refs
+        .iter()
+        .map(|(id, commit)| (id.clone(), json!({ "id": id, "commit_id": commit })))
+        .collect();
+    paginate(items, q, |v| v)
+}
+
 /// `GET /repositories/{repository}/branches`.
 pub async fn list_branches(
     State(state): State<Arc<AppState>>,
@@ -228,17 +237,7 @@ pub async fn list_branches(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let store = state.store();
-    let items = store
-        .repo(&repo)?
-        .branches
-        .iter()
-        .map(|(k, v)| (k.clone(), (k.clone(), v.clone())))
-        .collect();
-    Ok(Json(paginate(
-        items,
-        &q,
-        |(id, c)| json!({ "id": id, "commit_id": c }),
-    )))
+    Ok(Json(refs_page(&store.repo(&repo)?.branches, &q)))
 }
 
 /// `POST /repositories/{repository}/branches`: answers 201 with the commit id as text.
@@ -308,17 +307,7 @@ pub async fn list_tags(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let store = state.store();
-    let items = store
-        .repo(&repo)?
-        .tags
-        .iter()
-        .map(|(k, v)| (k.clone(), (k.clone(), v.clone())))
-        .collect();
-    Ok(Json(paginate(
-        items,
-        &q,
-        |(id, c)| json!({ "id": id, "commit_id": c }),
-    )))
+    Ok(Json(refs_page(&store.repo(&repo)?.tags, &q)))
 }
 
 /// `POST /repositories/{repository}/tags`.
