@@ -7,7 +7,8 @@
 //! scripts/with-libtorch.sh cargo bench -p seg-model --features tch --bench throughput
 //! ```
 //! Environment: SEG_BENCH_STEPS (timed steps, default 10), SEG_DATASETS_DIR, SEG_BENCH_PYTHON
-//! (python with torch; default $TORCH_VENV/bin/python), SEG_BENCH_BATCH_NORM=0 (no batch norm).
+//! (python with torch; default $TORCH_VENV/bin/python), SEG_BENCH_BATCH_NORM=0 (no batch norm),
+//! SEG_BENCH_BACKENDS=flex,tch-cpu (which backends), SEG_BENCH_PROFILE=1 (forward/backward/optimiser split).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,6 +88,17 @@ fn bench_backend(kind: BackendKind) -> Measure {
         }
     }
     let train = BATCH as f64 / median(times);
+    if std::env::var_os("SEG_BENCH_PROFILE").is_some() {
+        model = profile_step(
+            model,
+            &mut optim,
+            &loss_cfg,
+            &x,
+            &targets,
+            n,
+            &kind.to_string(),
+        );
+    }
     let eval = model.valid();
     let eval_device = kind.device();
     let xe = Tensor::<4>::from_data(x.into_data(), &eval_device);
@@ -103,6 +115,38 @@ fn bench_backend(kind: BackendKind) -> Measure {
         train,
         infer: BATCH as f64 / median(times),
     }
+}
+
+/// SEG_BENCH_PROFILE=1: median milliseconds of forward+loss, backward and the optimiser step.
+fn profile_step(
+    mut model: seg_model::UNet,
+    optim: &mut burn::optim::ModuleOptimizer,
+    loss_cfg: &LossConfig,
+    x: &Tensor<4>,
+    targets: &LossTargets,
+    n: usize,
+    name: &str,
+) -> seg_model::UNet {
+    let (mut f, mut b, mut o) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t = Instant::now();
+        let loss = segmentation_loss(loss_cfg, model.forward(x.clone()), targets);
+        let _ = loss.clone().into_data();
+        f.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        b.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        model = optim.step(1e-3, model, grads);
+        o.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "profile {name}: forward+loss {:.1} ms, backward {:.1} ms, optimiser {:.1} ms",
+        median(f),
+        median(b),
+        median(o)
+    );
+    model
 }
 
 fn bench_pytorch() -> Option<Measure> {
@@ -204,7 +248,15 @@ fn main() {
         #[cfg(feature = "tch")]
         BackendKind::TchCpu,
     ];
-    let results: Vec<Measure> = kinds.into_iter().map(bench_backend).collect();
+    let only = std::env::var("SEG_BENCH_BACKENDS").ok();
+    let results: Vec<Measure> = kinds
+        .into_iter()
+        .filter(|k| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|n| n == k.to_string()))
+        })
+        .map(bench_backend)
+        .collect();
     let reference = bench_pytorch();
     println!(
         "{:<22} {:>14} {:>14} {:>12} {:>12}",

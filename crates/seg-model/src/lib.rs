@@ -13,6 +13,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+mod kernels;
 pub mod loss;
 pub mod metrics;
 pub mod model;

@@ -19,6 +19,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Result, SegError};
+use crate::kernels;
 
 /// How the decoder doubles the spatial size.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -154,16 +155,8 @@ impl ConvBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.conv1.forward(x);
-        if let Some(norm) = &self.norm1 {
-            x = norm.forward(x);
-        }
-        x = self.activation.forward(x);
-        x = self.conv2.forward(x);
-        if let Some(norm) = &self.norm2 {
-            x = norm.forward(x);
-        }
-        self.activation.forward(x)
+        let x = kernels::conv_norm_relu(&self.conv1, self.norm1.as_ref(), &self.activation, x);
+        kernels::conv_norm_relu(&self.conv2, self.norm2.as_ref(), &self.activation, x)
     }
 }
 
@@ -210,8 +203,10 @@ impl UpBlock {
 
     fn forward(&self, x: Tensor<4>, skip: Tensor<4>) -> Tensor<4> {
         let x = match (&self.transpose, &self.interpolate, &self.reduce) {
-            (Some(transpose), _, _) => transpose.forward(x),
-            (None, Some(interpolate), Some(reduce)) => reduce.forward(interpolate.forward(x)),
+            (Some(transpose), _, _) => kernels::conv_transpose2d(transpose, x),
+            (None, Some(interpolate), Some(reduce)) => {
+                kernels::conv2d(reduce, interpolate.forward(x))
+            }
             _ => unreachable!("UpBlock is built with either a transposed conv or interpolate+conv"),
         };
         self.block.forward(Tensor::cat(vec![skip, x], 1))
@@ -240,7 +235,7 @@ impl UNet {
         for (up, skip) in self.ups.iter().zip(skips.into_iter().rev()) {
             x = up.forward(x, skip);
         }
-        self.head.forward(x)
+        kernels::conv2d(&self.head, x)
     }
 }
 
