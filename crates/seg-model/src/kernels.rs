@@ -12,9 +12,21 @@
 //! hands the incoming gradient to libtorch's backward kernels; everywhere else (flex, any
 //! inference device) the plain burn modules run. The maths is the same either way.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, Relu};
 use burn::tensor::Tensor;
+
+static NATIVE: AtomicBool = AtomicBool::new(true);
+
+/// Turns libtorch's native training kernels (on by default) off or on for this process; with
+/// them off, training on `tch` differentiates through burn's generic ops like every backend.
+/// Results agree to float rounding; the switch exists to compare the two and to rule the
+/// fused path out when debugging.
+pub fn set_native_libtorch_kernels(enabled: bool) {
+    NATIVE.store(enabled, Ordering::Relaxed);
+}
 
 /// `conv.forward(x)`, with libtorch's backward kernels on an autodiff libtorch device.
 pub(crate) fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
@@ -25,31 +37,40 @@ pub(crate) fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     conv.forward(x)
 }
 
-/// `conv.forward(x)` for a transposed convolution, with libtorch's backward kernels on an
-/// autodiff libtorch device.
-pub(crate) fn conv_transpose2d(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
-    #[cfg(feature = "tch")]
-    if native::applies(&x) {
-        return native::conv_transpose2d(conv, x);
-    }
-    conv.forward(x)
-}
-
-/// `conv → [batch norm] → ReLU`, with libtorch's kernels for all three (forward and backward)
-/// on an autodiff libtorch device, burn's modules everywhere else.
-pub(crate) fn conv_norm_relu(
-    conv: &Conv2d,
-    norm: Option<&BatchNorm>,
+/// Two `conv → [batch norm] → ReLU` units (a U-Net conv block); on an autodiff libtorch device
+/// with batch norm the pair is one libtorch sub-graph (one autodiff step instead of two).
+pub(crate) fn conv_block(
+    units: [(&Conv2d, Option<&BatchNorm>); 2],
     activation: &Relu,
     x: Tensor<4>,
 ) -> Tensor<4> {
     #[cfg(feature = "tch")]
     if native::applies(&x) {
-        return native::conv_norm_relu(conv, norm, activation, x);
+        return native::conv_block(units, activation, x);
     }
-    burn_conv_norm_relu(conv, norm, activation, x)
+    let [(c1, n1), (c2, n2)] = units;
+    let x = burn_conv_norm_relu(c1, n1, activation, x);
+    burn_conv_norm_relu(c2, n2, activation, x)
 }
 
+/// A U-Net decoder step: `conv_block(cat([skip, up(x)], 1))` with a transposed-conv `up`; on an
+/// autodiff libtorch device with batch norm the whole step is one libtorch sub-graph.
+pub(crate) fn up_block(
+    up: &ConvTranspose2d,
+    units: [(&Conv2d, Option<&BatchNorm>); 2],
+    activation: &Relu,
+    x: Tensor<4>,
+    skip: Tensor<4>,
+) -> Tensor<4> {
+    #[cfg(feature = "tch")]
+    if native::applies(&x) {
+        return native::up_block(up, units, activation, x, skip);
+    }
+    let x = up.forward(x);
+    conv_block(units, activation, Tensor::cat(vec![skip, x], 1))
+}
+
+/// `conv → [batch norm] → ReLU` with burn's modules.
 fn burn_conv_norm_relu(
     conv: &Conv2d,
     norm: Option<&BatchNorm>,
@@ -67,6 +88,7 @@ fn burn_conv_norm_relu(
 #[cfg(feature = "tch")]
 #[allow(deprecated)]
 mod native {
+    use burn::backend::DispatchTensor;
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
     use burn::backend::autodiff::grads::Gradients;
@@ -83,7 +105,9 @@ mod native {
     /// Whether `x` lives on an autodiff libtorch device (training on `tch`).
     pub(super) fn applies(x: &Tensor<4>) -> bool {
         let device = x.device();
-        device.is_autodiff() && matches!(device.inner().as_dispatch(), DispatchDevice::LibTorch(_))
+        super::NATIVE.load(std::sync::atomic::Ordering::Relaxed)
+            && device.is_autodiff()
+            && matches!(device.inner().as_dispatch(), DispatchDevice::LibTorch(_))
     }
 
     /// Geometry of a convolution: stride, padding, dilation, groups.
@@ -177,34 +201,166 @@ mod native {
                     geometry,
                     norm.epsilon,
                 );
-                // The running statistics move exactly as in burn's BatchNorm::forward_train.
-                let mean = Tensor::<1>::from_dispatch(mean);
-                let variance = Tensor::<1>::from_dispatch(variance);
-                let device = mean.device();
-                let m = norm.momentum;
-                let running_mean = norm.running_mean.value_sync().to_device(&device);
-                let running_var = norm.running_var.value_sync().to_device(&device);
-                norm.running_mean.update(
-                    running_mean
-                        .mul_scalar(1.0 - m)
-                        .add(mean.mul_scalar(m))
-                        .detach(),
-                );
-                norm.running_var.update(
-                    running_var
-                        .mul_scalar(1.0 - m)
-                        .add(variance.mul_scalar(m))
-                        .detach(),
-                );
+                update_running(norm, mean, variance);
                 Tensor::from_dispatch(output)
             }
             _ => super::burn_conv_norm_relu(conv, norm, activation, x),
         }
     }
 
+    /// Moves a batch norm's running statistics exactly as burn's `BatchNorm::forward_train`.
+    fn update_running(norm: &BatchNorm, mean: DispatchTensor, variance: DispatchTensor) {
+        let mean = Tensor::<1>::from_dispatch(mean);
+        let variance = Tensor::<1>::from_dispatch(variance);
+        let device = mean.device();
+        let m = norm.momentum;
+        let running_mean = norm.running_mean.value_sync().to_device(&device);
+        let running_var = norm.running_var.value_sync().to_device(&device);
+        norm.running_mean.update(
+            running_mean
+                .mul_scalar(1.0 - m)
+                .add(mean.mul_scalar(m))
+                .detach(),
+        );
+        norm.running_var.update(
+            running_var
+                .mul_scalar(1.0 - m)
+                .add(variance.mul_scalar(m))
+                .detach(),
+        );
+    }
+
+    pub(super) fn up_block(
+        up: &ConvTranspose2d,
+        units: [(&Conv2d, Option<&BatchNorm>); 2],
+        activation: &Relu,
+        x: Tensor<4>,
+        skip: Tensor<4>,
+    ) -> Tensor<4> {
+        let [(c1, n1), (c2, n2)] = units;
+        let up_geometry = ConvGeometry {
+            stride: i64s(up.stride),
+            padding: i64s(up.padding),
+            dilation: i64s(up.dilation),
+            groups: i64::try_from(up.groups).unwrap_or(1),
+        };
+        match (
+            geometry(c1),
+            geometry(c2),
+            n1,
+            n2,
+            &c1.bias,
+            &c2.bias,
+            &up.bias,
+        ) {
+            (Some(g1), Some(g2), Some(n1), Some(n2), None, None, Some(up_bias))
+                if n1.training.is_enabled()
+                    && n2.training.is_enabled()
+                    && up.padding_out == [0, 0] =>
+            {
+                let (out, m1, v1, m2, v2) = <Dispatch as NativeTrainOps>::native_up_block(
+                    x.into_dispatch(),
+                    skip.into_dispatch(),
+                    up.weight.val().into_dispatch(),
+                    up_bias.val().into_dispatch(),
+                    c1.weight.val().into_dispatch(),
+                    n1.gamma.val().into_dispatch(),
+                    n1.beta.val().into_dispatch(),
+                    c2.weight.val().into_dispatch(),
+                    n2.gamma.val().into_dispatch(),
+                    n2.beta.val().into_dispatch(),
+                    [up_geometry, g1, g2],
+                    [n1.epsilon, n2.epsilon],
+                );
+                update_running(n1, m1, v1);
+                update_running(n2, m2, v2);
+                Tensor::from_dispatch(out)
+            }
+            _ => {
+                let x = conv_transpose2d(up, x);
+                conv_block(units, activation, Tensor::cat(vec![skip, x], 1))
+            }
+        }
+    }
+
+    pub(super) fn conv_block(
+        units: [(&Conv2d, Option<&BatchNorm>); 2],
+        activation: &Relu,
+        x: Tensor<4>,
+    ) -> Tensor<4> {
+        let [(c1, n1), (c2, n2)] = units;
+        match (geometry(c1), geometry(c2), n1, n2, &c1.bias, &c2.bias) {
+            (Some(g1), Some(g2), Some(n1), Some(n2), None, None)
+                if n1.training.is_enabled() && n2.training.is_enabled() =>
+            {
+                let (out, m1, v1, m2, v2) = <Dispatch as NativeTrainOps>::native_conv_block(
+                    x.into_dispatch(),
+                    c1.weight.val().into_dispatch(),
+                    n1.gamma.val().into_dispatch(),
+                    n1.beta.val().into_dispatch(),
+                    c2.weight.val().into_dispatch(),
+                    n2.gamma.val().into_dispatch(),
+                    n2.beta.val().into_dispatch(),
+                    [g1, g2],
+                    [n1.epsilon, n2.epsilon],
+                );
+                update_running(n1, m1, v1);
+                update_running(n2, m2, v2);
+                Tensor::from_dispatch(out)
+            }
+            _ => {
+                let x = conv_norm_relu(c1, n1, activation, x);
+                conv_norm_relu(c2, n2, activation, x)
+            }
+        }
+    }
+
     /// Fused training-time units whose autodiff step uses libtorch's backward kernels.
     #[backend_extension(Autodiff, LibTorch)]
     pub trait NativeTrainOps: Backend {
+        /// A decoder step: the conv block of `native_conv_block` over
+        /// `cat([skip, conv_transpose2d(x) + up_bias], 1)`.
+        #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+        fn native_up_block(
+            x: FloatTensor<Self>,
+            skip: FloatTensor<Self>,
+            up_weight: FloatTensor<Self>,
+            up_bias: FloatTensor<Self>,
+            w1: FloatTensor<Self>,
+            gamma1: FloatTensor<Self>,
+            beta1: FloatTensor<Self>,
+            w2: FloatTensor<Self>,
+            gamma2: FloatTensor<Self>,
+            beta2: FloatTensor<Self>,
+            geometry: [ConvGeometry; 3],
+            epsilon: [f64; 2],
+        ) -> (
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+        );
+        /// Two ReLU(batch_norm(conv2d(x))) units; returns the output and both units' batch
+        /// mean and biased variance.
+        #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+        fn native_conv_block(
+            x: FloatTensor<Self>,
+            w1: FloatTensor<Self>,
+            gamma1: FloatTensor<Self>,
+            beta1: FloatTensor<Self>,
+            w2: FloatTensor<Self>,
+            gamma2: FloatTensor<Self>,
+            beta2: FloatTensor<Self>,
+            geometry: [ConvGeometry; 2],
+            epsilon: [f64; 2],
+        ) -> (
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+        );
         /// 2-D convolution with bias.
         fn native_conv2d(
             x: FloatTensor<Self>,
@@ -283,7 +439,80 @@ mod native {
         (out, mean.detach().copy(), variance)
     }
 
+    /// The conv block of [`NativeTrainOps::native_conv_block`] on libtorch tensors.
+    fn block(
+        t: &[tch::Tensor; 7],
+        geometry: [ConvGeometry; 2],
+        epsilon: [f64; 2],
+    ) -> (tch::Tensor, [tch::Tensor; 4]) {
+        let [x, w1, g1, b1, w2, g2, b2] = t;
+        let (y, m1, v1) = norm_relu(&conv(x, w1, None, geometry[0]), g1, b1, epsilon[0]);
+        let (y, m2, v2) = norm_relu(&conv(&y, w2, None, geometry[1]), g2, b2, epsilon[1]);
+        (y, [m1, v1, m2, v2])
+    }
+
+    /// The decoder step of [`NativeTrainOps::native_up_block`] on libtorch tensors.
+    fn up_block_graph(
+        t: &[tch::Tensor; 10],
+        geometry: [ConvGeometry; 3],
+        epsilon: [f64; 2],
+    ) -> (tch::Tensor, [tch::Tensor; 4]) {
+        let [x, skip, wt, bt, w1, g1, b1, w2, g2, b2] = t;
+        let up = conv_t(x, wt, bt, geometry[0]);
+        let joined = tch::Tensor::cat(&[skip, &up], 1);
+        let parts = [
+            joined,
+            w1.shallow_clone(),
+            g1.shallow_clone(),
+            b1.shallow_clone(),
+            w2.shallow_clone(),
+            g2.shallow_clone(),
+            b2.shallow_clone(),
+        ];
+        block(&parts, [geometry[1], geometry[2]], epsilon)
+    }
+
     impl NativeTrainOps for LibTorch {
+        fn native_up_block(
+            x: TchTensor,
+            skip: TchTensor,
+            up_weight: TchTensor,
+            up_bias: TchTensor,
+            w1: TchTensor,
+            gamma1: TchTensor,
+            beta1: TchTensor,
+            w2: TchTensor,
+            gamma2: TchTensor,
+            beta2: TchTensor,
+            geometry: [ConvGeometry; 3],
+            epsilon: [f64; 2],
+        ) -> (TchTensor, TchTensor, TchTensor, TchTensor, TchTensor) {
+            let t = [
+                x, skip, up_weight, up_bias, w1, gamma1, beta1, w2, gamma2, beta2,
+            ]
+            .map(|t| t.tensor);
+            let (y, [m1, v1, m2, v2]) = up_block_graph(&t, geometry, epsilon);
+            let n = TchTensor::new;
+            (n(y), n(m1), n(v1), n(m2), n(v2))
+        }
+
+        fn native_conv_block(
+            x: TchTensor,
+            w1: TchTensor,
+            gamma1: TchTensor,
+            beta1: TchTensor,
+            w2: TchTensor,
+            gamma2: TchTensor,
+            beta2: TchTensor,
+            geometry: [ConvGeometry; 2],
+            epsilon: [f64; 2],
+        ) -> (TchTensor, TchTensor, TchTensor, TchTensor, TchTensor) {
+            let t = [x, w1, gamma1, beta1, w2, gamma2, beta2].map(|t| t.tensor);
+            let (y, [m1, v1, m2, v2]) = block(&t, geometry, epsilon);
+            let n = TchTensor::new;
+            (n(y), n(m1), n(v1), n(m2), n(v2))
+        }
+
         fn native_conv2d(
             x: TchTensor,
             weight: TchTensor,
@@ -355,7 +584,7 @@ mod native {
         _inputs: [TchTensor; N],
     }
 
-    /// Backward step of a [`TorchGraph`]: the gradient of sum(output * grad) with respect to the
+    /// Backward step of a [`TorchGraph`]: the gradient of dot(output, grad) with respect to the
     /// leaves is exactly the vector-Jacobian product, and libtorch computes it with its own
     /// backward kernels.
     #[derive(Debug)]
@@ -385,7 +614,9 @@ mod native {
             if wanted.is_empty() {
                 return;
             }
-            let root = (&graph.output.0 * &grad.tensor).sum(tch::Kind::Float);
+            // dot(output, grad): one read of each in the forward and one multiply in the
+            // backward, the least libtorch's autograd (no grad_outputs in tch) allows.
+            let root = graph.output.0.reshape([-1]).dot(&grad.tensor.reshape([-1]));
             let leaves: Vec<&tch::Tensor> = wanted.iter().map(|(_, t)| *t).collect();
             let results = tch::Tensor::run_backward(&[root], &leaves, false, false);
             for ((i, _), g) in wanted.iter().zip(results) {
@@ -396,16 +627,16 @@ mod native {
         }
     }
 
+    /// A float tensor of the autodiff libtorch backend.
+    type AdTensor<C> = FloatTensor<Autodiff<LibTorch, C>>;
+
     /// Runs `forward` under libtorch's autograd on leaves standing in for the tracked `inputs`
     /// and registers one burn autodiff step whose backward is libtorch's. `forward` returns the
     /// differentiable output and any side outputs (statistics), which come back untracked.
     fn torch_graph<C: CheckpointStrategy, const N: usize, const E: usize>(
-        inputs: [FloatTensor<Autodiff<LibTorch, C>>; N],
+        inputs: [AdTensor<C>; N],
         forward: impl Fn(&[tch::Tensor; N]) -> (tch::Tensor, [tch::Tensor; E]),
-    ) -> (
-        FloatTensor<Autodiff<LibTorch, C>>,
-        [FloatTensor<Autodiff<LibTorch, C>>; E],
-    ) {
+    ) -> (AdTensor<C>, [AdTensor<C>; E]) {
         let nodes = inputs.each_ref().map(|t| t.node());
         let side = |extra: [tch::Tensor; E]| {
             extra.map(|t| Autodiff::<LibTorch, C>::from_inner(TchTensor::new(t)))
@@ -442,6 +673,59 @@ mod native {
     }
 
     impl<C: CheckpointStrategy> NativeTrainOps for Autodiff<LibTorch, C> {
+        fn native_up_block(
+            x: FloatTensor<Self>,
+            skip: FloatTensor<Self>,
+            up_weight: FloatTensor<Self>,
+            up_bias: FloatTensor<Self>,
+            w1: FloatTensor<Self>,
+            gamma1: FloatTensor<Self>,
+            beta1: FloatTensor<Self>,
+            w2: FloatTensor<Self>,
+            gamma2: FloatTensor<Self>,
+            beta2: FloatTensor<Self>,
+            geometry: [ConvGeometry; 3],
+            epsilon: [f64; 2],
+        ) -> (
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+        ) {
+            let (out, [m1, v1, m2, v2]) = torch_graph::<C, 10, 4>(
+                [
+                    x, skip, up_weight, up_bias, w1, gamma1, beta1, w2, gamma2, beta2,
+                ],
+                |t| up_block_graph(t, geometry, epsilon),
+            );
+            (out, m1, v1, m2, v2)
+        }
+
+        fn native_conv_block(
+            x: FloatTensor<Self>,
+            w1: FloatTensor<Self>,
+            gamma1: FloatTensor<Self>,
+            beta1: FloatTensor<Self>,
+            w2: FloatTensor<Self>,
+            gamma2: FloatTensor<Self>,
+            beta2: FloatTensor<Self>,
+            geometry: [ConvGeometry; 2],
+            epsilon: [f64; 2],
+        ) -> (
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+            FloatTensor<Self>,
+        ) {
+            let (out, [m1, v1, m2, v2]) =
+                torch_graph::<C, 7, 4>([x, w1, gamma1, beta1, w2, gamma2, beta2], |t| {
+                    block(t, geometry, epsilon)
+                });
+            (out, m1, v1, m2, v2)
+        }
+
         fn native_conv2d(
             x: FloatTensor<Self>,
             weight: FloatTensor<Self>,

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 mod kernels;
+pub use kernels::set_native_libtorch_kernels;
 pub mod loss;
 pub mod metrics;
 pub mod model;

@@ -155,8 +155,14 @@ impl ConvBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = kernels::conv_norm_relu(&self.conv1, self.norm1.as_ref(), &self.activation, x);
-        kernels::conv_norm_relu(&self.conv2, self.norm2.as_ref(), &self.activation, x)
+        kernels::conv_block(
+            [
+                (&self.conv1, self.norm1.as_ref()),
+                (&self.conv2, self.norm2.as_ref()),
+            ],
+            &self.activation,
+            x,
+        )
     }
 }
 
@@ -202,11 +208,18 @@ impl UpBlock {
     }
 
     fn forward(&self, x: Tensor<4>, skip: Tensor<4>) -> Tensor<4> {
-        let x = match (&self.transpose, &self.interpolate, &self.reduce) {
-            (Some(transpose), _, _) => kernels::conv_transpose2d(transpose, x),
-            (None, Some(interpolate), Some(reduce)) => {
-                kernels::conv2d(reduce, interpolate.forward(x))
-            }
+        if let Some(transpose) = &self.transpose {
+            let b = &self.block;
+            return kernels::up_block(
+                transpose,
+                [(&b.conv1, b.norm1.as_ref()), (&b.conv2, b.norm2.as_ref())],
+                &b.activation,
+                x,
+                skip,
+            );
+        }
+        let x = match (&self.interpolate, &self.reduce) {
+            (Some(interpolate), Some(reduce)) => kernels::conv2d(reduce, interpolate.forward(x)),
             _ => unreachable!("UpBlock is built with either a transposed conv or interpolate+conv"),
         };
         self.block.forward(Tensor::cat(vec![skip, x], 1))

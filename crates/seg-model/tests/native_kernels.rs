@@ -1,0 +1,117 @@
+//! On libtorch, training runs conv blocks through libtorch's own autograd kernels
+//! (`set_native_libtorch_kernels`, on by default). They must compute what burn's generic
+//! autodiff computes: same logits, loss, every parameter gradient and batch-norm running
+//! statistics, for both up-sampling modes and with and without batch norm.
+#![cfg(feature = "tch")]
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Distribution, Tensor};
+use seg_model::loss::{LossConfig, LossTargets, segmentation_loss};
+use seg_model::{BackendKind, UNetConfig, UpsampleMode, set_native_libtorch_kernels};
+
+/// Every float parameter's gradient (or value, when `grads` is None), flattened, in visit order.
+struct Collect<'a> {
+    grads: Option<&'a burn::tensor::Gradients>,
+    out: Vec<Vec<f32>>,
+}
+
+impl ModuleVisitor for Collect<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = match self.grads {
+            Some(grads) => match param.val().grad(grads) {
+                Some(g) => g,
+                None => return,
+            },
+            None => param.val(),
+        };
+        let data = value.into_data().convert::<f32>();
+        self.out.push(data.try_to_vec::<f32>().expect("f32 data"));
+    }
+}
+
+struct Outcome {
+    logits: Vec<f32>,
+    loss: f32,
+    grads: Vec<Vec<f32>>,
+    /// Parameters after the forward pass: includes the batch-norm running statistics.
+    state: Vec<Vec<f32>>,
+}
+
+fn run(config: &UNetConfig, native: bool) -> Outcome {
+    set_native_libtorch_kernels(native);
+    let device: Device = BackendKind::TchCpu.training_device();
+    device.seed(3);
+    let model = config.init(&device).expect("model");
+    let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    let masks: Vec<u8> = (0..2 * 32 * 32).map(|i| u8::from(i % 5 < 2)).collect();
+    let outputs = config.num_classes;
+    let masks: Vec<u8> = if outputs > 1 {
+        (0..2 * 32 * 32)
+            .map(|i| u8::try_from(i % outputs).unwrap_or(0))
+            .collect()
+    } else {
+        masks
+    };
+    let targets = LossTargets::from_masks(&masks, 2, 32, 32, outputs, &device);
+    let logits = model.forward(x);
+    let loss = segmentation_loss(&LossConfig::new(), logits.clone(), &targets);
+    let grads = loss.backward();
+    let mut collect = Collect {
+        grads: Some(&grads),
+        out: Vec::new(),
+    };
+    model.visit(&mut collect);
+    let grads = collect.out;
+    let mut collect = Collect {
+        grads: None,
+        out: Vec::new(),
+    };
+    model.visit(&mut collect);
+    set_native_libtorch_kernels(true);
+    Outcome {
+        logits: logits
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .expect("f32"),
+        loss: loss.into_scalar(),
+        grads,
+        state: collect.out,
+    }
+}
+
+fn assert_close(what: &str, a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        worst <= 2e-4 * scale + 1e-6,
+        "{what}: max |native - burn| = {worst:e} (max |value| {scale:e})"
+    );
+}
+
+fn compare(config: UNetConfig) {
+    let native = run(&config, true);
+    let burn = run(&config, false);
+    assert_close("logits", &native.logits, &burn.logits);
+    assert_close("loss", &[native.loss], &[burn.loss]);
+    assert_eq!(native.grads.len(), burn.grads.len(), "gradient count");
+    assert!(!native.grads.is_empty(), "no gradients collected");
+    for (i, (a, b)) in native.grads.iter().zip(&burn.grads).enumerate() {
+        assert_close(&format!("gradient of parameter {i}"), a, b);
+    }
+    assert_eq!(native.state.len(), burn.state.len());
+    for (i, (a, b)) in native.state.iter().zip(&burn.state).enumerate() {
+        assert_close(&format!("parameter/running statistic {i}"), a, b);
+    }
+}
+
+// One test function: the switch is process-wide, so the four cases must not run in parallel.
+#[test]
+fn native_libtorch_kernels_match_burn_autodiff() {
+    let base = UNetConfig::new().with_base_channels(4).with_depth(2);
+    compare(base.clone());
+    compare(base.clone().with_batch_norm(false));
+    compare(base.clone().with_upsample(UpsampleMode::Bilinear));
+    compare(base.with_num_classes(3));
+}
