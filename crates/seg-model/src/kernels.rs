@@ -15,6 +15,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, Relu};
 use burn::tensor::Tensor;
 
@@ -37,17 +38,22 @@ pub(crate) fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     conv.forward(x)
 }
 
-/// Two `conv → [batch norm] → ReLU` units (a U-Net conv block); on an autodiff libtorch device
+/// An optional max-pool, then two `conv → [batch norm] → ReLU` units (a U-Net conv block); on an autodiff libtorch device
 /// with batch norm the pair is one libtorch sub-graph (one autodiff step instead of two).
 pub(crate) fn conv_block(
+    pool: Option<&MaxPool2d>,
     units: [(&Conv2d, Option<&BatchNorm>); 2],
     activation: &Relu,
     x: Tensor<4>,
 ) -> Tensor<4> {
     #[cfg(feature = "tch")]
     if native::applies(&x) {
-        return native::conv_block(units, activation, x);
+        return native::conv_block(pool, units, activation, x);
     }
+    let x = match pool {
+        Some(pool) => pool.forward(x),
+        None => x,
+    };
     let [(c1, n1), (c2, n2)] = units;
     let x = burn_conv_norm_relu(c1, n1, activation, x);
     burn_conv_norm_relu(c2, n2, activation, x)
@@ -67,7 +73,7 @@ pub(crate) fn up_block(
         return native::up_block(up, units, activation, x, skip);
     }
     let x = up.forward(x);
-    conv_block(units, activation, Tensor::cat(vec![skip, x], 1))
+    conv_block(None, units, activation, Tensor::cat(vec![skip, x], 1))
 }
 
 /// `conv → [batch norm] → ReLU` with burn's modules.
@@ -99,6 +105,7 @@ mod native {
         Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, LibTorch, backend_extension,
     };
     use burn::nn::conv::{Conv2d, ConvTranspose2d};
+    use burn::nn::pool::MaxPool2d;
     use burn::nn::{BatchNorm, PaddingConfig2d, Relu};
     use burn::tensor::Tensor;
 
@@ -278,16 +285,31 @@ mod native {
             }
             _ => {
                 let x = conv_transpose2d(up, x);
-                conv_block(units, activation, Tensor::cat(vec![skip, x], 1))
+                conv_block(None, units, activation, Tensor::cat(vec![skip, x], 1))
             }
         }
     }
 
     pub(super) fn conv_block(
+        pool: Option<&MaxPool2d>,
         units: [(&Conv2d, Option<&BatchNorm>); 2],
         activation: &Relu,
         x: Tensor<4>,
     ) -> Tensor<4> {
+        // A plain 2x2/2 max-pool joins the sub-graph; anything else runs on burn first.
+        let (pool, x) = match pool {
+            Some(p)
+                if p.kernel_size == [2, 2]
+                    && p.stride == [2, 2]
+                    && p.dilation == [1, 1]
+                    && !p.ceil_mode
+                    && matches!(p.padding, PaddingConfig2d::Valid) =>
+            {
+                (true, x)
+            }
+            Some(p) => (false, p.forward(x)),
+            None => (false, x),
+        };
         let [(c1, n1), (c2, n2)] = units;
         match (geometry(c1), geometry(c2), n1, n2, &c1.bias, &c2.bias) {
             (Some(g1), Some(g2), Some(n1), Some(n2), None, None)
@@ -303,12 +325,20 @@ mod native {
                     n2.beta.val().into_dispatch(),
                     [g1, g2],
                     [n1.epsilon, n2.epsilon],
+                    pool,
                 );
                 update_running(n1, m1, v1);
                 update_running(n2, m2, v2);
                 Tensor::from_dispatch(out)
             }
             _ => {
+                let x = if pool {
+                    Tensor::from_dispatch(<Dispatch as NativeTrainOps>::native_max_pool2(
+                        x.into_dispatch(),
+                    ))
+                } else {
+                    x
+                };
                 let x = conv_norm_relu(c1, n1, activation, x);
                 conv_norm_relu(c2, n2, activation, x)
             }
@@ -341,8 +371,10 @@ mod native {
             FloatTensor<Self>,
             FloatTensor<Self>,
         );
-        /// Two ReLU(batch_norm(conv2d(x))) units; returns the output and both units' batch
-        /// mean and biased variance.
+        /// 2x2 max-pool with stride 2.
+        fn native_max_pool2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+        /// An optional 2x2/2 max-pool, then two ReLU(batch_norm(conv2d(x))) units; returns the
+        /// output and both units' batch mean and biased variance.
         #[allow(clippy::too_many_arguments, clippy::type_complexity)]
         fn native_conv_block(
             x: FloatTensor<Self>,
@@ -354,6 +386,7 @@ mod native {
             beta2: FloatTensor<Self>,
             geometry: [ConvGeometry; 2],
             epsilon: [f64; 2],
+            pool: bool,
         ) -> (
             FloatTensor<Self>,
             FloatTensor<Self>,
@@ -439,13 +472,26 @@ mod native {
         (out, mean.detach().copy(), variance)
     }
 
+    /// 2x2 max-pool with stride 2.
+    fn max_pool2(x: &tch::Tensor) -> tch::Tensor {
+        x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
+    }
+
     /// The conv block of [`NativeTrainOps::native_conv_block`] on libtorch tensors.
     fn block(
         t: &[tch::Tensor; 7],
         geometry: [ConvGeometry; 2],
         epsilon: [f64; 2],
+        pool: bool,
     ) -> (tch::Tensor, [tch::Tensor; 4]) {
         let [x, w1, g1, b1, w2, g2, b2] = t;
+        let pooled;
+        let x = if pool {
+            pooled = max_pool2(x);
+            &pooled
+        } else {
+            x
+        };
         let (y, m1, v1) = norm_relu(&conv(x, w1, None, geometry[0]), g1, b1, epsilon[0]);
         let (y, m2, v2) = norm_relu(&conv(&y, w2, None, geometry[1]), g2, b2, epsilon[1]);
         (y, [m1, v1, m2, v2])
@@ -469,10 +515,14 @@ mod native {
             g2.shallow_clone(),
             b2.shallow_clone(),
         ];
-        block(&parts, [geometry[1], geometry[2]], epsilon)
+        block(&parts, [geometry[1], geometry[2]], epsilon, false)
     }
 
     impl NativeTrainOps for LibTorch {
+        fn native_max_pool2(x: TchTensor) -> TchTensor {
+            TchTensor::new(max_pool2(&x.tensor))
+        }
+
         fn native_up_block(
             x: TchTensor,
             skip: TchTensor,
@@ -506,9 +556,10 @@ mod native {
             beta2: TchTensor,
             geometry: [ConvGeometry; 2],
             epsilon: [f64; 2],
+            pool: bool,
         ) -> (TchTensor, TchTensor, TchTensor, TchTensor, TchTensor) {
             let t = [x, w1, gamma1, beta1, w2, gamma2, beta2].map(|t| t.tensor);
-            let (y, [m1, v1, m2, v2]) = block(&t, geometry, epsilon);
+            let (y, [m1, v1, m2, v2]) = block(&t, geometry, epsilon, pool);
             let n = TchTensor::new;
             (n(y), n(m1), n(v1), n(m2), n(v2))
         }
@@ -673,6 +724,11 @@ mod native {
     }
 
     impl<C: CheckpointStrategy> NativeTrainOps for Autodiff<LibTorch, C> {
+        fn native_max_pool2(x: FloatTensor<Self>) -> FloatTensor<Self> {
+            let (out, []) = torch_graph::<C, 1, 0>([x], |[x]| (max_pool2(x), []));
+            out
+        }
+
         fn native_up_block(
             x: FloatTensor<Self>,
             skip: FloatTensor<Self>,
@@ -712,6 +768,7 @@ mod native {
             beta2: FloatTensor<Self>,
             geometry: [ConvGeometry; 2],
             epsilon: [f64; 2],
+            pool: bool,
         ) -> (
             FloatTensor<Self>,
             FloatTensor<Self>,
@@ -721,7 +778,7 @@ mod native {
         ) {
             let (out, [m1, v1, m2, v2]) =
                 torch_graph::<C, 7, 4>([x, w1, gamma1, beta1, w2, gamma2, beta2], |t| {
-                    block(t, geometry, epsilon)
+                    block(t, geometry, epsilon, pool)
                 });
             (out, m1, v1, m2, v2)
         }

@@ -155,7 +155,13 @@ impl ConvBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_pooled(None, x)
+    }
+
+    /// `forward(pool(x))`, or `forward(x)` without a pool.
+    fn forward_pooled(&self, pool: Option<&MaxPool2d>, x: Tensor<4>) -> Tensor<4> {
         kernels::conv_block(
+            pool,
             [
                 (&self.conv1, self.norm1.as_ref()),
                 (&self.conv2, self.norm2.as_ref()),
@@ -243,7 +249,7 @@ impl UNet {
         let mut skips = Vec::with_capacity(self.downs.len());
         for down in &self.downs {
             skips.push(x.clone());
-            x = down.forward(self.pool.forward(x));
+            x = down.forward_pooled(Some(&self.pool), x);
         }
         for (up, skip) in self.ups.iter().zip(skips.into_iter().rev()) {
             x = up.forward(x, skip);
