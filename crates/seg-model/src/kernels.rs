@@ -1,16 +1,18 @@
-//! The U-Net's convolutions and ReLUs, with libtorch's own backward kernels when training on
+//! The U-Net's training-time building blocks, run on libtorch's own kernels when training on
 //! the `tch` backend.
 //!
-//! burn's autodiff differentiates a convolution on any backend by composing generic ops: the
-//! weight gradient is a convolution over `swap_dims(0, 1)` copies of input and output gradient,
-//! the bias gradient a `swap_dims` + `reshape` copy and a sum, and ReLU's backward a
-//! compare + `masked_fill`. On libtorch that costs ~40 % more backward time than PyTorch's
-//! fused `convolution_backward` (oneDNN) and `threshold_backward` kernels (measured with the
-//! `throughput` bench's SEG_BENCH_PROFILE=1). The ops here are burn [backend
-//! extensions](burn::backend::backend_extension) with a hand-written autodiff step: on an
-//! autodiff libtorch device the forward runs under libtorch's autograd and the backward step
-//! hands the incoming gradient to libtorch's backward kernels; everywhere else (flex, any
-//! inference device) the plain burn modules run. The maths is the same either way.
+//! burn's autodiff differentiates on any backend by composing generic ops: a convolution's
+//! weight gradient is a convolution over `swap_dims(0, 1)` copies of input and output
+//! gradient, batch norm is a dozen elementary ops with transposed copies, ReLU's backward a
+//! compare + `masked_fill`. On libtorch that made a train step ~20 % slower than PyTorch, whose
+//! `convolution_backward`, `native_batch_norm_backward` and `threshold_backward` are one kernel
+//! each. The ops here are burn [backend extensions](burn::backend::backend_extension) with a
+//! hand-written autodiff step: on an autodiff libtorch device a whole conv block (max-pool,
+//! conv, batch norm, ReLU, twice) or decoder step (transposed conv, concatenation, conv block)
+//! runs forward under libtorch's autograd, and burn's backward step hands the incoming gradient
+//! to libtorch's backward. Everywhere else (flex, any inference device, or after
+//! [`set_native_libtorch_kernels`]`(false)`) burn's modules run. The maths is the same either
+//! way (`tests/native_kernels.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -150,6 +152,16 @@ mod native {
         })
     }
 
+    /// The geometry of a transposed convolution (its output padding is checked by the callers).
+    fn transpose_geometry(conv: &ConvTranspose2d) -> ConvGeometry {
+        ConvGeometry {
+            stride: i64s(conv.stride),
+            padding: i64s(conv.padding),
+            dilation: i64s(conv.dilation),
+            groups: i64::try_from(conv.groups).unwrap_or(1),
+        }
+    }
+
     pub(super) fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         let (Some(geometry), Some(bias)) = (geometry(conv), &conv.bias) else {
             return conv.forward(x);
@@ -166,12 +178,7 @@ mod native {
         let (Some(bias), [0, 0]) = (&conv.bias, conv.padding_out) else {
             return conv.forward(x);
         };
-        let geometry = ConvGeometry {
-            stride: i64s(conv.stride),
-            padding: i64s(conv.padding),
-            dilation: i64s(conv.dilation),
-            groups: i64::try_from(conv.groups).unwrap_or(1),
-        };
+        let geometry = transpose_geometry(conv);
         Tensor::from_dispatch(<Dispatch as NativeTrainOps>::native_conv_transpose2d(
             x.into_dispatch(),
             conv.weight.val().into_dispatch(),
@@ -189,6 +196,8 @@ mod native {
         let Some(geometry) = geometry(conv) else {
             return super::burn_conv_norm_relu(conv, norm, activation, x);
         };
+        // Batch-norm units are fused per block (`conv_block`); one left over here (a partly
+        // frozen block) runs on burn.
         match (norm, &conv.bias) {
             (None, Some(bias)) => {
                 Tensor::from_dispatch(<Dispatch as NativeTrainOps>::native_conv_relu(
@@ -197,19 +206,6 @@ mod native {
                     bias.val().into_dispatch(),
                     geometry,
                 ))
-            }
-            // Batch norm in training mode (a frozen one keeps its running statistics: burn's path).
-            (Some(norm), None) if norm.training.is_enabled() => {
-                let (output, mean, variance) = <Dispatch as NativeTrainOps>::native_conv_norm_relu(
-                    x.into_dispatch(),
-                    conv.weight.val().into_dispatch(),
-                    norm.gamma.val().into_dispatch(),
-                    norm.beta.val().into_dispatch(),
-                    geometry,
-                    norm.epsilon,
-                );
-                update_running(norm, mean, variance);
-                Tensor::from_dispatch(output)
             }
             _ => super::burn_conv_norm_relu(conv, norm, activation, x),
         }
@@ -245,12 +241,7 @@ mod native {
         skip: Tensor<4>,
     ) -> Tensor<4> {
         let [(c1, n1), (c2, n2)] = units;
-        let up_geometry = ConvGeometry {
-            stride: i64s(up.stride),
-            padding: i64s(up.padding),
-            dilation: i64s(up.dilation),
-            groups: i64::try_from(up.groups).unwrap_or(1),
-        };
+        let up_geometry = transpose_geometry(up);
         match (
             geometry(c1),
             geometry(c2),
@@ -415,16 +406,6 @@ mod native {
             bias: FloatTensor<Self>,
             geometry: ConvGeometry,
         ) -> FloatTensor<Self>;
-        /// ReLU(batch_norm(conv2d(x))) with batch statistics; returns the output and the batch
-        /// mean and biased variance per channel (for the running statistics).
-        fn native_conv_norm_relu(
-            x: FloatTensor<Self>,
-            weight: FloatTensor<Self>,
-            gamma: FloatTensor<Self>,
-            beta: FloatTensor<Self>,
-            geometry: ConvGeometry,
-            epsilon: f64,
-        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     }
 
     fn conv(
@@ -595,23 +576,6 @@ mod native {
         ) -> TchTensor {
             let y = conv(&x.tensor, &weight.tensor, Some(&bias.tensor), geometry);
             TchTensor::new(y.relu())
-        }
-
-        fn native_conv_norm_relu(
-            x: TchTensor,
-            weight: TchTensor,
-            gamma: TchTensor,
-            beta: TchTensor,
-            geometry: ConvGeometry,
-            epsilon: f64,
-        ) -> (TchTensor, TchTensor, TchTensor) {
-            let y = conv(&x.tensor, &weight.tensor, None, geometry);
-            let (out, mean, var) = norm_relu(&y, &gamma.tensor, &beta.tensor, epsilon);
-            (
-                TchTensor::new(out),
-                TchTensor::new(mean),
-                TchTensor::new(var),
-            )
         }
     }
 
@@ -819,23 +783,6 @@ mod native {
                 (y, [])
             });
             out
-        }
-
-        fn native_conv_norm_relu(
-            x: FloatTensor<Self>,
-            weight: FloatTensor<Self>,
-            gamma: FloatTensor<Self>,
-            beta: FloatTensor<Self>,
-            geometry: ConvGeometry,
-            epsilon: f64,
-        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-            let (out, [mean, var]) =
-                torch_graph::<C, 4, 2>([x, weight, gamma, beta], |[x, w, g, b]| {
-                    let y = conv(x, w, None, geometry);
-                    let (out, mean, var) = norm_relu(&y, g, b, epsilon);
-                    (out, [mean, var])
-                });
-            (out, mean, var)
         }
     }
 }
