@@ -104,7 +104,8 @@ mod native {
     use burn::backend::libtorch::TchTensor;
     use burn::backend::tensor::FloatTensor;
     use burn::backend::{
-        Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, LibTorch, backend_extension,
+        Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, ExtensionType, LibTorch,
+        backend_extension,
     };
     use burn::nn::conv::{Conv2d, ConvTranspose2d};
     use burn::nn::pool::MaxPool2d;
@@ -233,6 +234,94 @@ mod native {
         );
     }
 
+    /// The six parameters of a batch-norm conv block: two (conv weight, gamma, beta) triples.
+    #[derive(ExtensionType)]
+    pub struct BlockParams<B: Backend> {
+        w1: FloatTensor<B>,
+        gamma1: FloatTensor<B>,
+        beta1: FloatTensor<B>,
+        w2: FloatTensor<B>,
+        gamma2: FloatTensor<B>,
+        beta2: FloatTensor<B>,
+    }
+
+    impl<B: Backend> BlockParams<B> {
+        fn into_array(self) -> [FloatTensor<B>; 6] {
+            [
+                self.w1,
+                self.gamma1,
+                self.beta1,
+                self.w2,
+                self.gamma2,
+                self.beta2,
+            ]
+        }
+    }
+
+    /// A fused block's output and both units' batch mean and biased variance.
+    #[derive(ExtensionType)]
+    pub struct BlockOutput<B: Backend> {
+        output: FloatTensor<B>,
+        mean1: FloatTensor<B>,
+        var1: FloatTensor<B>,
+        mean2: FloatTensor<B>,
+        var2: FloatTensor<B>,
+    }
+
+    impl<B: Backend> BlockOutput<B> {
+        fn new(output: FloatTensor<B>, [mean1, var1, mean2, var2]: [FloatTensor<B>; 4]) -> Self {
+            Self {
+                output,
+                mean1,
+                var1,
+                mean2,
+                var2,
+            }
+        }
+    }
+
+    /// A conv block that fuses: both units have batch norm in training mode and bias-free
+    /// convolutions libtorch can express.
+    struct Fusable<'a> {
+        norms: [&'a BatchNorm; 2],
+        params: BlockParams<Dispatch>,
+        geometry: [ConvGeometry; 2],
+        epsilon: [f64; 2],
+    }
+
+    impl<'a> Fusable<'a> {
+        fn new(units: [(&Conv2d, Option<&'a BatchNorm>); 2]) -> Option<Self> {
+            let [(c1, n1), (c2, n2)] = units;
+            let (Some(n1), Some(n2), None, None) = (n1, n2, &c1.bias, &c2.bias) else {
+                return None;
+            };
+            if !(n1.training.is_enabled() && n2.training.is_enabled()) {
+                return None;
+            }
+            let geometry = [geometry(c1)?, geometry(c2)?];
+            Some(Self {
+                norms: [n1, n2],
+                params: BlockParams {
+                    w1: c1.weight.val().into_dispatch(),
+                    gamma1: n1.gamma.val().into_dispatch(),
+                    beta1: n1.beta.val().into_dispatch(),
+                    w2: c2.weight.val().into_dispatch(),
+                    gamma2: n2.gamma.val().into_dispatch(),
+                    beta2: n2.beta.val().into_dispatch(),
+                },
+                geometry,
+                epsilon: [n1.epsilon, n2.epsilon],
+            })
+        }
+
+        /// Moves the running statistics and hands back the block's output.
+        fn finish(norms: [&BatchNorm; 2], out: BlockOutput<Dispatch>) -> Tensor<4> {
+            update_running(norms[0], out.mean1, out.var1);
+            update_running(norms[1], out.mean2, out.var2);
+            Tensor::from_dispatch(out.output)
+        }
+    }
+
     pub(super) fn up_block(
         up: &ConvTranspose2d,
         units: [(&Conv2d, Option<&BatchNorm>); 2],
@@ -240,39 +329,25 @@ mod native {
         x: Tensor<4>,
         skip: Tensor<4>,
     ) -> Tensor<4> {
-        let [(c1, n1), (c2, n2)] = units;
-        let up_geometry = transpose_geometry(up);
-        match (
-            geometry(c1),
-            geometry(c2),
-            n1,
-            n2,
-            &c1.bias,
-            &c2.bias,
-            &up.bias,
-        ) {
-            (Some(g1), Some(g2), Some(n1), Some(n2), None, None, Some(up_bias))
-                if n1.training.is_enabled()
-                    && n2.training.is_enabled()
-                    && up.padding_out == [0, 0] =>
-            {
-                let (out, m1, v1, m2, v2) = <Dispatch as NativeTrainOps>::native_up_block(
+        // burn initialises parameters lazily, on first `val()`, from the device's RNG: read them
+        // in the order burn's own forward does (up-sampling first, then the block), or the same
+        // seed would give other initial weights here than on burn's path.
+        let up_params = up
+            .bias
+            .as_ref()
+            .map(|bias| (up.weight.val().into_dispatch(), bias.val().into_dispatch()));
+        match (up_params, Fusable::new(units)) {
+            (Some((up_weight, up_bias)), Some(block)) if up.padding_out == [0, 0] => {
+                let out = <Dispatch as NativeTrainOps>::native_up_block(
                     x.into_dispatch(),
                     skip.into_dispatch(),
-                    up.weight.val().into_dispatch(),
-                    up_bias.val().into_dispatch(),
-                    c1.weight.val().into_dispatch(),
-                    n1.gamma.val().into_dispatch(),
-                    n1.beta.val().into_dispatch(),
-                    c2.weight.val().into_dispatch(),
-                    n2.gamma.val().into_dispatch(),
-                    n2.beta.val().into_dispatch(),
-                    [up_geometry, g1, g2],
-                    [n1.epsilon, n2.epsilon],
+                    up_weight,
+                    up_bias,
+                    block.params,
+                    [transpose_geometry(up), block.geometry[0], block.geometry[1]],
+                    block.epsilon,
                 );
-                update_running(n1, m1, v1);
-                update_running(n2, m2, v2);
-                Tensor::from_dispatch(out)
+                Fusable::finish(block.norms, out)
             }
             _ => {
                 let x = conv_transpose2d(up, x);
@@ -301,90 +376,54 @@ mod native {
             Some(p) => (false, p.forward(x)),
             None => (false, x),
         };
-        let [(c1, n1), (c2, n2)] = units;
-        match (geometry(c1), geometry(c2), n1, n2, &c1.bias, &c2.bias) {
-            (Some(g1), Some(g2), Some(n1), Some(n2), None, None)
-                if n1.training.is_enabled() && n2.training.is_enabled() =>
-            {
-                let (out, m1, v1, m2, v2) = <Dispatch as NativeTrainOps>::native_conv_block(
-                    x.into_dispatch(),
-                    c1.weight.val().into_dispatch(),
-                    n1.gamma.val().into_dispatch(),
-                    n1.beta.val().into_dispatch(),
-                    c2.weight.val().into_dispatch(),
-                    n2.gamma.val().into_dispatch(),
-                    n2.beta.val().into_dispatch(),
-                    [g1, g2],
-                    [n1.epsilon, n2.epsilon],
-                    pool,
-                );
-                update_running(n1, m1, v1);
-                update_running(n2, m2, v2);
-                Tensor::from_dispatch(out)
-            }
-            _ => {
-                let x = if pool {
-                    Tensor::from_dispatch(<Dispatch as NativeTrainOps>::native_max_pool2(
-                        x.into_dispatch(),
-                    ))
-                } else {
-                    x
-                };
-                let x = conv_norm_relu(c1, n1, activation, x);
-                conv_norm_relu(c2, n2, activation, x)
-            }
+        if let Some(block) = Fusable::new(units) {
+            let out = <Dispatch as NativeTrainOps>::native_conv_block(
+                x.into_dispatch(),
+                block.params,
+                block.geometry,
+                block.epsilon,
+                pool,
+            );
+            return Fusable::finish(block.norms, out);
         }
+        let x = if pool {
+            Tensor::from_dispatch(<Dispatch as NativeTrainOps>::native_max_pool2(
+                x.into_dispatch(),
+            ))
+        } else {
+            x
+        };
+        let [(c1, n1), (c2, n2)] = units;
+        let x = conv_norm_relu(c1, n1, activation, x);
+        conv_norm_relu(c2, n2, activation, x)
     }
 
     /// Fused training-time units whose autodiff step uses libtorch's backward kernels.
     #[backend_extension(Autodiff, LibTorch)]
     pub trait NativeTrainOps: Backend {
         /// A decoder step: the conv block of `native_conv_block` over
-        /// `cat([skip, conv_transpose2d(x) + up_bias], 1)`.
-        #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+        /// `cat([skip, conv_transpose2d(x) + up_bias], 1)`; geometry is (transposed conv,
+        /// conv 1, conv 2).
         fn native_up_block(
             x: FloatTensor<Self>,
             skip: FloatTensor<Self>,
             up_weight: FloatTensor<Self>,
             up_bias: FloatTensor<Self>,
-            w1: FloatTensor<Self>,
-            gamma1: FloatTensor<Self>,
-            beta1: FloatTensor<Self>,
-            w2: FloatTensor<Self>,
-            gamma2: FloatTensor<Self>,
-            beta2: FloatTensor<Self>,
+            #[extension_type] params: BlockParams<Self>,
             geometry: [ConvGeometry; 3],
             epsilon: [f64; 2],
-        ) -> (
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-        );
+        ) -> BlockOutput<Self>;
         /// 2x2 max-pool with stride 2.
         fn native_max_pool2(x: FloatTensor<Self>) -> FloatTensor<Self>;
-        /// An optional 2x2/2 max-pool, then two ReLU(batch_norm(conv2d(x))) units; returns the
-        /// output and both units' batch mean and biased variance.
-        #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+        /// An optional 2x2/2 max-pool, then two ReLU(batch_norm(conv2d(x))) units with batch
+        /// statistics.
         fn native_conv_block(
             x: FloatTensor<Self>,
-            w1: FloatTensor<Self>,
-            gamma1: FloatTensor<Self>,
-            beta1: FloatTensor<Self>,
-            w2: FloatTensor<Self>,
-            gamma2: FloatTensor<Self>,
-            beta2: FloatTensor<Self>,
+            #[extension_type] params: BlockParams<Self>,
             geometry: [ConvGeometry; 2],
             epsilon: [f64; 2],
             pool: bool,
-        ) -> (
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-        );
+        ) -> BlockOutput<Self>;
         /// 2-D convolution with bias.
         fn native_conv2d(
             x: FloatTensor<Self>,
@@ -458,14 +497,18 @@ mod native {
         x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
     }
 
-    /// The conv block of [`NativeTrainOps::native_conv_block`] on libtorch tensors.
+    /// The conv block of [`NativeTrainOps::native_conv_block`] on libtorch tensors: `x` and
+    /// the six [`BlockParams`] in order.
     fn block(
-        t: &[tch::Tensor; 7],
+        x: &tch::Tensor,
+        params: &[tch::Tensor],
         geometry: [ConvGeometry; 2],
         epsilon: [f64; 2],
         pool: bool,
     ) -> (tch::Tensor, [tch::Tensor; 4]) {
-        let [x, w1, g1, b1, w2, g2, b2] = t;
+        let [w1, g1, b1, w2, g2, b2] = params else {
+            unreachable!("a conv block has six parameters")
+        };
         let pooled;
         let x = if pool {
             pooled = max_pool2(x);
@@ -478,25 +521,23 @@ mod native {
         (y, [m1, v1, m2, v2])
     }
 
-    /// The decoder step of [`NativeTrainOps::native_up_block`] on libtorch tensors.
+    /// The decoder step of [`NativeTrainOps::native_up_block`] on libtorch tensors: x, skip,
+    /// up-weight, up-bias, then the six [`BlockParams`].
     fn up_block_graph(
         t: &[tch::Tensor; 10],
         geometry: [ConvGeometry; 3],
         epsilon: [f64; 2],
     ) -> (tch::Tensor, [tch::Tensor; 4]) {
-        let [x, skip, wt, bt, w1, g1, b1, w2, g2, b2] = t;
+        let [x, skip, wt, bt, params @ ..] = t;
         let up = conv_t(x, wt, bt, geometry[0]);
         let joined = tch::Tensor::cat(&[skip, &up], 1);
-        let parts = [
-            joined,
-            w1.shallow_clone(),
-            g1.shallow_clone(),
-            b1.shallow_clone(),
-            w2.shallow_clone(),
-            g2.shallow_clone(),
-            b2.shallow_clone(),
-        ];
-        block(&parts, [geometry[1], geometry[2]], epsilon, false)
+        block(&joined, params, [geometry[1], geometry[2]], epsilon, false)
+    }
+
+    /// `[a, b..]` as one array.
+    fn prepend<T, const N: usize, const M: usize>(head: [T; N], tail: [T; 6]) -> [T; M] {
+        let mut all = head.into_iter().chain(tail);
+        std::array::from_fn(|_| all.next().expect("M = N + 6"))
     }
 
     impl NativeTrainOps for LibTorch {
@@ -509,40 +550,25 @@ mod native {
             skip: TchTensor,
             up_weight: TchTensor,
             up_bias: TchTensor,
-            w1: TchTensor,
-            gamma1: TchTensor,
-            beta1: TchTensor,
-            w2: TchTensor,
-            gamma2: TchTensor,
-            beta2: TchTensor,
+            params: BlockParams<Self>,
             geometry: [ConvGeometry; 3],
             epsilon: [f64; 2],
-        ) -> (TchTensor, TchTensor, TchTensor, TchTensor, TchTensor) {
-            let t = [
-                x, skip, up_weight, up_bias, w1, gamma1, beta1, w2, gamma2, beta2,
-            ]
-            .map(|t| t.tensor);
-            let (y, [m1, v1, m2, v2]) = up_block_graph(&t, geometry, epsilon);
-            let n = TchTensor::new;
-            (n(y), n(m1), n(v1), n(m2), n(v2))
+        ) -> BlockOutput<Self> {
+            let t: [TchTensor; 10] = prepend([x, skip, up_weight, up_bias], params.into_array());
+            let (y, stats) = up_block_graph(&t.map(|t| t.tensor), geometry, epsilon);
+            BlockOutput::new(TchTensor::new(y), stats.map(TchTensor::new))
         }
 
         fn native_conv_block(
             x: TchTensor,
-            w1: TchTensor,
-            gamma1: TchTensor,
-            beta1: TchTensor,
-            w2: TchTensor,
-            gamma2: TchTensor,
-            beta2: TchTensor,
+            params: BlockParams<Self>,
             geometry: [ConvGeometry; 2],
             epsilon: [f64; 2],
             pool: bool,
-        ) -> (TchTensor, TchTensor, TchTensor, TchTensor, TchTensor) {
-            let t = [x, w1, gamma1, beta1, w2, gamma2, beta2].map(|t| t.tensor);
-            let (y, [m1, v1, m2, v2]) = block(&t, geometry, epsilon, pool);
-            let n = TchTensor::new;
-            (n(y), n(m1), n(v1), n(m2), n(v2))
+        ) -> BlockOutput<Self> {
+            let params = params.into_array().map(|t| t.tensor);
+            let (y, stats) = block(&x.tensor, &params, geometry, epsilon, pool);
+            BlockOutput::new(TchTensor::new(y), stats.map(TchTensor::new))
         }
 
         fn native_conv2d(
@@ -698,53 +724,28 @@ mod native {
             skip: FloatTensor<Self>,
             up_weight: FloatTensor<Self>,
             up_bias: FloatTensor<Self>,
-            w1: FloatTensor<Self>,
-            gamma1: FloatTensor<Self>,
-            beta1: FloatTensor<Self>,
-            w2: FloatTensor<Self>,
-            gamma2: FloatTensor<Self>,
-            beta2: FloatTensor<Self>,
+            params: BlockParams<Self>,
             geometry: [ConvGeometry; 3],
             epsilon: [f64; 2],
-        ) -> (
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-        ) {
-            let (out, [m1, v1, m2, v2]) = torch_graph::<C, 10, 4>(
-                [
-                    x, skip, up_weight, up_bias, w1, gamma1, beta1, w2, gamma2, beta2,
-                ],
-                |t| up_block_graph(t, geometry, epsilon),
-            );
-            (out, m1, v1, m2, v2)
+        ) -> BlockOutput<Self> {
+            let inputs = prepend([x, skip, up_weight, up_bias], params.into_array());
+            let (out, stats) =
+                torch_graph::<C, 10, 4>(inputs, |t| up_block_graph(t, geometry, epsilon));
+            BlockOutput::new(out, stats)
         }
 
         fn native_conv_block(
             x: FloatTensor<Self>,
-            w1: FloatTensor<Self>,
-            gamma1: FloatTensor<Self>,
-            beta1: FloatTensor<Self>,
-            w2: FloatTensor<Self>,
-            gamma2: FloatTensor<Self>,
-            beta2: FloatTensor<Self>,
+            params: BlockParams<Self>,
             geometry: [ConvGeometry; 2],
             epsilon: [f64; 2],
             pool: bool,
-        ) -> (
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-            FloatTensor<Self>,
-        ) {
-            let (out, [m1, v1, m2, v2]) =
-                torch_graph::<C, 7, 4>([x, w1, gamma1, beta1, w2, gamma2, beta2], |t| {
-                    block(t, geometry, epsilon, pool)
-                });
-            (out, m1, v1, m2, v2)
+        ) -> BlockOutput<Self> {
+            let inputs = prepend([x], params.into_array());
+            let (out, stats) = torch_graph::<C, 7, 4>(inputs, |[x, params @ ..]| {
+                block(x, params, geometry, epsilon, pool)
+            });
+            BlockOutput::new(out, stats)
         }
 
         fn native_conv2d(
