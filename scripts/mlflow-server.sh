@@ -3,6 +3,7 @@
 #   scripts/mlflow-server.sh start DIR PORT   -> starts it, waits for /health, writes DIR/mlflow.pid
 #   scripts/mlflow-server.sh stop DIR         -> stops it by PID
 #   scripts/mlflow-server.sh python           -> prints the venv's python (MLflow's own client)
+# With MLFLOW_SERVER_OWNER_PID set, `start` also stops the server when that process exits.
 # The venv lives under ~/.cache/seg-mlops/mlflow-<version>; mlflow is pinned (3.17.2: 3.18.0
 # cannot be resolved from the registry we reach).
 set -euo pipefail
@@ -31,6 +32,11 @@ case "${1:-}" in
       --backend-store-uri "sqlite:///$dir/mlflow.db" --artifacts-destination "$dir/artifacts" \
       >"$dir/mlflow.log" 2>&1 &
     echo $! >"$dir/mlflow.pid"
+    if [ -n "${MLFLOW_SERVER_OWNER_PID:-}" ]; then
+      # Started for a test process: stop the server when that process ends.
+      server_pid="$(cat "$dir/mlflow.pid")"
+      nohup bash -c "while kill -0 $MLFLOW_SERVER_OWNER_PID 2>/dev/null; do sleep 1; done; pkill -TERM -P $server_pid; kill -TERM $server_pid" >/dev/null 2>&1 &
+    fi
     for _ in $(seq 1 120); do
       if "$MLFLOW_VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
         echo "mlflow-server: MLflow $MLFLOW_VERSION ready at http://127.0.0.1:$port (pid $(cat "$dir/mlflow.pid"))" >&2

@@ -2,10 +2,14 @@
 # The project's one test command (README and .ci/run call it). From a fresh clone it installs
 # what the tests need, then runs every test of the workspace:
 #   1. rustfmt and clippy (warnings are errors);
-#   2. starts MLflow (pip, pinned, cached under ~/.cache) on a free loopback port;
+#   2. starts MLflow (pip, pinned, cached under ~/.cache) on a free loopback port, and installs
+#      lakeFS's official Python clients (pinned, cached) that judge lakefs-local;
 #   3. the whole workspace's tests on the default backend (flex, pure Rust);
-#   4. seg-model's tests again on libtorch (burn's tch backend), so the backend users asked
-#      for cannot rot. libtorch comes from the torch==2.9.0 wheel, cached under ~/.cache.
+#   4. the lakeFS conformance suite against a real lakeFS when LAKEFS_TEST_ENDPOINT is set
+#      (one line says it was not run otherwise);
+#   5. seg-model's tests again on libtorch (burn's tch backend), so the backend users asked
+#      for cannot rot, with clippy over the tch code. libtorch comes from the torch==2.9.0
+#      wheel, cached under ~/.cache.
 # Needs: the Rust toolchain, python3 with venv, ../shared/datasets (or SEG_DATASETS_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +37,20 @@ export MLFLOW_TEST_TRACKING_URI="http://127.0.0.1:$MLFLOW_PORT"
 MLFLOW_TEST_PYTHON="$(scripts/mlflow-server.sh python)"
 export MLFLOW_TEST_PYTHON
 
+step "lakeFS's official Python clients (pinned, cached venv)"
+LAKEFS_TEST_PYTHON="$(scripts/lakefs-python.sh)"
+export LAKEFS_TEST_PYTHON
+
 step "workspace tests (flex backend)"
 cargo test --workspace --locked
 
-step "seg-model tests on libtorch (tch backend)"
+step "conformance suite against a real lakeFS"
+if [ -n "${LAKEFS_TEST_ENDPOINT:-}" ]; then
+  cargo test -p lakefs-client --locked --features real-lakefs-tests --test real_lakefs
+else
+  echo "real lakeFS conformance: NOT RUN (set LAKEFS_TEST_ENDPOINT, LAKEFS_TEST_ACCESS_KEY_ID, LAKEFS_TEST_SECRET_ACCESS_KEY to run it; lakefs-local ran the same suite above)"
+fi
+
+step "seg-model on libtorch (tch backend): clippy over the tch code, then the tests"
+scripts/with-libtorch.sh cargo clippy -p seg-model --all-targets --locked --no-default-features --features tch -- -D warnings
 scripts/with-libtorch.sh cargo test -p seg-model --locked --no-default-features --features tch

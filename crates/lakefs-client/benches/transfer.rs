@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use lakefs_client::{DEFAULT_CONCURRENCY, LakeFsClientBuilder, UploadOptions};
+use lakefs_client::{DEFAULT_CONCURRENCY, LakeFsClientBuilder, UploadDirOptions, UploadOptions};
 use lakefs_local::{DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, ServerConfig};
 
 fn peak_rss_mib() -> f64 {
@@ -82,7 +82,16 @@ async fn main() {
             .expect("branch");
         let t = Instant::now();
         let report = client
-            .upload_dir(&kvasir, "bench", &branch, "data", concurrency, false)
+            .upload_dir(
+                &kvasir,
+                "bench",
+                &branch,
+                "data",
+                &UploadDirOptions {
+                    concurrency,
+                    ..UploadDirOptions::default()
+                },
+            )
             .await
             .expect("upload");
         let secs = t.elapsed().as_secs_f64();

@@ -7,7 +7,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::error::{LakeFsError, Result};
-use crate::retry::RetryConfig;
+use rest_transport::{Failure, RetryPolicy};
 
 /// How the client authenticates.
 #[derive(Clone)]
@@ -47,7 +47,7 @@ pub struct LakeFsClientBuilder {
     connect_timeout: Duration,
     request_timeout: Duration,
     transfer_timeout: Duration,
-    retry: RetryConfig,
+    retry: RetryPolicy,
     user_agent: String,
     page_size: usize,
 }
@@ -62,7 +62,7 @@ impl LakeFsClientBuilder {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             transfer_timeout: Duration::from_secs(3600),
-            retry: RetryConfig::default(),
+            retry: RetryPolicy::default(),
             user_agent: format!("seg-mlops-lakefs-client/{}", env!("CARGO_PKG_VERSION")),
             page_size: 1000,
         }
@@ -124,7 +124,7 @@ impl LakeFsClientBuilder {
     }
 
     /// Retry policy.
-    pub fn retry(mut self, retry: RetryConfig) -> Self {
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
     }
@@ -196,7 +196,7 @@ pub struct LakeFsClient {
     credentials: Credentials,
     request_timeout: Duration,
     transfer_timeout: Duration,
-    retry: RetryConfig,
+    retry: RetryPolicy,
     page_size: usize,
 }
 
@@ -217,12 +217,7 @@ pub(crate) enum Idempotent {
     No,
 }
 
-/// Percent-encodes one path segment.
-pub(crate) fn seg(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
+pub(crate) use rest_transport::encode::segment as seg;
 
 impl LakeFsClient {
     /// The API base URL (ends with `/api/v1`).
@@ -231,7 +226,7 @@ impl LakeFsClient {
     }
 
     /// The retry policy.
-    pub fn retry_config(&self) -> &RetryConfig {
+    pub fn retry_config(&self) -> &RetryPolicy {
         &self.retry
     }
 
@@ -272,7 +267,7 @@ impl LakeFsClient {
             let resp = build()
                 .send()
                 .await
-                .map_err(|e| self.transport_error(label, e))?;
+                .map_err(|e| self.transport_error(label, e, self.request_timeout))?;
             if resp.status().is_success() {
                 Ok(resp)
             } else {
@@ -280,9 +275,26 @@ impl LakeFsClient {
             }
         };
         match idempotent {
-            Idempotent::Yes => self.retry.run(attempt).await,
+            Idempotent::Yes => self.with_retries(attempt).await,
             Idempotent::No => attempt().await,
         }
+    }
+
+    /// Runs `attempt` under the client's retry policy.
+    pub(crate) async fn with_retries<T, F, Fut>(&self, attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        self.retry
+            .run(attempt, |last, attempts, elapsed| {
+                LakeFsError::RetriesExhausted {
+                    last: Box::new(last),
+                    attempts,
+                    seconds: elapsed.as_secs_f64(),
+                }
+            })
+            .await
     }
 
     /// Sends a request with optional JSON body and query; returns the successful response.
@@ -321,7 +333,7 @@ impl LakeFsClient {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| self.transport_error(&label, e))?;
+            .map_err(|e| self.transport_error(&label, e, self.request_timeout))?;
         serde_json::from_slice(&bytes).map_err(|e| LakeFsError::Decode {
             request: label,
             reason: format!(
@@ -346,46 +358,33 @@ impl LakeFsClient {
             .await?;
         resp.text()
             .await
-            .map_err(|e| self.transport_error(&label, e))
+            .map_err(|e| self.transport_error(&label, e, self.request_timeout))
     }
 
-    pub(crate) fn transport_error(&self, label: &str, e: reqwest::Error) -> LakeFsError {
-        if e.is_timeout() {
-            return LakeFsError::Timeout {
+    /// A request that got no answer: a timeout (naming the timeout that was set on it) or an
+    /// unreachable server.
+    pub(crate) fn transport_error(
+        &self,
+        label: &str,
+        e: reqwest::Error,
+        timeout: Duration,
+    ) -> LakeFsError {
+        match rest_transport::classify(&e) {
+            Failure::Timeout => LakeFsError::Timeout {
                 request: label.to_string(),
-                seconds: self.request_timeout.as_secs_f64(),
-            };
-        }
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            reason = format!("{reason}: {s}");
-            source = s.source();
-        }
-        LakeFsError::Transport {
-            request: label.to_string(),
-            endpoint: self.api.clone(),
-            reason,
+                seconds: timeout.as_secs_f64(),
+            },
+            Failure::Unreachable(reason) => LakeFsError::Transport {
+                request: label.to_string(),
+                endpoint: self.api.clone(),
+                reason,
+            },
         }
     }
 
     pub(crate) async fn status_error(&self, label: &str, resp: Response) -> LakeFsError {
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.trim()
-                    .parse::<u64>()
-                    .map(Duration::from_secs)
-                    .ok()
-                    .or_else(|| {
-                        httpdate::parse_http_date(v)
-                            .ok()
-                            .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
-                    })
-            });
+        let retry_after = rest_transport::status::retry_after(resp.headers());
         let body = resp.bytes().await.unwrap_or_default();
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
@@ -394,11 +393,7 @@ impl LakeFsClient {
                     .and_then(|m| m.as_str())
                     .map(str::to_string)
             })
-            .unwrap_or_else(|| {
-                String::from_utf8_lossy(&body[..body.len().min(300)])
-                    .trim()
-                    .to_string()
-            });
+            .unwrap_or_else(|| rest_transport::status::body_excerpt(&body, 300));
         let request = label.to_string();
         match status {
             StatusCode::NOT_FOUND => LakeFsError::NotFound { request, message },
@@ -406,6 +401,10 @@ impl LakeFsClient {
             StatusCode::PRECONDITION_FAILED => LakeFsError::PreconditionFailed { request, message },
             StatusCode::UNAUTHORIZED => LakeFsError::Unauthorized { request, message },
             StatusCode::FORBIDDEN => LakeFsError::Forbidden { request, message },
+            // lakeFS's graveler.ErrNoChanges: "commit: no changes" (and "no changes" for merges).
+            StatusCode::BAD_REQUEST if message.contains("no changes") => {
+                LakeFsError::NothingToCommit { request, message }
+            }
             StatusCode::BAD_REQUEST => LakeFsError::BadRequest { request, message },
             _ => LakeFsError::Server {
                 request,

@@ -45,7 +45,16 @@ pub enum LakeFsError {
         /// The server's message.
         message: String,
     },
-    /// 400 (validation, dirty branch, nothing to commit).
+    /// 400 "no changes": a commit with nothing staged (retry with `allow_empty`, or treat the
+    /// branch head as the result).
+    #[error("{request}: nothing to commit: {message}")]
+    NothingToCommit {
+        /// `METHOD /path`.
+        request: String,
+        /// The server's message.
+        message: String,
+    },
+    /// 400 (validation, dirty branch, invalid ref).
     #[error("{request}: bad request: {message}")]
     BadRequest {
         /// `METHOD /path`.
@@ -77,8 +86,20 @@ pub enum LakeFsError {
         /// The transport error.
         reason: String,
     },
+    /// A body that ended before its announced size (connection closed mid-transfer).
+    #[error("{request}: lakeFS closed the connection after {received} of {expected} bytes")]
+    Truncated {
+        /// `METHOD /path`.
+        request: String,
+        /// Bytes received.
+        received: u64,
+        /// Bytes expected.
+        expected: u64,
+    },
     /// A request timed out.
-    #[error("{request}: timed out after {seconds:.0}s")]
+    #[error(
+        "{request}: timed out after {seconds:.0}s; raise the client's timeout if the server is just slow"
+    )]
     Timeout {
         /// `METHOD /path`.
         request: String,
@@ -143,14 +164,41 @@ pub enum LakeFsError {
     },
 }
 
-impl LakeFsError {
-    /// Whether the same request may succeed if retried (408, 429, 500-504, transport, timeout).
-    pub fn is_retryable(&self) -> bool {
+impl rest_transport::Retryable for LakeFsError {
+    fn retry(&self) -> rest_transport::Retry {
+        use rest_transport::Retry;
         match self {
-            Self::Transport { .. } | Self::Timeout { .. } => true,
-            Self::Server { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
-            _ => false,
+            Self::Transport { .. } | Self::Timeout { .. } | Self::Truncated { .. } => {
+                Retry::After(None)
+            }
+            Self::Server {
+                status,
+                retry_after,
+                ..
+            } if rest_transport::status::is_transient(*status) => Retry::After(*retry_after),
+            _ => Retry::Never,
         }
+    }
+}
+
+impl LakeFsError {
+    /// Whether the same request may succeed if retried (408, 429, 500-504, transport, timeout,
+    /// truncated body).
+    pub fn is_retryable(&self) -> bool {
+        rest_transport::Retryable::retry(self) != rest_transport::Retry::Never
+    }
+
+    /// The error itself, or for [`LakeFsError::RetriesExhausted`] the last attempt's error.
+    pub fn cause(&self) -> &LakeFsError {
+        match self {
+            Self::RetriesExhausted { last, .. } => last.cause(),
+            e => e,
+        }
+    }
+
+    /// Whether the server could not be reached (also after retries).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self.cause(), Self::Transport { .. })
     }
 
     /// Whether this is a 404.
@@ -160,6 +208,11 @@ impl LakeFsError {
             Self::RetriesExhausted { last, .. } => last.is_not_found(),
             _ => false,
         }
+    }
+
+    /// Whether this is a commit that had nothing to commit.
+    pub fn is_nothing_to_commit(&self) -> bool {
+        matches!(self, Self::NothingToCommit { .. })
     }
 }
 

@@ -1,7 +1,7 @@
 //! lakefs-client: an async client for the lakeFS REST API (`../shared/specs/lakefs-openapi.yml`).
 //!
 //! - [`LakeFsClient`] / [`LakeFsClientBuilder`]: endpoint, basic auth or token login,
-//!   timeouts and [`RetryConfig`] (backoff with jitter, Retry-After, bounded total time).
+//!   timeouts and [`RetryPolicy`] (backoff with jitter, Retry-After, bounded total time).
 //! - Endpoints ([`api`], [`objects`]): repositories, branches, objects (streaming, verified),
 //!   commits, log, diff, merge, tags; listings are streams.
 //! - [`LakeFsUri`]: URIs of the form `lakefs://repo/ref/path`.
@@ -12,7 +12,6 @@ pub mod api;
 pub mod client;
 pub mod error;
 pub mod objects;
-pub mod retry;
 pub mod sync;
 pub mod transaction;
 pub mod types;
@@ -21,8 +20,10 @@ pub mod uri;
 pub use client::{Credentials, LakeFsClient, LakeFsClientBuilder};
 pub use error::{LakeFsError, Result};
 pub use objects::UploadOptions;
-pub use retry::RetryConfig;
-pub use sync::{DEFAULT_CONCURRENCY, DownloadReport, UploadReport};
-pub use transaction::TransactionOutcome;
+pub use rest_transport::RetryPolicy;
+pub use sync::{
+    DEFAULT_CONCURRENCY, DownloadReport, SymlinkPolicy, UploadDirOptions, UploadReport,
+};
+pub use transaction::{CommitOptions, TransactionOutcome};
 pub use types::*;
 pub use uri::LakeFsUri;

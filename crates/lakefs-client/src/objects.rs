@@ -4,11 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use md5::{Digest, Md5};
 use reqwest::Method;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 use crate::client::{Idempotent, LakeFsClient, seg};
 use crate::error::{LakeFsError, Result};
@@ -58,6 +57,18 @@ pub async fn file_md5(path: &Path) -> Result<(String, u64)> {
     Ok((hex::encode(hasher.finalize()), size))
 }
 
+/// Whether `dest` already holds the object's bytes (size and MD5 checksum).
+pub(crate) async fn already_present(dest: &Path, stats: &ObjectStats) -> Result<bool> {
+    let same_size = tokio::fs::metadata(dest)
+        .await
+        .is_ok_and(|m| m.is_file() && Some(m.len()) == stats.size_bytes);
+    if !same_size || !is_md5(&stats.checksum) {
+        return Ok(false);
+    }
+    let (md5, _) = file_md5(dest).await?;
+    Ok(md5.eq_ignore_ascii_case(&stats.checksum))
+}
+
 impl LakeFsClient {
     fn upload_request(
         &self,
@@ -104,33 +115,21 @@ impl LakeFsClient {
     ) -> Result<ObjectStats> {
         let label = format!("POST /repositories/{repo}/branches/{branch}/objects?path={path}");
         let attempt = || async {
-            let f = tokio::fs::File::open(file)
-                .await
-                .map_err(|e| LakeFsError::Io {
-                    action: "open",
-                    path: file.to_path_buf(),
-                    source: e,
-                })?;
-            let len = f
-                .metadata()
-                .await
-                .map_err(|e| LakeFsError::Io {
-                    action: "stat",
-                    path: file.to_path_buf(),
-                    source: e,
-                })?
-                .len();
-            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-                f,
-                256 * 1024,
-            ));
+            let (body, len) =
+                rest_transport::file_body(file)
+                    .await
+                    .map_err(|e| LakeFsError::Io {
+                        action: "open",
+                        path: file.to_path_buf(),
+                        source: e,
+                    })?;
             let resp = self
                 .upload_request(repo, branch, path, opts)
                 .header(reqwest::header::CONTENT_LENGTH, len)
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| self.transport_error(&label, e))?;
+                .map_err(|e| self.transport_error(&label, e, self.transfer_timeout()))?;
             if !resp.status().is_success() {
                 return Err(self.status_error(&label, resp).await);
             }
@@ -141,7 +140,7 @@ impl LakeFsClient {
                     reason: e.to_string(),
                 })
         };
-        self.retry_config().run(attempt).await
+        self.with_retries(attempt).await
     }
 
     /// Uploads bytes to `path` on `branch`.
@@ -219,7 +218,7 @@ impl LakeFsClient {
             .await?;
         resp.bytes()
             .await
-            .map_err(|e| self.transport_error(&label, e))
+            .map_err(|e| self.transport_error(&label, e, self.transfer_timeout()))
     }
 
     /// Downloads an object to `dest`: streamed into a temporary file beside it, checked against
@@ -233,23 +232,43 @@ impl LakeFsClient {
         dest: &Path,
     ) -> Result<ObjectStats> {
         let stats = self.stat_object(repo, reference, path).await?;
+        self.download_stated(repo, reference, &stats, dest).await?;
+        Ok(stats)
+    }
+
+    /// Like [`LakeFsClient::download_object`], but transfers nothing when `dest` already holds
+    /// the object's bytes (same size and MD5 checksum). Returns the stats and whether bytes
+    /// were transferred.
+    pub async fn download_object_cached(
+        &self,
+        repo: &str,
+        reference: &str,
+        path: &str,
+        dest: &Path,
+    ) -> Result<(ObjectStats, bool)> {
+        let stats = self.stat_object(repo, reference, path).await?;
+        if already_present(dest, &stats).await? {
+            return Ok((stats, false));
+        }
+        self.download_stated(repo, reference, &stats, dest).await?;
+        Ok((stats, true))
+    }
+
+    /// Downloads the object described by `stats` (from a stat or a listing) to `dest`.
+    pub(crate) async fn download_stated(
+        &self,
+        repo: &str,
+        reference: &str,
+        stats: &ObjectStats,
+        dest: &Path,
+    ) -> Result<()> {
+        let path = stats.path.as_str();
         let route = format!(
             "/repositories/{}/refs/{}/objects",
             seg(repo),
             seg(reference)
         );
         let label = format!("GET {route}?path={path}");
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| LakeFsError::Io {
-                action: "create",
-                path: dir.clone(),
-                source: e,
-            })?;
         let uri = format!("lakefs://{repo}/{reference}/{path}");
         let attempt = || async {
             let resp = self
@@ -258,45 +277,15 @@ impl LakeFsClient {
                 .query(&[("path", path)])
                 .send()
                 .await
-                .map_err(|e| self.transport_error(&label, e))?;
+                .map_err(|e| self.transport_error(&label, e, self.transfer_timeout()))?;
             if !resp.status().is_success() {
                 return Err(self.status_error(&label, resp).await);
             }
-            let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| LakeFsError::Io {
-                action: "create temp file in",
-                path: dir.clone(),
-                source: e,
-            })?;
-            let (file, tmp_path) = tmp.into_parts();
-            let mut out = tokio::fs::File::from_std(file);
             let mut hasher = Md5::new();
-            let mut written = 0u64;
-            let mut body = resp.bytes_stream();
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| self.transport_error(&label, e))?;
-                hasher.update(&chunk);
-                out.write_all(&chunk).await.map_err(|e| LakeFsError::Io {
-                    action: "write",
-                    path: dest.to_path_buf(),
-                    source: e,
-                })?;
-                written += chunk.len() as u64;
-            }
-            out.flush().await.map_err(|e| LakeFsError::Io {
-                action: "write",
-                path: dest.to_path_buf(),
-                source: e,
-            })?;
-            if let Some(size) = stats.size_bytes
-                && size != written
-            {
-                // A short body is a transport failure (retried), not corruption.
-                return Err(LakeFsError::Transport {
-                    request: label.clone(),
-                    endpoint: self.api_url().to_string(),
-                    reason: format!("connection closed after {written} of {size} bytes"),
-                });
-            }
+            let staged =
+                rest_transport::stream_to_temp(resp, dest, stats.size_bytes, |c| hasher.update(c))
+                    .await
+                    .map_err(|e| self.download_error(&label, &uri, e))?;
             let md5 = hex::encode(hasher.finalize());
             if is_md5(&stats.checksum) && !md5.eq_ignore_ascii_case(&stats.checksum) {
                 return Err(LakeFsError::Integrity {
@@ -304,20 +293,42 @@ impl LakeFsClient {
                     reason: format!("MD5 {md5} != checksum {}", stats.checksum),
                 });
             }
-            out.sync_all().await.map_err(|e| LakeFsError::Io {
-                action: "sync",
-                path: dest.to_path_buf(),
-                source: e,
-            })?;
-            tmp_path.persist(dest).map_err(|e| LakeFsError::Io {
-                action: "rename into",
-                path: dest.to_path_buf(),
-                source: e.error,
-            })?;
+            staged
+                .persist()
+                .map_err(|e| self.download_error(&label, &uri, e))?;
             Ok(())
         };
-        self.retry_config().run(attempt).await?;
-        Ok(stats)
+        self.with_retries(attempt).await
+    }
+
+    fn download_error(
+        &self,
+        label: &str,
+        uri: &str,
+        e: rest_transport::DownloadError,
+    ) -> LakeFsError {
+        use rest_transport::DownloadError as D;
+        match e {
+            D::Body(e) => self.transport_error(label, e, self.transfer_timeout()),
+            D::Truncated { received, expected } => LakeFsError::Truncated {
+                request: label.to_string(),
+                received,
+                expected,
+            },
+            D::Oversized { .. } => LakeFsError::Integrity {
+                uri: uri.to_string(),
+                reason: e.to_string(),
+            },
+            D::Io {
+                action,
+                path,
+                source,
+            } => LakeFsError::Io {
+                action,
+                path,
+                source,
+            },
+        }
     }
 
     /// Lists objects under `prefix`; with a `delimiter` ("/"), deeper paths collapse into

@@ -9,10 +9,43 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::client::LakeFsClient;
 use crate::error::{LakeFsError, Result};
-use crate::objects::{UploadOptions, file_md5, is_md5};
+use crate::objects::{UploadOptions, already_present, file_md5, is_md5};
 
 /// Default number of concurrent transfers.
 pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// What `upload_dir` does with symbolic links under the folder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SymlinkPolicy {
+    /// Upload what a link points at (a linked folder is walked; a loop is walked once).
+    #[default]
+    Follow,
+    /// Leave links out; they are listed in [`UploadReport::skipped_links`].
+    Skip,
+    /// Refuse the upload, naming the first link found.
+    Refuse,
+}
+
+/// Options of [`LakeFsClient::upload_dir`].
+#[derive(Debug, Clone)]
+pub struct UploadDirOptions {
+    /// Transfers at once (default [`DEFAULT_CONCURRENCY`]).
+    pub concurrency: usize,
+    /// Delete objects under the prefix that have no local file (default false).
+    pub mirror: bool,
+    /// Symbolic links (default: follow).
+    pub symlinks: SymlinkPolicy,
+}
+
+impl Default for UploadDirOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: DEFAULT_CONCURRENCY,
+            mirror: false,
+            symlinks: SymlinkPolicy::default(),
+        }
+    }
+}
 
 /// What `upload_dir` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,6 +58,8 @@ pub struct UploadReport {
     pub bytes: u64,
     /// Remote objects deleted because they are not in the folder (mirror mode).
     pub deleted: usize,
+    /// Symbolic links left out ([`SymlinkPolicy::Skip`]).
+    pub skipped_links: Vec<PathBuf>,
 }
 
 /// What `download_prefix` did.
@@ -42,36 +77,77 @@ pub struct DownloadReport {
     pub bytes: u64,
 }
 
-fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> LakeFsError + 'a {
+    move |source| LakeFsError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Every file under `dir` as (path on disk, path relative to `dir` with `/` separators),
+/// sorted; symbolic links handled by `policy` (skipped ones are pushed to `skipped`).
+fn walk(
+    dir: &Path,
+    policy: SymlinkPolicy,
+    skipped: &mut Vec<PathBuf>,
+) -> Result<Vec<(PathBuf, String)>> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| LakeFsError::Io {
-            action: "list",
-            path: d.clone(),
-            source: e,
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|e| LakeFsError::Io {
-                action: "list",
-                path: d.clone(),
-                source: e,
-            })?;
+    let mut seen_dirs = std::collections::HashSet::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    while let Some((d, rel_dir)) = stack.pop() {
+        let canonical = std::fs::canonicalize(&d).map_err(io_err("resolve", &d))?;
+        if !seen_dirs.insert(canonical) {
+            continue;
+        }
+        for entry in std::fs::read_dir(&d).map_err(io_err("list", &d))? {
+            let entry = entry.map_err(io_err("list", &d))?;
             let path = entry.path();
-            let kind = entry.file_type().map_err(|e| LakeFsError::Io {
-                action: "stat",
-                path: path.clone(),
-                source: e,
-            })?;
+            let rel = format!("{rel_dir}{}", entry.file_name().to_string_lossy());
+            let mut kind = entry.file_type().map_err(io_err("stat", &path))?;
+            if kind.is_symlink() {
+                match policy {
+                    SymlinkPolicy::Skip => {
+                        skipped.push(path);
+                        continue;
+                    }
+                    SymlinkPolicy::Refuse => {
+                        return Err(LakeFsError::Io {
+                            action: "refusing symbolic link",
+                            path,
+                            source: std::io::Error::other("the upload's symlink policy is Refuse"),
+                        });
+                    }
+                    SymlinkPolicy::Follow => {
+                        kind = std::fs::metadata(&path)
+                            .map_err(io_err("follow link", &path))?
+                            .file_type();
+                    }
+                }
+            }
             if kind.is_dir() {
-                stack.push(path);
+                stack.push((path, format!("{rel}/")));
             } else if kind.is_file() {
-                out.push(path);
+                out.push((path, rel));
             }
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(out)
+}
+
+/// `prefix` as a folder prefix: empty, or ending with exactly one `/` (`data` -> `data/`), so
+/// that `data` never matches `data2/`.
+pub fn folder_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("{trimmed}/")
+    }
 }
 
 /// The local path of object `path` (relative to `prefix`) under `dest`, refusing any path that
@@ -99,38 +175,30 @@ pub fn safe_local_path(dest: &Path, prefix: &str, path: &str) -> Result<PathBuf>
 }
 
 impl LakeFsClient {
-    /// Uploads every file under `local` to `prefix` on `branch` with at most `concurrency`
-    /// transfers at once, skipping files whose MD5 equals the object already on the branch.
-    /// With `mirror`, objects under `prefix` that have no local file are deleted.
+    /// Uploads every file under `local` to `prefix` on `branch` with at most
+    /// `opts.concurrency` transfers at once, skipping files whose MD5 equals the object already
+    /// on the branch. With `opts.mirror`, objects under `prefix` that have no local file are
+    /// deleted.
     pub async fn upload_dir(
         &self,
         local: &Path,
         repo: &str,
         branch: &str,
         prefix: &str,
-        concurrency: usize,
-        mirror: bool,
+        opts: &UploadDirOptions,
     ) -> Result<UploadReport> {
-        let prefix = if prefix.is_empty() || prefix.ends_with('/') {
-            prefix.to_string()
-        } else {
-            format!("{prefix}/")
-        };
+        let prefix = folder_prefix(prefix);
         let remote: HashMap<String, String> = self
             .list_objects(repo, branch, &prefix, None)
             .map_ok(|o| (o.path, o.checksum))
             .try_collect()
             .await?;
-        let files = walk(local)?;
+        let mut skipped_links = Vec::new();
+        let files = walk(local, opts.symlinks, &mut skipped_links)?;
         let mut wanted = std::collections::HashSet::new();
         let jobs: Vec<(PathBuf, String)> = files
             .into_iter()
-            .map(|f| {
-                let rel = f
-                    .strip_prefix(local)
-                    .unwrap_or(&f)
-                    .to_string_lossy()
-                    .replace('\\', "/");
+            .map(|(f, rel)| {
                 let key = format!("{prefix}{rel}");
                 wanted.insert(key.clone());
                 (f, key)
@@ -149,10 +217,13 @@ impl LakeFsClient {
                     Ok::<_, LakeFsError>((true, size))
                 }
             })
-            .buffer_unordered(concurrency.max(1))
+            .buffer_unordered(opts.concurrency.max(1))
             .try_collect()
             .await?;
-        let mut report = UploadReport::default();
+        let mut report = UploadReport {
+            skipped_links,
+            ..UploadReport::default()
+        };
         for (uploaded, bytes) in results {
             if uploaded {
                 report.uploaded += 1;
@@ -161,7 +232,7 @@ impl LakeFsClient {
                 report.skipped += 1;
             }
         }
-        if mirror {
+        if opts.mirror {
             let extra: Vec<String> = remote.into_keys().filter(|k| !wanted.contains(k)).collect();
             if !extra.is_empty() {
                 let errors = self.delete_objects(repo, branch, &extra).await?;
@@ -181,9 +252,10 @@ impl LakeFsClient {
         Ok(report)
     }
 
-    /// Downloads every object under `prefix` at `reference` into
+    /// Downloads every object under the folder `prefix` at `reference` into
     /// `cache_root/<repo>/<commit id>/<prefix>` (resolving the ref to its commit first) with at
-    /// most `concurrency` transfers. A folder already complete for that commit is reused as is.
+    /// most `concurrency` transfers. A folder already complete for that commit is reused as is;
+    /// after an interrupted download, files already present with the right checksum are kept.
     pub async fn download_prefix(
         &self,
         repo: &str,
@@ -192,11 +264,12 @@ impl LakeFsClient {
         cache_root: &Path,
         concurrency: usize,
     ) -> Result<DownloadReport> {
+        let prefix = folder_prefix(prefix);
         let commit_id = self.resolve_commit(repo, reference).await?;
         let dir = cache_root
             .join(repo)
             .join(&commit_id)
-            .join(prefix.trim_matches('/'));
+            .join(prefix.trim_end_matches('/'));
         let marker = dir.join(".lakefs-complete");
         if let Ok(text) = tokio::fs::read_to_string(&marker).await
             && let Ok(files) = text.trim().parse::<usize>()
@@ -210,53 +283,42 @@ impl LakeFsClient {
             });
         }
         let objects: Vec<crate::types::ObjectStats> = self
-            .list_objects(repo, &commit_id, prefix, None)
+            .list_objects(repo, &commit_id, &prefix, None)
             .try_collect()
             .await?;
-        let jobs: Vec<(String, PathBuf, Option<u64>)> = objects
+        let jobs: Vec<(crate::types::ObjectStats, PathBuf)> = objects
             .into_iter()
             .filter(|o| o.path_type == "object")
             .map(|o| {
-                Ok((
-                    o.path.clone(),
-                    safe_local_path(&dir, prefix, &o.path)?,
-                    o.size_bytes,
-                ))
+                let dest = safe_local_path(&dir, &prefix, &o.path)?;
+                Ok((o, dest))
             })
             .collect::<Result<_>>()?;
         let files = jobs.len();
-        let commit = commit_id.clone();
-        let sizes: Vec<u64> = futures::stream::iter(jobs)
-            .map(|(path, dest, _)| {
-                let commit = commit.clone();
-                async move {
-                    let stats = self.download_object(repo, &commit, &path, &dest).await?;
-                    Ok::<_, LakeFsError>(stats.size_bytes.unwrap_or(0))
+        let commit = commit_id.as_str();
+        let transfers: Vec<Option<u64>> = futures::stream::iter(jobs)
+            .map(|(stats, dest)| async move {
+                if already_present(&dest, &stats).await? {
+                    return Ok(None);
                 }
+                self.download_stated(repo, commit, &stats, &dest).await?;
+                Ok::<_, LakeFsError>(Some(stats.size_bytes.unwrap_or(0)))
             })
             .buffer_unordered(concurrency.max(1))
             .try_collect()
             .await?;
         tokio::fs::create_dir_all(&dir)
             .await
-            .map_err(|e| LakeFsError::Io {
-                action: "create",
-                path: dir.clone(),
-                source: e,
-            })?;
+            .map_err(io_err("create", &dir))?;
         tokio::fs::write(&marker, files.to_string())
             .await
-            .map_err(|e| LakeFsError::Io {
-                action: "write",
-                path: marker.clone(),
-                source: e,
-            })?;
+            .map_err(io_err("write", &marker))?;
         Ok(DownloadReport {
             dir,
             commit_id,
             files,
-            transferred: files,
-            bytes: sizes.iter().sum(),
+            transferred: transfers.iter().flatten().count(),
+            bytes: transfers.iter().flatten().sum(),
         })
     }
 }

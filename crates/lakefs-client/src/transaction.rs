@@ -9,6 +9,28 @@ use crate::client::LakeFsClient;
 use crate::error::Result;
 use crate::types::Commit;
 
+/// The commit a transaction makes.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    /// Commit message (also the merge message).
+    pub message: String,
+    /// Commit metadata (also put on the merge).
+    pub metadata: BTreeMap<String, String>,
+    /// Commit even when the work changed nothing; otherwise that is
+    /// [`crate::LakeFsError::NothingToCommit`] and the target is left as it was.
+    pub allow_empty: bool,
+}
+
+impl CommitOptions {
+    /// A commit with `message` and no metadata.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            ..Self::default()
+        }
+    }
+}
+
 /// What a finished transaction produced.
 #[derive(Debug, Clone)]
 pub struct TransactionOutcome<T> {
@@ -22,13 +44,14 @@ pub struct TransactionOutcome<T> {
 
 impl LakeFsClient {
     /// Runs `work(temporary branch name)` on a branch made from `target`, then commits its
-    /// changes with `message` and `metadata` and merges them into `target`.
+    /// changes as `commit` says and merges them into `target`. On any error the temporary
+    /// branch is deleted and `target` is untouched. (A transaction whose future is dropped
+    /// mid-way leaves its `tx-*` branch behind; the target is still untouched.)
     pub async fn transaction<T, F, Fut>(
         &self,
         repo: &str,
         target: &str,
-        message: &str,
-        metadata: &BTreeMap<String, String>,
+        commit: &CommitOptions,
         work: F,
     ) -> Result<TransactionOutcome<T>>
     where
@@ -42,12 +65,27 @@ impl LakeFsClient {
         self.create_branch(repo, &branch, target).await?;
         let result = async {
             let value = work(branch.clone()).await?;
-            let commit = self.commit(repo, &branch, message, metadata, false).await?;
+            let made = self
+                .commit(
+                    repo,
+                    &branch,
+                    &commit.message,
+                    &commit.metadata,
+                    commit.allow_empty,
+                )
+                .await?;
             let merged_commit_id = self
-                .merge(repo, &branch, target, Some(message), metadata, None)
+                .merge(
+                    repo,
+                    &branch,
+                    target,
+                    Some(&commit.message),
+                    &commit.metadata,
+                    None,
+                )
                 .await?;
             Ok(TransactionOutcome {
-                commit,
+                commit: made,
                 merged_commit_id,
                 value,
             })

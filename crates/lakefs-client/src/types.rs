@@ -103,6 +103,18 @@ pub struct ObjectStats {
     pub content_type: Option<String>,
 }
 
+impl ObjectStats {
+    /// The user metadata value for `key`, matched case-insensitively (lakeFS returns keys in
+    /// Go's canonical header form: `sha256` comes back as `Sha256`).
+    pub fn metadata_value(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// One failure of a bulk delete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectError {

@@ -3,8 +3,6 @@
 //! time, wrong credentials are Unauthorized, and listed paths that would escape the download
 //! folder are refused.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -28,7 +26,7 @@ async fn serve(app: Router) -> String {
     format!("http://{addr}")
 }
 
-async fn client(endpoint: &str, retry: RetryConfig) -> LakeFsClient {
+async fn client(endpoint: &str, retry: RetryPolicy) -> LakeFsClient {
     LakeFsClientBuilder::new(endpoint)
         .credentials("AKIA", "secret")
         .retry(retry)
@@ -68,7 +66,7 @@ async fn transient_503_and_429_are_retried_to_success() {
         }),
     );
     let endpoint = serve(app).await;
-    let repo = client(&endpoint, common::fast_retry())
+    let repo = client(&endpoint, test_support::fast_retry())
         .await
         .get_repository("flaky")
         .await
@@ -122,7 +120,7 @@ async fn connection_reset_mid_download_is_retried() {
     let endpoint = serve(app).await;
     let dir = tempfile::tempdir().expect("tmp");
     let dest = dir.path().join("big.bin");
-    client(&endpoint, common::fast_retry())
+    client(&endpoint, test_support::fast_retry())
         .await
         .download_object("repo", "main", "big.bin", &dest)
         .await
@@ -148,9 +146,9 @@ async fn permanent_500_fails_clearly_within_the_bounded_time() {
         }),
     );
     let endpoint = serve(app).await;
-    let retry = RetryConfig {
+    let retry = RetryPolicy {
         max_total: Duration::from_secs(2),
-        ..common::fast_retry()
+        ..test_support::fast_retry()
     };
     let started = Instant::now();
     let err = client(&endpoint, retry)
@@ -185,7 +183,7 @@ async fn other_4xx_are_not_retried() {
         }),
     );
     let endpoint = serve(app).await;
-    let err = client(&endpoint, common::fast_retry())
+    let err = client(&endpoint, test_support::fast_retry())
         .await
         .get_repository("x")
         .await
@@ -196,7 +194,7 @@ async fn other_4xx_are_not_retried() {
 
 #[tokio::test]
 async fn wrong_credentials_are_unauthorized_and_dead_endpoints_named() {
-    let local = common::local(None).await;
+    let local = test_support::LocalLakeFs::start().await;
     let bad = LakeFsClientBuilder::new(local.server.endpoint())
         .credentials("AKIA-WRONG", "nope")
         .build()
@@ -215,9 +213,9 @@ async fn wrong_credentials_are_unauthorized_and_dead_endpoints_named() {
 
     let dead = client(
         "http://127.0.0.1:9",
-        RetryConfig {
+        RetryPolicy {
             max_retries: 1,
-            ..common::fast_retry()
+            ..test_support::fast_retry()
         },
     )
     .await;
@@ -251,7 +249,7 @@ async fn listed_paths_escaping_the_destination_are_refused() {
         );
     let endpoint = serve(app).await;
     let dir = tempfile::tempdir().expect("tmp");
-    let err = client(&endpoint, common::fast_retry())
+    let err = client(&endpoint, test_support::fast_retry())
         .await
         .download_prefix("repo", "main", "ds/", &dir.path().join("cache"), 4)
         .await

@@ -2,27 +2,15 @@
 //! (server in this process too) grows peak RSS by far less than its size. Its own test binary,
 //! so the process's peak is this test's alone.
 
-mod common;
-
 use std::io::Write;
 
 use lakefs_client::UploadOptions;
 
-fn kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_object_round_trip_keeps_memory_flat() {
     const MIB: usize = 256;
-    let local = common::local(None).await;
-    let client = common::local_client(&local.server.endpoint(), 1000).await;
+    let local = test_support::LocalLakeFs::start().await;
+    let client = local.client(1000).await;
     let ns = format!("local://{}", local.dir.path().join("ns").display());
     client
         .create_repository("big-objects", &ns, "main")
@@ -39,7 +27,7 @@ async fn large_object_round_trip_keeps_memory_flat() {
             f.write_all(&block).expect("write");
         }
     }
-    let baseline = kib("VmRSS");
+    let baseline = test_support::proc_status_kib("VmRSS");
     let stats = client
         .upload_file(
             "big-objects",
@@ -56,7 +44,7 @@ async fn large_object_round_trip_keeps_memory_flat() {
         .download_object("big-objects", "main", "big.bin", &dest)
         .await
         .expect("download (MD5 verified)");
-    let growth_mib = kib("VmHWM").saturating_sub(baseline) / 1024;
+    let growth_mib = test_support::proc_status_kib("VmHWM").saturating_sub(baseline) / 1024;
     assert!(
         growth_mib < 64,
         "peak RSS grew {growth_mib} MiB moving a {MIB} MiB object"

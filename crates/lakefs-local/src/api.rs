@@ -38,6 +38,27 @@ impl From<StoreError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// A JSON request body that may be absent or empty, for operations whose spec marks the body
+/// as not required (lakeFS accepts `Content-Type: application/json` with no body there); an
+/// absent body reads as `{}`.
+pub struct OptionalJson(pub Value);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for OptionalJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = bytes::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError(e.status(), e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(json!({})));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|e| bad(format!("request body is not valid JSON: {e}")))
+    }
+}
+
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
@@ -118,9 +139,8 @@ pub async fn setup() -> ApiError {
     ApiError(StatusCode::CONFLICT, "lakeFS already initialized".into())
 }
 
-/// `GET /config/storage`.
-pub async fn storage_config() -> Json<Value> {
-    Json(json!({
+fn storage_config_json() -> Value {
+    json!({
         "blockstore_type": "local",
         "blockstore_namespace_example": "local://example-bucket/",
         "blockstore_namespace_ValidityRegex": "^local://",
@@ -128,12 +148,38 @@ pub async fn storage_config() -> Json<Value> {
         "pre_sign_support_ui": false,
         "import_support": false,
         "import_validity_regex": "^local://",
-    }))
+        "pre_sign_multipart_upload": false,
+        "blockstore_id": "",
+        "blockstore_description": "lakefs-local: a folder on this machine",
+    })
+}
+
+fn version_config_json() -> Value {
+    json!({
+        "version": format!("lakefs-local {}", env!("CARGO_PKG_VERSION")),
+        "upgrade_recommended": false,
+    })
+}
+
+/// `GET /config/storage`.
+pub async fn storage_config() -> Json<Value> {
+    Json(storage_config_json())
 }
 
 /// `GET /config/version`.
 pub async fn version() -> Json<Value> {
-    Json(json!({ "version": format!("lakefs-local {}", env!("CARGO_PKG_VERSION")) }))
+    Json(version_config_json())
+}
+
+/// `GET /config`: storage and version configuration in one answer (what lakeFS's high-level
+/// Python package reads before any upload). One storage: the list holds the default config.
+pub async fn config() -> Json<Value> {
+    Json(json!({
+        "version_config": version_config_json(),
+        "storage_config": storage_config_json(),
+        "storage_config_list": [storage_config_json()],
+        "ui_config": { "custom_viewers": [] },
+    }))
 }
 
 /// `GET /user`.
@@ -144,7 +190,7 @@ pub async fn current_user(State(state): State<Arc<AppState>>) -> Json<Value> {
 /// `POST /auth/login`.
 pub async fn login(
     State(state): State<Arc<AppState>>,
-    Json(body): Json<Value>,
+    OptionalJson(body): OptionalJson,
 ) -> ApiResult<Json<Value>> {
     let id = body["access_key_id"].as_str().unwrap_or_default();
     let secret = body["secret_access_key"].as_str().unwrap_or_default();
@@ -164,6 +210,18 @@ pub async fn not_implemented(req: Request) -> ApiError {
         StatusCode::NOT_IMPLEMENTED,
         format!(
             "{} {} is not implemented by lakefs-local; use a real lakeFS for it",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+/// Any path outside the API.
+pub async fn not_found(req: Request) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "{} {}: no such path (the API is under /api/v1)",
             req.method(),
             req.uri().path()
         ),
@@ -464,9 +522,8 @@ pub async fn diff_refs(
 pub async fn merge(
     State(state): State<Arc<AppState>>,
     Path((repo, source, dest)): Path<(String, String, String)>,
-    body: Option<Json<Value>>,
+    OptionalJson(body): OptionalJson,
 ) -> ApiResult<Response> {
-    let body = body.map(|b| b.0).unwrap_or_else(|| json!({}));
     let metadata: BTreeMap<String, String> =
         serde_json::from_value(body["metadata"].clone()).unwrap_or_default();
     let strategy = body["strategy"].as_str().filter(|s| !s.is_empty());

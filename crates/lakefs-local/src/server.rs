@@ -222,6 +222,31 @@ async fn record(State(state): State<Arc<AppState>>, req: Request, next: Next) ->
     Response::from_parts(parts, Body::from(bytes))
 }
 
+/// Rewrites every error response that is not JSON (extractor rejections, wrong methods,
+/// payloads too large) into lakeFS's error shape `{"message": ...}`, keeping its status.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 10)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    ApiError(status, message).into_response()
+}
+
 /// The router for `config` (opens the store).
 pub fn router(config: &ServerConfig) -> Result<Router, StoreError> {
     let store = Store::open(&config.data_dir)?;
@@ -238,6 +263,7 @@ pub fn router(config: &ServerConfig) -> Result<Router, StoreError> {
     let api_routes = Router::new()
         .route("/healthcheck", get(api::healthcheck))
         .route("/setup_lakefs", get(api::setup_state).post(api::setup))
+        .route("/config", get(api::config))
         .route("/config/storage", get(api::storage_config))
         .route("/config/version", get(api::version))
         .route("/user", get(api::current_user))
@@ -316,10 +342,11 @@ pub fn router(config: &ServerConfig) -> Result<Router, StoreError> {
         .fallback(api::not_implemented);
     Ok(Router::new()
         .nest("/api/v1", api_routes)
-        .fallback(api::not_implemented)
+        .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route_layer(middleware::from_fn_with_state(state.clone(), record))
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(json_errors))
         .with_state(state))
 }
 

@@ -456,39 +456,73 @@ impl Store {
 
     /// Resolves a branch, tag, commit id or unique commit-id prefix (>= 6 characters).
     pub fn resolve(&self, repo: &str, reference: &str) -> Result<Resolved, StoreError> {
+        let (base, modifiers) = parse_ref_expression(reference)?;
         let r = self.repo(repo)?;
-        if let Some(c) = r.branches.get(reference) {
-            return Ok(Resolved {
-                commit: c.clone(),
-                branch: Some(reference.to_string()),
+        let not_found = || StoreError::new(404, format!("ref not found: {reference}"));
+        let invalid = || StoreError::new(400, format!("invalid ref: {reference}"));
+        let mut resolved = self.resolve_base(r, base).ok_or_else(not_found)?;
+        for (i, (kind, amount)) in modifiers.iter().enumerate() {
+            match kind {
+                // `@` (committed data of a branch) and `$` (its staging area) stand alone.
+                '@' | '$' => {
+                    if resolved.branch.is_none() || modifiers.len() != 1 || i != 0 {
+                        return Err(invalid());
+                    }
+                    if *kind == '@' {
+                        resolved.branch = None;
+                    }
+                }
+                '~' => {
+                    resolved.branch = None;
+                    for _ in 0..*amount {
+                        let c = r.commits.get(&resolved.commit).ok_or_else(not_found)?;
+                        resolved.commit = c.parents.first().ok_or_else(not_found)?.clone();
+                    }
+                }
+                _ => {
+                    resolved.branch = None;
+                    if *amount == 0 {
+                        continue;
+                    }
+                    let c = r.commits.get(&resolved.commit).ok_or_else(not_found)?;
+                    resolved.commit = c.parents.get(amount - 1).ok_or_else(invalid)?.clone();
+                }
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// A plain ref as lakeFS resolves it: a full commit id first, then a branch, a tag, and a
+    /// unique commit-id prefix.
+    fn resolve_base(&self, r: &Repo, base: &str) -> Option<Resolved> {
+        if r.commits.contains_key(base) {
+            return Some(Resolved {
+                commit: base.to_string(),
+                branch: None,
             });
         }
-        if let Some(c) = r.tags.get(reference) {
-            return Ok(Resolved {
+        if let Some(c) = r.branches.get(base) {
+            return Some(Resolved {
+                commit: c.clone(),
+                branch: Some(base.to_string()),
+            });
+        }
+        if let Some(c) = r.tags.get(base) {
+            return Some(Resolved {
                 commit: c.clone(),
                 branch: None,
             });
         }
-        if r.commits.contains_key(reference) {
-            return Ok(Resolved {
-                commit: reference.to_string(),
-                branch: None,
-            });
-        }
-        if reference.len() >= 6 {
-            let matches: Vec<&String> = r
-                .commits
-                .keys()
-                .filter(|k| k.starts_with(reference))
-                .collect();
-            if matches.len() == 1 {
-                return Ok(Resolved {
-                    commit: matches[0].clone(),
+        if base.len() >= 6 && base.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut matches = r.commits.keys().filter(|k| k.starts_with(base));
+            if let (Some(only), None) = (matches.next(), matches.next()) {
+                return Some(Resolved {
+                    commit: only.clone(),
                     branch: None,
                 });
             }
         }
-        Err(StoreError::new(404, format!("ref not found: {reference}")))
+        None
     }
 
     /// The committed tree of a commit.
@@ -913,4 +947,36 @@ pub fn validate_name(name: &str, what: &str, repository: bool) -> Result<(), Sto
             format!("invalid {what} name {name:?}"),
         ))
     }
+}
+
+/// A ref modifier: its kind (`~`, `^`, `@`, `$`) and amount.
+pub type RefModifier = (char, usize);
+
+/// Splits a ref expression as lakeFS does (`main~2^1`, `main@`, `abc123$`) into its base and
+/// its modifiers `(kind, amount)`; a bare `~` or `^` means 1.
+pub fn parse_ref_expression(reference: &str) -> Result<(&str, Vec<RefModifier>), StoreError> {
+    let invalid = || StoreError::new(400, format!("invalid ref: {reference}"));
+    let is_mod = |c: char| matches!(c, '~' | '^' | '@' | '$');
+    let base_end = reference.find(is_mod).unwrap_or(reference.len());
+    let base = &reference[..base_end];
+    if base.is_empty() {
+        return Err(invalid());
+    }
+    let mut modifiers = Vec::new();
+    let mut rest = &reference[base_end..];
+    while let Some(kind) = rest.chars().next() {
+        let tail = &rest[1..];
+        let end = tail.find(is_mod).unwrap_or(tail.len());
+        let digits = &tail[..end];
+        let amount = if digits.is_empty() {
+            1
+        } else if matches!(kind, '@' | '$') {
+            return Err(invalid());
+        } else {
+            digits.parse::<usize>().map_err(|_| invalid())?
+        };
+        modifiers.push((kind, amount));
+        rest = &tail[end..];
+    }
+    Ok((base, modifiers))
 }

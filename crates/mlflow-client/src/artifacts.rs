@@ -4,11 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use backon::Retryable;
-use futures::StreamExt;
 use reqwest::Method;
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
 
 use crate::client::MlflowClient;
 use crate::error::{MlflowError, Result};
@@ -33,17 +30,7 @@ pub fn proxy_path(artifact_uri: &str) -> Result<String> {
     Ok(path.trim_matches('/').to_string())
 }
 
-fn encode_path(path: &str) -> String {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            url::form_urlencoded::byte_serialize(s.as_bytes())
-                .collect::<String>()
-                .replace('+', "%20")
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
+use rest_transport::encode::path as encode_path;
 
 fn check_relative(rel: &str) -> Result<()> {
     if rel.starts_with('/') || rel.split('/').any(|s| s == "..") || rel.contains('\\') {
@@ -76,26 +63,14 @@ impl MlflowClient {
         let path = self.artifact_url_path(artifact_uri, rel)?;
         let label = format!("PUT {path}");
         let attempt = || async {
-            let f = tokio::fs::File::open(file)
-                .await
-                .map_err(|e| MlflowError::Io {
-                    action: "open",
-                    path: file.to_path_buf(),
-                    source: e,
-                })?;
-            let len = f
-                .metadata()
-                .await
-                .map_err(|e| MlflowError::Io {
-                    action: "stat",
-                    path: file.to_path_buf(),
-                    source: e,
-                })?
-                .len();
-            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-                f,
-                256 * 1024,
-            ));
+            let (body, len) =
+                rest_transport::file_body(file)
+                    .await
+                    .map_err(|e| MlflowError::Io {
+                        action: "open",
+                        path: file.to_path_buf(),
+                        source: e,
+                    })?;
             let resp = self
                 .request(Method::PUT, &path)
                 .timeout(self.transfer_timeout())
@@ -104,23 +79,67 @@ impl MlflowClient {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| self.transport_error(&label, e))?;
-            let status = resp.status();
-            if !status.is_success() {
-                let bytes = resp.bytes().await.unwrap_or_default();
-                return Err(self.status_error(&label, status, &bytes));
+                .map_err(|e| self.transport_error(&label, e, self.transfer_timeout()))?;
+            if !resp.status().is_success() {
+                return Err(self.response_error(&label, resp).await);
             }
             Ok(())
         };
-        attempt
-            .retry(self.retry_policy())
-            .when(MlflowError::is_retryable)
-            .notify(|e, d| tracing::warn!("{e}; retrying in {d:?}"))
-            .await
+        self.with_retries(attempt).await
     }
 
-    /// Downloads artifact `rel` to `dest`: streamed into a temporary file beside `dest`, size
-    /// checked against Content-Length, then renamed into place (never half-written).
+    /// Uploads every file under the folder `dir` to `rel` under the artifact root, keeping
+    /// relative paths (`rel` = "" puts them at the root). Returns the number of files.
+    pub async fn upload_artifact_dir(
+        &self,
+        artifact_uri: &str,
+        rel: &str,
+        dir: &Path,
+    ) -> Result<usize> {
+        let mut stack = vec![(dir.to_path_buf(), rel.trim_matches('/').to_string())];
+        let mut files = Vec::new();
+        while let Some((d, prefix)) = stack.pop() {
+            let entries = std::fs::read_dir(&d).map_err(|e| MlflowError::Io {
+                action: "list",
+                path: d.clone(),
+                source: e,
+            })?;
+            for entry in entries {
+                let entry = entry.map_err(|e| MlflowError::Io {
+                    action: "list",
+                    path: d.clone(),
+                    source: e,
+                })?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let target = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                let p = entry.path();
+                // Follows symbolic links, like MLflow's own log_artifacts.
+                let meta = std::fs::metadata(&p).map_err(|e| MlflowError::Io {
+                    action: "stat",
+                    path: p.clone(),
+                    source: e,
+                })?;
+                if meta.is_dir() {
+                    stack.push((p, target));
+                } else if meta.is_file() {
+                    files.push((p, target));
+                }
+            }
+        }
+        files.sort();
+        for (file, target) in &files {
+            self.upload_artifact(artifact_uri, target, file).await?;
+        }
+        Ok(files.len())
+    }
+
+    /// Downloads artifact `rel` to `dest`: streamed into a temporary file beside `dest`, its
+    /// size checked (against Content-Length, or the proxy's listing when the server sends
+    /// none), then renamed into place (never half-written). Returns the byte count.
     pub async fn download_artifact(
         &self,
         artifact_uri: &str,
@@ -129,79 +148,88 @@ impl MlflowClient {
     ) -> Result<u64> {
         let path = self.artifact_url_path(artifact_uri, rel)?;
         let label = format!("GET {path}");
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| MlflowError::Io {
-                action: "create",
-                path: dir.clone(),
-                source: e,
-            })?;
         let attempt = || async {
             let resp = self
                 .request(Method::GET, &path)
                 .timeout(self.transfer_timeout())
                 .send()
                 .await
-                .map_err(|e| self.transport_error(&label, e))?;
-            let status = resp.status();
-            if !status.is_success() {
-                let bytes = resp.bytes().await.unwrap_or_default();
-                return Err(self.status_error(&label, status, &bytes));
+                .map_err(|e| self.transport_error(&label, e, self.transfer_timeout()))?;
+            if !resp.status().is_success() {
+                return Err(self.response_error(&label, resp).await);
             }
-            let expected = resp.content_length();
-            let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| MlflowError::Io {
-                action: "create temp file in",
-                path: dir.clone(),
-                source: e,
-            })?;
-            let (std_file, tmp_path) = tmp.into_parts();
-            let mut out = tokio::fs::File::from_std(std_file);
-            let mut stream = resp.bytes_stream();
-            let mut written = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.transport_error(&label, e))?;
-                out.write_all(&chunk).await.map_err(|e| MlflowError::Io {
-                    action: "write",
-                    path: dest.to_path_buf(),
-                    source: e,
-                })?;
-                written += chunk.len() as u64;
-            }
-            out.flush().await.map_err(|e| MlflowError::Io {
-                action: "write",
-                path: dest.to_path_buf(),
-                source: e,
-            })?;
-            if let Some(n) = expected
-                && n != written
-            {
-                return Err(MlflowError::Unreachable {
-                    request: label.clone(),
-                    url: self.tracking_uri().to_string(),
-                    reason: format!("connection closed after {written} of {n} bytes"),
-                });
-            }
-            out.sync_all().await.map_err(|e| MlflowError::Io {
-                action: "sync",
-                path: dest.to_path_buf(),
-                source: e,
-            })?;
-            tmp_path.persist(dest).map_err(|e| MlflowError::Io {
-                action: "rename into",
-                path: dest.to_path_buf(),
-                source: e.error,
-            })?;
-            Ok(written)
+            let expected = match resp.content_length() {
+                Some(n) => n,
+                None => self.listed_size(artifact_uri, rel).await?,
+            };
+            let staged = rest_transport::stream_to_temp(resp, dest, Some(expected), |_| {})
+                .await
+                .map_err(|e| self.download_error(&label, e))?;
+            staged.persist().map_err(|e| self.download_error(&label, e))
         };
-        attempt
-            .retry(self.retry_policy())
-            .when(MlflowError::is_retryable)
-            .notify(|e, d| tracing::warn!("{e}; retrying in {d:?}"))
-            .await
+        self.with_retries(attempt).await
+    }
+
+    /// The size of artifact `rel` as the proxy's listing of its folder gives it.
+    async fn listed_size(&self, artifact_uri: &str, rel: &str) -> Result<u64> {
+        #[derive(Deserialize)]
+        struct Listing {
+            #[serde(default)]
+            files: Vec<FileInfo>,
+        }
+        let (folder, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        check_relative(folder)?;
+        let root = proxy_path(artifact_uri)?;
+        let full = if folder.is_empty() {
+            root
+        } else {
+            format!("{root}/{folder}")
+        };
+        let listing: Listing = self
+            .call::<(), _>(
+                Method::GET,
+                PROXY,
+                &[("path", full)],
+                None,
+                crate::client::Idempotent::Yes,
+            )
+            .await?;
+        listing
+            .files
+            .iter()
+            .find(|f| f.path.rsplit('/').next() == Some(name) && !f.is_dir)
+            .and_then(|f| u64::try_from(f.file_size).ok())
+            .ok_or_else(|| MlflowError::Decode {
+                request: format!("GET {PROXY}?path={rel}"),
+                reason: format!(
+                    "the server sent no Content-Length and its listing has no size for {rel:?}, so the download cannot be checked"
+                ),
+            })
+    }
+
+    fn download_error(&self, label: &str, e: rest_transport::DownloadError) -> MlflowError {
+        use rest_transport::DownloadError as D;
+        match e {
+            D::Body(e) => self.transport_error(label, e, self.transfer_timeout()),
+            D::Truncated { received, expected } => MlflowError::Truncated {
+                request: label.to_string(),
+                received,
+                expected,
+            },
+            D::Oversized { .. } => MlflowError::Decode {
+                request: label.to_string(),
+                reason: e.to_string(),
+            },
+            D::Io {
+                action,
+                path,
+                source,
+            } => MlflowError::Io {
+                action,
+                path,
+                source,
+            },
+        }
     }
 
     /// Deletes artifact `rel` under `artifact_uri`.
@@ -212,11 +240,9 @@ impl MlflowClient {
             .request(Method::DELETE, &path)
             .send()
             .await
-            .map_err(|e| self.transport_error(&label, e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let bytes = resp.bytes().await.unwrap_or_default();
-            return Err(self.status_error(&label, status, &bytes));
+            .map_err(|e| self.transport_error(&label, e, self.request_timeout()))?;
+        if !resp.status().is_success() {
+            return Err(self.response_error(&label, resp).await);
         }
         Ok(())
     }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use reqwest::{Method, RequestBuilder, StatusCode};
+use rest_transport::{Failure, RetryPolicy};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -38,27 +38,6 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// Retry policy for idempotent requests: exponential backoff with jitter.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RetryConfig {
-    /// Attempts after the first.
-    pub max_retries: usize,
-    /// First delay.
-    pub min_delay: Duration,
-    /// Largest delay.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_retries: 5,
-            min_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(20),
-        }
-    }
-}
-
 /// Builds an [`MlflowClient`].
 #[derive(Debug, Clone)]
 pub struct MlflowClientBuilder {
@@ -66,7 +45,7 @@ pub struct MlflowClientBuilder {
     auth: Auth,
     connect_timeout: Duration,
     request_timeout: Duration,
-    retry: RetryConfig,
+    retry: RetryPolicy,
     user_agent: String,
 }
 
@@ -78,7 +57,7 @@ impl MlflowClientBuilder {
             auth: Auth::None,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
-            retry: RetryConfig::default(),
+            retry: RetryPolicy::default(),
             user_agent: format!("seg-mlops-mlflow-client/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -122,7 +101,7 @@ impl MlflowClientBuilder {
     }
 
     /// Sets the retry policy.
-    pub fn retry(mut self, retry: RetryConfig) -> Self {
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
     }
@@ -209,12 +188,22 @@ impl MlflowClient {
         }
     }
 
-    pub(crate) fn retry_policy(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(self.config.retry.min_delay)
-            .with_max_delay(self.config.retry.max_delay)
-            .with_max_times(self.config.retry.max_retries)
-            .with_jitter()
+    /// Runs `attempt` under the client's retry policy.
+    pub(crate) async fn with_retries<T, F, Fut>(&self, attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        self.config
+            .retry
+            .run(attempt, |last, attempts, elapsed| {
+                MlflowError::RetriesExhausted {
+                    last: Box::new(last),
+                    attempts,
+                    seconds: elapsed.as_secs_f64(),
+                }
+            })
+            .await
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
@@ -243,15 +232,14 @@ impl MlflowClient {
             let resp = req
                 .send()
                 .await
-                .map_err(|e| self.transport_error(&label, e))?;
-            let status = resp.status();
+                .map_err(|e| self.transport_error(&label, e, self.request_timeout()))?;
+            if !resp.status().is_success() {
+                return Err(self.response_error(&label, resp).await);
+            }
             let bytes = resp
                 .bytes()
                 .await
-                .map_err(|e| self.transport_error(&label, e))?;
-            if !status.is_success() {
-                return Err(self.status_error(&label, status, &bytes));
-            }
+                .map_err(|e| self.transport_error(&label, e, self.request_timeout()))?;
             let bytes = if bytes.is_empty() {
                 &b"{}"[..]
             } else {
@@ -266,35 +254,46 @@ impl MlflowClient {
             })
         };
         if idempotent == Idempotent::Yes {
-            attempt
-                .retry(self.retry_policy())
-                .when(MlflowError::is_retryable)
-                .notify(|e, delay| tracing::warn!("{e}; retrying in {delay:?}"))
-                .await
+            self.with_retries(attempt).await
         } else {
             attempt().await
         }
     }
 
-    pub(crate) fn transport_error(&self, label: &str, e: reqwest::Error) -> MlflowError {
-        if e.is_timeout() {
-            MlflowError::Timeout {
+    /// A request that got no answer: a timeout (naming the timeout that was set on it) or an
+    /// unreachable server.
+    pub(crate) fn transport_error(
+        &self,
+        label: &str,
+        e: reqwest::Error,
+        timeout: Duration,
+    ) -> MlflowError {
+        match rest_transport::classify(&e) {
+            Failure::Timeout => MlflowError::Timeout {
                 request: label.to_string(),
-                seconds: self.config.request_timeout.as_secs_f64(),
-            }
-        } else {
-            let mut reason = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                reason = format!("{reason}: {s}");
-                source = s.source();
-            }
-            MlflowError::Unreachable {
+                seconds: timeout.as_secs_f64(),
+            },
+            Failure::Unreachable(reason) => MlflowError::Unreachable {
                 request: label.to_string(),
                 url: self.base.clone(),
                 reason,
-            }
+            },
         }
+    }
+
+    /// The error of a response whose status is not a success (reads its body).
+    pub(crate) async fn response_error(&self, label: &str, resp: reqwest::Response) -> MlflowError {
+        let status = resp.status();
+        let retry_after = rest_transport::status::retry_after(resp.headers());
+        let body = resp.bytes().await.unwrap_or_default();
+        let mut e = self.status_error(label, status, &body);
+        if let MlflowError::Api {
+            retry_after: slot, ..
+        } = &mut e
+        {
+            *slot = retry_after;
+        }
+        e
     }
 
     pub(crate) fn status_error(&self, label: &str, status: StatusCode, body: &[u8]) -> MlflowError {
@@ -306,9 +305,7 @@ impl MlflowClient {
             message: String,
         }
         let parsed: Option<ApiError> = serde_json::from_slice(body).ok();
-        let text = String::from_utf8_lossy(&body[..body.len().min(500)])
-            .trim()
-            .to_string();
+        let text = rest_transport::status::body_excerpt(body, 500);
         let request = label.to_string();
         let Some(api) = parsed else {
             if status == StatusCode::FORBIDDEN && text.to_ascii_lowercase().contains("host") {
@@ -332,6 +329,7 @@ impl MlflowClient {
                     status: status.as_u16(),
                     code: String::new(),
                     message: text,
+                    retry_after: None,
                 },
             };
         };
@@ -340,7 +338,11 @@ impl MlflowClient {
             "RESOURCE_DOES_NOT_EXIST" | "NOT_FOUND" => MlflowError::NotFound { request, message },
             "RESOURCE_ALREADY_EXISTS" => MlflowError::AlreadyExists { request, message },
             "INVALID_PARAMETER_VALUE" | "BAD_REQUEST" | "INVALID_STATE" => {
-                MlflowError::InvalidParameter { request, message }
+                MlflowError::InvalidParameter {
+                    request,
+                    code: api.error_code,
+                    message,
+                }
             }
             "PERMISSION_DENIED" | "UNAUTHENTICATED" => MlflowError::PermissionDenied {
                 request,
@@ -360,6 +362,7 @@ impl MlflowClient {
                 status: status.as_u16(),
                 code: code.to_string(),
                 message,
+                retry_after: None,
             },
         }
     }

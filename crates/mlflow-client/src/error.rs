@@ -25,6 +25,8 @@ pub enum MlflowError {
     InvalidParameter {
         /// `METHOD /path`.
         request: String,
+        /// MLflow's error code (`INVALID_PARAMETER_VALUE`, `BAD_REQUEST`, `INVALID_STATE`).
+        code: String,
         /// The server's message.
         message: String,
     },
@@ -61,6 +63,8 @@ pub enum MlflowError {
         code: String,
         /// The server's message.
         message: String,
+        /// The server's `Retry-After`, if it sent one.
+        retry_after: Option<std::time::Duration>,
     },
     /// The server could not be reached.
     #[error(
@@ -74,8 +78,30 @@ pub enum MlflowError {
         /// The transport error.
         reason: String,
     },
+    /// A body that ended before its announced size (connection closed mid-transfer).
+    #[error("{request}: MLflow closed the connection after {received} of {expected} bytes")]
+    Truncated {
+        /// `METHOD /path`.
+        request: String,
+        /// Bytes received.
+        received: u64,
+        /// Bytes expected.
+        expected: u64,
+    },
+    /// Retries of a transient failure ran out.
+    #[error("{last} (gave up after {attempts} attempts in {seconds:.1}s)")]
+    RetriesExhausted {
+        /// The last error.
+        last: Box<MlflowError>,
+        /// Attempts made.
+        attempts: usize,
+        /// Time spent.
+        seconds: f64,
+    },
     /// The request timed out.
-    #[error("{request}: timed out after {seconds:.0}s")]
+    #[error(
+        "{request}: timed out after {seconds:.0}s; raise the client's timeout if the server is just slow"
+    )]
     Timeout {
         /// `METHOD /path`.
         request: String,
@@ -106,19 +132,50 @@ pub enum MlflowError {
     Config(String),
 }
 
-impl MlflowError {
-    /// Whether retrying the same idempotent request may succeed.
-    pub fn is_retryable(&self) -> bool {
+impl rest_transport::Retryable for MlflowError {
+    fn retry(&self) -> rest_transport::Retry {
+        use rest_transport::Retry;
         match self {
-            Self::Unreachable { .. } | Self::Timeout { .. } => true,
-            Self::Api { status, .. } => *status == 429 || *status >= 500,
-            _ => false,
+            Self::Unreachable { .. } | Self::Timeout { .. } | Self::Truncated { .. } => {
+                Retry::After(None)
+            }
+            Self::Api {
+                status,
+                retry_after,
+                ..
+            } if rest_transport::status::is_transient(*status) => Retry::After(*retry_after),
+            _ => Retry::Never,
         }
+    }
+}
+
+impl MlflowError {
+    /// Whether retrying the same idempotent request may succeed (408, 429, 500-504,
+    /// unreachable, timeout, truncated body).
+    pub fn is_retryable(&self) -> bool {
+        rest_transport::Retryable::retry(self) != rest_transport::Retry::Never
+    }
+
+    /// The error itself, or for [`MlflowError::RetriesExhausted`] the last attempt's error.
+    pub fn cause(&self) -> &MlflowError {
+        match self {
+            Self::RetriesExhausted { last, .. } => last.cause(),
+            e => e,
+        }
+    }
+
+    /// Whether the server could not be reached (also after retries).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self.cause(), Self::Unreachable { .. })
     }
 
     /// Whether this is a not-found error.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::NotFound { .. })
+        match self {
+            Self::NotFound { .. } => true,
+            Self::RetriesExhausted { last, .. } => last.is_not_found(),
+            _ => false,
+        }
     }
 }
 

@@ -10,15 +10,15 @@
 pub mod artifacts;
 pub mod client;
 pub mod error;
-mod pagination;
 pub mod registry;
 pub mod run_guard;
 pub mod tracking;
 pub mod types;
 
-pub use client::{Auth, MlflowClient, MlflowClientBuilder, RetryConfig};
+pub use client::{Auth, MlflowClient, MlflowClientBuilder};
 pub use error::{MlflowError, Result};
 pub use registry::NewModelVersion;
+pub use rest_transport::RetryPolicy;
 pub use run_guard::RunGuard;
 pub use tracking::{NewRun, RunSearch, context_tag};
 pub use types::*;

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use crate::client::{Idempotent, MlflowClient};
 use crate::error::{MlflowError, Result};
-use crate::pagination::paginate;
 use crate::types::*;
+use rest_transport::paginate;
 
 const API: &str = "/api/2.0/mlflow";
 
@@ -48,6 +48,7 @@ fn check_alias(alias: &str) -> Result<()> {
     if alias.is_empty() || reserved {
         return Err(MlflowError::InvalidParameter {
             request: "alias".into(),
+            code: "INVALID_PARAMETER_VALUE".into(),
             message: format!(
                 "alias {alias:?} is reserved or empty ('latest' and 'v<digits>' are MLflow's)"
             ),
@@ -358,8 +359,10 @@ impl MlflowClient {
             .await;
         match r {
             Ok(r) => Ok(Some(r.model_version)),
-            Err(MlflowError::InvalidParameter { message, .. })
-                if message.to_ascii_lowercase().contains("alias") =>
+            // MLflow checks the model first (a missing one is RESOURCE_DOES_NOT_EXIST), then
+            // answers an unset alias with INVALID_PARAMETER_VALUE.
+            Err(MlflowError::InvalidParameter { code, .. })
+                if code == "INVALID_PARAMETER_VALUE" =>
             {
                 Ok(None)
             }

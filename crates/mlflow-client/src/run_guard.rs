@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use crate::client::{MlflowClient, RetryConfig};
+use crate::client::MlflowClient;
 use crate::error::Result;
 use crate::types::{Run, RunStatus};
+use rest_transport::RetryPolicy;
 
 /// Owns a running MLflow run until it is ended.
 #[derive(Debug)]
@@ -96,10 +97,12 @@ impl Drop for RunGuard {
             .config()
             .clone()
             .request_timeout(Duration::from_secs(10))
-            .retry(RetryConfig {
+            .retry(RetryPolicy {
                 max_retries: 2,
                 min_delay: Duration::from_millis(200),
                 max_delay: Duration::from_secs(1),
+                max_total: Duration::from_secs(15),
+                ..RetryPolicy::default()
             });
         let handle = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()

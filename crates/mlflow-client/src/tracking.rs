@@ -8,8 +8,8 @@ use serde_json::json;
 
 use crate::client::{Idempotent, MlflowClient};
 use crate::error::{MlflowError, Result};
-use crate::pagination::paginate;
 use crate::types::*;
+use rest_transport::paginate;
 
 /// MLflow's log-batch limits.
 pub const MAX_METRICS_PER_BATCH: usize = 1000;

@@ -2,23 +2,11 @@
 //! (this file is its own test binary, so the process's peak RSS is this test's alone),
 //! listing and deletion.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::Path;
 
 use mlflow_client::*;
 use sha2::{Digest, Sha256};
-
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn sha256_file(path: &Path) -> String {
     let mut f = std::fs::File::open(path).expect("open");
@@ -36,9 +24,9 @@ fn sha256_file(path: &Path) -> String {
 
 #[tokio::test]
 async fn fifty_megabytes_round_trip_with_flat_memory() {
-    let client = common::client().await;
+    let client = test_support::mlflow_client().await;
     let exp = client
-        .get_or_create_experiment(&common::unique("exp-artifacts"), &[])
+        .get_or_create_experiment(&test_support::unique("exp-artifacts"), &[])
         .await
         .expect("exp");
     let run = client
@@ -61,7 +49,7 @@ async fn fifty_megabytes_round_trip_with_flat_memory() {
         }
     }
     let expected = sha256_file(&src);
-    let baseline = rss_kib("VmRSS");
+    let baseline = test_support::proc_status_kib("VmRSS");
 
     client
         .upload_artifact(&root, "models/big file.bin", &src)
@@ -74,7 +62,7 @@ async fn fifty_megabytes_round_trip_with_flat_memory() {
         .expect("download");
     assert_eq!(n, 50 << 20);
     assert_eq!(sha256_file(&dest), expected);
-    let peak_growth_mib = (rss_kib("VmHWM").saturating_sub(baseline)) / 1024;
+    let peak_growth_mib = (test_support::proc_status_kib("VmHWM").saturating_sub(baseline)) / 1024;
     assert!(
         peak_growth_mib < 30,
         "peak RSS grew {peak_growth_mib} MiB for a 50 MiB round trip"
@@ -104,10 +92,36 @@ async fn fifty_megabytes_round_trip_with_flat_memory() {
         .download_artifact(&root, "models/big file.bin", &dest)
         .await
         .expect_err("deleted");
-    assert!(
-        err.is_not_found() || matches!(err, MlflowError::Api { .. }),
-        "{err}"
+    assert!(err.is_not_found(), "a deleted artifact is not found: {err}");
+    // A folder upload keeps relative paths.
+    let folder = dir.path().join("report");
+    std::fs::create_dir_all(folder.join("plots")).expect("mkdir");
+    std::fs::write(folder.join("config.toml"), "a = 1").expect("write");
+    std::fs::write(folder.join("plots/curve.png"), "png").expect("write");
+    let sent = client
+        .upload_artifact_dir(&root, "run-report", &folder)
+        .await
+        .expect("upload folder");
+    assert_eq!(sent, 2);
+    let listed = client
+        .list_artifacts(&id, "run-report")
+        .await
+        .expect("list");
+    let mut names: Vec<(&str, bool)> = listed.iter().map(|f| (f.path.as_str(), f.is_dir)).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            ("run-report/config.toml", false),
+            ("run-report/plots", true)
+        ]
     );
+    let plots = client
+        .list_artifacts(&id, "run-report/plots")
+        .await
+        .expect("list");
+    assert_eq!(plots[0].path, "run-report/plots/curve.png");
+    assert_eq!(plots[0].file_size, 3);
     assert!(
         client
             .upload_artifact(&root, "../escape", &src)

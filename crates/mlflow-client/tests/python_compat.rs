@@ -2,21 +2,17 @@
 //! params, metrics and their history, tags, dataset inputs, a model version by alias, and an
 //! artifact.
 
-mod common;
-
 use mlflow_client::*;
 
 fn python() -> String {
-    std::env::var("MLFLOW_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("MLFLOW_TEST_PYTHON is not set: point it at the MLflow venv's python (`scripts/mlflow-server.sh python` prints it); scripts/test.sh sets it")
-    })
+    test_support::mlflow_python()
 }
 
 #[tokio::test]
 async fn python_mlflow_reads_what_rust_wrote() {
-    let client = common::client().await;
+    let client = test_support::mlflow_client().await;
     let exp = client
-        .get_or_create_experiment(&common::unique("exp-compat"), &[])
+        .get_or_create_experiment(&test_support::unique("exp-compat"), &[])
         .await
         .expect("exp");
     let run = client
@@ -66,7 +62,7 @@ async fn python_mlflow_reads_what_rust_wrote() {
         .upload_artifact(&run.info.artifact_uri, "reports/summary.json", &file)
         .await
         .expect("upload");
-    let name = common::unique("compat-model");
+    let name = test_support::unique("compat-model");
     client
         .create_registered_model(&name, &[], None)
         .await
@@ -95,7 +91,7 @@ async fn python_mlflow_reads_what_rust_wrote() {
     let out = std::process::Command::new(python())
         .arg(script)
         .args([&id, &name, "champion", "reports/summary.json"])
-        .env("MLFLOW_TRACKING_URI", common::tracking_uri())
+        .env("MLFLOW_TRACKING_URI", test_support::mlflow_tracking_uri())
         .output()
         .expect("run python");
     assert!(

@@ -1,8 +1,6 @@
 //! Tracking against a real MLflow server: experiments, runs, batching, pagination, history,
 //! non-finite values, dataset inputs, logged models, the run guard and error mapping.
 
-mod common;
-
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -10,8 +8,8 @@ use mlflow_client::*;
 
 #[tokio::test]
 async fn experiments_get_or_create_survives_concurrent_creates() {
-    let client = common::client().await;
-    let name = common::unique("exp-race");
+    let client = test_support::mlflow_client().await;
+    let name = test_support::unique("exp-race");
     assert!(
         client
             .get_experiment_by_name(&name)
@@ -45,9 +43,9 @@ async fn experiments_get_or_create_survives_concurrent_creates() {
 
 #[tokio::test]
 async fn runs_batches_history_and_non_finite_values() {
-    let client = common::client().await;
+    let client = test_support::mlflow_client().await;
     let exp = client
-        .get_or_create_experiment(&common::unique("exp-runs"), &[])
+        .get_or_create_experiment(&test_support::unique("exp-runs"), &[])
         .await
         .expect("exp");
     let run = client
@@ -144,9 +142,9 @@ async fn runs_batches_history_and_non_finite_values() {
 
 #[tokio::test]
 async fn search_pages_and_filters() {
-    let client = common::client().await;
+    let client = test_support::mlflow_client().await;
     let exp = client
-        .get_or_create_experiment(&common::unique("exp-search"), &[])
+        .get_or_create_experiment(&test_support::unique("exp-search"), &[])
         .await
         .expect("exp");
     for i in 0..5 {
@@ -170,12 +168,24 @@ async fn search_pages_and_filters() {
         order_by: vec!["metrics.iou DESC".into()],
         ..Default::default()
     };
-    let all: Vec<Run> = client
+    // Through a proxy that counts the search requests: 5 runs at 2 a page is 3 requests.
+    let proxy = test_support::CountingProxy::start(
+        client.tracking_uri(),
+        b"POST /api/2.0/mlflow/runs/search",
+    )
+    .await;
+    let proxied = MlflowClient::new(&proxy.endpoint).expect("client via proxy");
+    let all: Vec<Run> = proxied
         .search_runs(search.clone())
         .try_collect()
         .await
         .expect("search");
-    assert_eq!(all.len(), 5, "3 pages of 2");
+    assert_eq!(all.len(), 5);
+    assert_eq!(
+        proxy.count(),
+        3,
+        "5 runs at 2 a page take 3 search requests"
+    );
     assert_eq!(all[0].metric("iou"), Some(0.4));
     let even: Vec<Run> = client
         .search_runs(RunSearch {
@@ -200,9 +210,9 @@ async fn search_pages_and_filters() {
 
 #[tokio::test]
 async fn dataset_inputs_and_logged_models() {
-    let client = common::client().await;
+    let client = test_support::mlflow_client().await;
     let exp = client
-        .get_or_create_experiment(&common::unique("exp-inputs"), &[])
+        .get_or_create_experiment(&test_support::unique("exp-inputs"), &[])
         .await
         .expect("exp");
     let run = client
@@ -264,7 +274,7 @@ async fn dataset_inputs_and_logged_models() {
         .expect("search");
     assert_eq!(found.len(), 1);
 
-    let name = common::unique("reg-logged");
+    let name = test_support::unique("reg-logged");
     client
         .create_registered_model(&name, &[], None)
         .await
@@ -293,9 +303,9 @@ async fn dataset_inputs_and_logged_models() {
 
 #[tokio::test]
 async fn run_guard_ends_runs_on_every_path() {
-    let client = common::client().await;
+    let client = test_support::mlflow_client().await;
     let exp = client
-        .get_or_create_experiment(&common::unique("exp-guard"), &[])
+        .get_or_create_experiment(&test_support::unique("exp-guard"), &[])
         .await
         .expect("exp");
     let mut ids = Vec::new();
@@ -330,7 +340,7 @@ async fn run_guard_ends_runs_on_every_path() {
 
 #[tokio::test]
 async fn errors_are_typed_and_name_the_request() {
-    let client = common::client().await;
+    let client = test_support::mlflow_client().await;
     let err = client
         .get_run("0123456789abcdef0123456789abcdef")
         .await
@@ -352,10 +362,11 @@ async fn errors_are_typed_and_name_the_request() {
     assert!(matches!(err, MlflowError::InvalidParameter { .. }), "{err}");
 
     let dead = MlflowClientBuilder::new("http://127.0.0.1:9")
-        .retry(RetryConfig {
+        .retry(RetryPolicy {
             max_retries: 1,
             min_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(20),
+            ..RetryPolicy::default()
         })
         .build()
         .expect("client");
@@ -363,6 +374,10 @@ async fn errors_are_typed_and_name_the_request() {
         .get_experiment("0")
         .await
         .expect_err("nothing listens on port 9");
-    assert!(matches!(err, MlflowError::Unreachable { .. }), "{err}");
+    assert!(err.is_unreachable(), "{err}");
+    assert!(
+        matches!(err, MlflowError::RetriesExhausted { attempts: 2, .. }),
+        "one retry, then gave up: {err}"
+    );
     assert!(err.to_string().contains("http://127.0.0.1:9"), "{err}");
 }

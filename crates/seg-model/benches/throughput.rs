@@ -71,7 +71,7 @@ fn bench_backend(kind: BackendKind) -> Measure {
     let masks: Vec<u8> = (0..BATCH * SIZE * SIZE)
         .map(|i| u8::from(i % 7 < 2))
         .collect();
-    let targets = LossTargets::from_masks(&masks, BATCH, SIZE, SIZE, 1, &device);
+    let targets = LossTargets::from_masks(&masks, BATCH, SIZE, SIZE, 1, &device).expect("targets");
     let mut step = |model: seg_model::UNet| {
         let loss = segmentation_loss(&loss_cfg, model.forward(x.clone()), &targets);
         let grads = GradientsParams::from_grads(loss.backward(), &model);

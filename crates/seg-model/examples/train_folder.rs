@@ -6,18 +6,19 @@
 //! ```
 
 use seg_model::data::{MaskEncoding, SegmentationDataset, Split};
-use seg_model::{BackendKind, EpochReport, TrainConfig, TrainObserver, UNetConfig};
+use seg_model::{BackendKind, EpochReport, Flow, TrainConfig, TrainObserver, UNetConfig};
 
 struct Print;
 
 impl TrainObserver for Print {
-    fn on_train_start(&mut self, s: &seg_model::TrainStart) {
+    fn on_train_start(&mut self, s: &seg_model::TrainStart) -> Flow {
         println!(
             "train {} / valid {} pairs, {} batches/epoch, {} parameters, backend {}",
             s.train_samples, s.valid_samples, s.batches_per_epoch, s.parameters, s.backend
         );
+        Flow::Continue(())
     }
-    fn on_epoch_end(&mut self, r: &EpochReport) {
+    fn on_epoch_end(&mut self, r: &EpochReport) -> Flow {
         println!(
             "epoch {:>3}  lr {:.2e}  train_loss {:.4}  valid_loss {:.4}  dice {:.4}  iou {:.4}  mIoU {:.4}  {:.1} img/s  {:.0}s{}",
             r.epoch,
@@ -31,6 +32,7 @@ impl TrainObserver for Print {
             r.seconds,
             if r.is_best { "  *best" } else { "" }
         );
+        Flow::Continue(())
     }
 }
 

@@ -103,6 +103,37 @@ pub enum SegError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A pixel buffer whose length does not fit its stated size (a bug, never silently
+    /// replaced by a blank image).
+    #[error("{what}: buffer of {got} values does not fit {width}x{height}x{channels}")]
+    BufferSize {
+        /// Which buffer.
+        what: &'static str,
+        /// Values in the buffer.
+        got: usize,
+        /// Stated width.
+        width: u32,
+        /// Stated height.
+        height: u32,
+        /// Stated channels.
+        channels: usize,
+    },
+    /// The training observer failed (e.g. the experiment tracker is gone for good).
+    #[error("training stopped at epoch {epoch}: {reason}")]
+    ObserverFailed {
+        /// The epoch during which training stopped (1-based).
+        epoch: usize,
+        /// What the observer reported.
+        reason: String,
+    },
+    /// A worker thread panicked (a bug); the message it panicked with.
+    #[error("{what} panicked: {message}")]
+    Panicked {
+        /// Which worker.
+        what: &'static str,
+        /// Its panic message.
+        message: String,
+    },
     /// A backend failed (tensor read-back, device error).
     #[error("backend error: {0}")]
     Backend(String),
@@ -127,6 +158,23 @@ pub enum SegError {
 }
 
 impl SegError {
+    /// Builds a [`SegError::BufferSize`].
+    pub fn buffer(
+        what: &'static str,
+        got: usize,
+        width: u32,
+        height: u32,
+        channels: usize,
+    ) -> Self {
+        Self::BufferSize {
+            what,
+            got,
+            width,
+            height,
+            channels,
+        }
+    }
+
     /// Builds an [`SegError::Io`] for `path`.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {

@@ -4,7 +4,8 @@
 //! - [`data`]: datasets on disk, mask encodings, preprocessing, augmentation, the parallel
 //!   batch loader and a synthetic generator.
 //! - [`loss`], [`metrics`]: BCE/cross-entropy + Dice; confusion-matrix IoU/Dice/accuracy.
-//! - [`train`]: the training loop, reporting through a [`TrainObserver`].
+//! - [`train`]: the training loop, reporting through a [`TrainObserver`] that may stop it.
+//! - [`evaluate`]: loss and metrics of a model on a split.
 //! - [`predict`]: batched inference at the original image size, overlays.
 //! - [`checkpoint`]: one model file with metadata and sha256.
 //! - [`backend`]: which burn device runs it (`flex` by default, `tch` for libtorch).
@@ -13,6 +14,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod evaluate;
 mod kernels;
 pub use kernels::set_native_libtorch_kernels;
 pub mod loss;
@@ -24,10 +26,11 @@ pub mod train;
 pub use backend::BackendKind;
 pub use checkpoint::{Checkpoint, CheckpointMeta, SavedCheckpoint};
 pub use error::{Result, SegError};
+pub use evaluate::{Evaluation, predict_ids};
 pub use metrics::{ConfusionMatrix, SegMetrics};
 pub use model::{UNet, UNetConfig, UpsampleMode};
 pub use predict::{Prediction, Predictor};
 pub use train::{
-    BatchReport, EpochReport, LrSchedule, NoObserver, SelectionMetric, TrainConfig, TrainObserver,
-    TrainOutcome, TrainStart, train,
+    BatchReport, EpochReport, Flow, LrSchedule, NoObserver, SelectionMetric, StopReason,
+    TrainConfig, TrainEnd, TrainObserver, TrainOutcome, TrainStart, train,
 };

@@ -62,8 +62,15 @@ impl LossTargets {
         width: usize,
         outputs: usize,
         device: &Device,
-    ) -> Self {
+    ) -> Result<Self> {
         let plane = height * width;
+        if outputs == 0 || masks.len() != batch * plane {
+            return Err(SegError::InvalidConfig(format!(
+                "loss targets: {} mask values for a batch of {batch} at {width}x{height} (expected {}), {outputs} outputs (expected >= 1)",
+                masks.len(),
+                batch * plane
+            )));
+        }
         let mut valid = vec![0f32; masks.len()];
         let mut target = vec![0f32; batch * outputs * plane];
         let mut count = 0usize;
@@ -82,14 +89,14 @@ impl LossTargets {
                 }
             }
         }
-        Self {
+        Ok(Self {
             target: Tensor::from_data(
                 TensorData::new(target, [batch, outputs, height, width]),
                 device,
             ),
             valid: Tensor::from_data(TensorData::new(valid, [batch, 1, height, width]), device),
             valid_pixels: count.max(1) as f64,
-        }
+        })
     }
 }
 
@@ -145,7 +152,7 @@ mod tests {
         // Pixels: logit 0 with target 1, logit 2 with target 0, logit 5 ignored.
         let logits =
             Tensor::<4>::from_data(TensorData::new(vec![0.0f32, 2.0, 5.0], [1, 1, 1, 3]), &d);
-        let t = LossTargets::from_masks(&[1, 0, IGNORE_INDEX], 1, 1, 3, 1, &d);
+        let t = LossTargets::from_masks(&[1, 0, IGNORE_INDEX], 1, 1, 3, 1, &d).expect("targets");
         let cfg = LossConfig::new().with_dice_weight(0.0);
         let expected = ((2f64).ln() + (2.0 + (-2f64).exp().ln_1p())) / 2.0;
         let got = scalar(segmentation_loss(&cfg, logits, &t));
@@ -160,7 +167,7 @@ mod tests {
             TensorData::new(vec![1.0f32, 9.0, 2.0, 9.0, 3.0, 9.0], [1, 3, 1, 2]),
             &d,
         );
-        let t = LossTargets::from_masks(&[2, IGNORE_INDEX], 1, 1, 2, 3, &d);
+        let t = LossTargets::from_masks(&[2, IGNORE_INDEX], 1, 1, 2, 3, &d).expect("targets");
         let cfg = LossConfig::new().with_dice_weight(0.0);
         let lse = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
         let got = scalar(segmentation_loss(&cfg, logits, &t));
@@ -174,7 +181,15 @@ mod tests {
             TensorData::new(vec![20.0f32, -20.0, 20.0, -20.0], [1, 1, 2, 2]),
             &d,
         );
-        let t = LossTargets::from_masks(&[1, 0, 1, 0], 1, 2, 2, 1, &d);
+        let t = LossTargets::from_masks(&[1, 0, 1, 0], 1, 2, 2, 1, &d).expect("targets");
+        assert!(
+            LossTargets::from_masks(&[1, 0, 1], 1, 2, 2, 1, &d).is_err(),
+            "short mask"
+        );
+        assert!(
+            LossTargets::from_masks(&[1, 0, 1, 0], 1, 2, 2, 0, &d).is_err(),
+            "no outputs"
+        );
         let cfg = LossConfig::new().with_ce_weight(0.0);
         assert!(scalar(segmentation_loss(&cfg, logits, &t)) < 1e-4);
     }

@@ -52,6 +52,15 @@ impl Predictor {
     /// (`[n, channels, h, w]`); binary models give two channels (background, foreground).
     pub fn probabilities(&self, inputs: Vec<f32>, n: usize) -> Result<Vec<f32>> {
         let pre = &self.meta.preprocess;
+        if inputs.len() != n * pre.channels * pre.height * pre.width {
+            return Err(SegError::buffer(
+                "model input",
+                inputs.len(),
+                pre.width as u32,
+                pre.height as u32,
+                n * pre.channels,
+            ));
+        }
         let x = Tensor::<4>::from_data(
             TensorData::new(inputs, [n, pre.channels, pre.height, pre.width]),
             &self.device,
@@ -90,30 +99,30 @@ impl Predictor {
                     let p = &probs[i * classes * plane..(i + 1) * classes * plane];
                     self.decide(p, img.width(), img.height())
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             out.extend(preds);
         }
         Ok(out)
     }
 
     /// Resizes the class probabilities to `width` x `height` and picks a class per pixel.
-    fn decide(&self, probs: &[f32], width: u32, height: u32) -> Prediction {
+    fn decide(&self, probs: &[f32], width: u32, height: u32) -> Result<Prediction> {
         let pre = &self.meta.preprocess;
         let classes = self.meta.model.task_classes();
         let plane = pre.height * pre.width;
+        let (pw, ph) = (pre.width as u32, pre.height as u32);
         let resized: Vec<Vec<f32>> = (0..classes)
             .map(|c| {
                 let channel = probs[c * plane..(c + 1) * plane].to_vec();
-                let img: ImageBuffer<Luma<f32>, Vec<f32>> =
-                    ImageBuffer::from_raw(pre.width as u32, pre.height as u32, channel)
-                        .unwrap_or_else(|| ImageBuffer::new(pre.width as u32, pre.height as u32));
-                if (width, height) == (pre.width as u32, pre.height as u32) {
+                let img: ImageBuffer<Luma<f32>, Vec<f32>> = ImageBuffer::from_raw(pw, ph, channel)
+                    .ok_or_else(|| SegError::buffer("probabilities", plane, pw, ph, 1))?;
+                Ok(if (width, height) == (pw, ph) {
                     img.into_raw()
                 } else {
                     image::imageops::resize(&img, width, height, FilterType::Triangle).into_raw()
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let n = (width * height) as usize;
         let mut mask = vec![0u8; n];
         let mut class_pixels = vec![0u64; classes];
@@ -139,12 +148,12 @@ impl Predictor {
             class_pixels[best] += 1;
             confidence += f64::from(p);
         }
-        Prediction {
+        Ok(Prediction {
             mask: GrayImage::from_raw(width, height, mask)
-                .unwrap_or_else(|| GrayImage::new(width, height)),
+                .ok_or_else(|| SegError::buffer("mask", n, width, height, 1))?,
             mean_confidence: (confidence / n.max(1) as f64) as f32,
             class_pixels,
-        }
+        })
     }
 }
 

@@ -3,14 +3,16 @@
 //! leaves only through a [`TrainObserver`]; the library prints nothing.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
+
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
@@ -19,8 +21,9 @@ use crate::data::{
     AugmentConfig, BatchLoader, LoaderConfig, Preprocess, SegmentationDataset, Split,
 };
 use crate::error::{Result, SegError};
+use crate::evaluate::{Evaluation, scalar};
 use crate::loss::{LossConfig, LossTargets, segmentation_loss};
-use crate::metrics::{ConfusionMatrix, SegMetrics};
+use crate::metrics::SegMetrics;
 use crate::model::{UNet, UNetConfig};
 
 /// Learning-rate schedule over epochs.
@@ -43,9 +46,14 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
-    /// The rate for `epoch` (1-based) of `epochs`.
-    pub fn rate(&self, base: f64, epoch: usize, epochs: usize) -> f64 {
-        match *self {
+    /// The rate for `epoch` (1-based) of `epochs`; epoch 0 is an error.
+    pub fn rate(&self, base: f64, epoch: usize, epochs: usize) -> Result<f64> {
+        if epoch == 0 {
+            return Err(SegError::InvalidConfig(
+                "learning-rate schedule: epochs are counted from 1, got epoch 0".into(),
+            ));
+        }
+        Ok(match *self {
             Self::Constant => base,
             Self::Cosine { min_factor } => {
                 let t = if epochs <= 1 {
@@ -57,7 +65,7 @@ impl LrSchedule {
                 min + 0.5 * (base - min) * (1.0 + (std::f64::consts::PI * t).cos())
             }
             Self::Step { every, gamma } => base * gamma.powi(((epoch - 1) / every.max(1)) as i32),
-        }
+        })
     }
 }
 
@@ -292,20 +300,35 @@ impl EpochReport {
     }
 }
 
-/// Receives training progress. Every method has a no-op default.
+/// Why an observer asked training to stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The user interrupted (Ctrl-C).
+    Interrupted,
+    /// The observer failed for good (e.g. the experiment tracker is gone); what it reported.
+    ObserverFailed(String),
+}
+
+/// What an observer tells the loop after each event: go on, or stop with a reason.
+pub type Flow = ControlFlow<StopReason>;
+
+/// Receives training progress and may stop it. Every method defaults to "continue".
 pub trait TrainObserver {
     /// Before the first epoch.
-    fn on_train_start(&mut self, _start: &TrainStart) {}
+    fn on_train_start(&mut self, _start: &TrainStart) -> Flow {
+        Flow::Continue(())
+    }
     /// At the start of each epoch.
-    fn on_epoch_start(&mut self, _epoch: usize, _learning_rate: f64) {}
+    fn on_epoch_start(&mut self, _epoch: usize, _learning_rate: f64) -> Flow {
+        Flow::Continue(())
+    }
     /// After each training batch.
-    fn on_batch_end(&mut self, _report: &BatchReport) {}
+    fn on_batch_end(&mut self, _report: &BatchReport) -> Flow {
+        Flow::Continue(())
+    }
     /// After each epoch's validation.
-    fn on_epoch_end(&mut self, _report: &EpochReport) {}
-    /// Polled before every batch: return true to stop (training then fails with
-    /// [`SegError::Interrupted`]), e.g. after Ctrl-C.
-    fn should_stop(&mut self) -> bool {
-        false
+    fn on_epoch_end(&mut self, _report: &EpochReport) -> Flow {
+        Flow::Continue(())
     }
 }
 
@@ -314,22 +337,51 @@ pub trait TrainObserver {
 pub struct NoObserver;
 impl TrainObserver for NoObserver {}
 
-/// What a finished run hands back.
+/// How a run that produced a model ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrainEnd {
+    /// Every configured epoch ran.
+    Completed,
+    /// Early stopping: no improvement for `early_stopping_patience` epochs.
+    EarlyStopped,
+    /// The time budget was spent.
+    TimeBudget,
+    /// The observer stopped it during `epoch`; the model is the best of the epochs before.
+    Stopped {
+        /// The epoch during which it stopped (1-based).
+        epoch: usize,
+        /// Why.
+        reason: StopReason,
+    },
+}
+
+/// What a run hands back: the best model of the epochs that finished.
 #[derive(Debug)]
 pub struct TrainOutcome {
     /// The best model (validation mode).
     pub model: UNet,
     /// Metadata for its checkpoint (metrics of the best epoch).
     pub meta: CheckpointMeta,
-    /// Every epoch's report.
+    /// Every finished epoch's report.
     pub history: Vec<EpochReport>,
     /// Epoch (1-based) of the best model.
     pub best_epoch: usize,
-    /// Whether early stopping or the time budget ended the run before `epochs`.
-    pub stopped_early: bool,
+    /// How the run ended.
+    pub end: TrainEnd,
+}
+
+impl TrainOutcome {
+    /// Whether the run ended before its configured epochs (early stop, budget, or stopped).
+    pub fn stopped_early(&self) -> bool {
+        self.end != TrainEnd::Completed
+    }
 }
 
 /// Trains a U-Net on `dataset` split by `split`.
+///
+/// When the observer stops the run, the best model of the epochs that finished is returned
+/// (with [`TrainEnd::Stopped`]); when it stops before any epoch finished, the error is
+/// [`SegError::Interrupted`] or [`SegError::ObserverFailed`].
 ///
 /// Reproducible for a given seed on the CPU backends, provided no other training runs in the
 /// same process at the same time: burn seeds one process-wide RNG.
@@ -341,103 +393,207 @@ pub fn train(
     backend: BackendKind,
     observer: &mut dyn TrainObserver,
 ) -> Result<TrainOutcome> {
-    config.validate()?;
-    model_config.validate()?;
-    model_config.check_input_size(config.image_height, config.image_width)?;
-    let task_classes = dataset.encoding().num_classes();
-    if model_config.task_classes() != task_classes {
-        return Err(SegError::InvalidConfig(format!(
-            "model.num_classes = {} does not fit a dataset with {task_classes} classes (use 1 for binary, else the class count)",
-            model_config.num_classes
-        )));
-    }
-    if split.train.is_empty() || split.valid.is_empty() {
-        return Err(SegError::EmptyDataset {
-            dir: dataset.root().to_path_buf(),
-        });
-    }
-    let (h, w, c) = (
-        config.image_height,
-        config.image_width,
-        model_config.in_channels,
-    );
-    let preprocess = if config.estimate_normalization {
-        Preprocess::estimate(dataset, &split.train, h, w, c, 256)?
+    let mut run = Run::setup(model_config, config, dataset, split, backend)?;
+    let mut selection = Selection::new(config.selection_metric, config.early_stopping_patience);
+    let clock = Instant::now();
+    let mut end = match observer.on_train_start(&run.start_facts()) {
+        ControlFlow::Break(reason) => TrainEnd::Stopped { epoch: 1, reason },
+        ControlFlow::Continue(()) => TrainEnd::Completed,
+    };
+    let epochs = if end == TrainEnd::Completed {
+        config.epochs
     } else {
-        Preprocess::unnormalized(h, w, c)
+        0
     };
-    let train_device = backend.training_device();
-    let eval_device = backend.device();
-    train_device.seed(config.seed);
-    let mut model = model_config.init(&train_device)?;
-    let mut optim = AdamConfig::new()
-        .with_weight_decay(
-            (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32)),
-        )
-        .init();
+    for epoch in 1..=epochs {
+        let (report, snapshot) = match run.epoch(epoch, observer)? {
+            EpochResult::Finished(done) => *done,
+            EpochResult::Stopped(reason) => {
+                end = TrainEnd::Stopped { epoch, reason };
+                break;
+            }
+        };
+        let report = selection.consider(report, snapshot);
+        let flow = observer.on_epoch_end(&report);
+        selection.history.push(report);
+        let last = epoch == config.epochs;
+        if let ControlFlow::Break(reason) = flow {
+            end = TrainEnd::Stopped { epoch, reason };
+            break;
+        }
+        if selection.patience_spent() {
+            if !last {
+                end = TrainEnd::EarlyStopped;
+            }
+            break;
+        }
+        if config.time_budget_secs > 0.0 && clock.elapsed().as_secs_f64() >= config.time_budget_secs
+        {
+            if !last {
+                end = TrainEnd::TimeBudget;
+            }
+            break;
+        }
+    }
+    selection.finish(run, end)
+}
 
-    let shared = Arc::new(dataset.clone());
-    let pre = Arc::new(preprocess.clone());
-    let train_loader = LoaderConfig {
-        batch_size: config.batch_size,
-        shuffle: true,
-        augment: Some(config.augment.clone()),
-        seed: config.seed,
-        prefetch: config.prefetch,
-    };
-    let valid_loader = LoaderConfig {
-        shuffle: false,
-        augment: None,
-        ..train_loader.clone()
-    };
-    observer.on_train_start(&TrainStart {
-        train_samples: split.train.len(),
-        valid_samples: split.valid.len(),
-        batches_per_epoch: split.train.len().div_ceil(config.batch_size),
-        parameters: model.num_params(),
-        backend: backend.to_string(),
-        preprocess: preprocess.clone(),
-    });
+/// Everything a run sets up once: model, optimiser, preprocessing, loaders, devices.
+struct Run<'a> {
+    model_config: &'a UNetConfig,
+    config: &'a TrainConfig,
+    dataset: &'a SegmentationDataset,
+    split: &'a Split,
+    backend: BackendKind,
+    /// The model being trained (taken out for each optimiser step, which consumes it).
+    model: Option<UNet>,
+    optim: burn::optim::ModuleOptimizer,
+    shared: Arc<SegmentationDataset>,
+    preprocess: Arc<Preprocess>,
+    train_loader: LoaderConfig,
+    train_device: Device,
+    eval: Evaluation,
+    step: usize,
+}
 
-    let mut history: Vec<EpochReport> = Vec::new();
-    let mut best: Option<(f64, usize, UNet)> = None;
-    let mut since_best = 0usize;
-    let mut stopped_early = false;
-    let mut step = 0usize;
-    let run_clock = Instant::now();
-    for epoch in 1..=config.epochs {
+/// What one epoch produced.
+enum EpochResult {
+    /// Trained and validated: its report and the model snapshot (validation mode).
+    Finished(Box<(EpochReport, UNet)>),
+    /// The observer stopped it.
+    Stopped(StopReason),
+}
+
+impl<'a> Run<'a> {
+    fn setup(
+        model_config: &'a UNetConfig,
+        config: &'a TrainConfig,
+        dataset: &'a SegmentationDataset,
+        split: &'a Split,
+        backend: BackendKind,
+    ) -> Result<Self> {
+        config.validate()?;
+        model_config.validate()?;
+        model_config.check_input_size(config.image_height, config.image_width)?;
+        let task_classes = dataset.encoding().num_classes();
+        if model_config.task_classes() != task_classes {
+            return Err(SegError::InvalidConfig(format!(
+                "model.num_classes = {} does not fit a dataset with {task_classes} classes (use 1 for binary, else the class count)",
+                model_config.num_classes
+            )));
+        }
+        if split.train.is_empty() || split.valid.is_empty() {
+            return Err(SegError::EmptyDataset {
+                dir: dataset.root().to_path_buf(),
+            });
+        }
+        let (h, w, c) = (
+            config.image_height,
+            config.image_width,
+            model_config.in_channels,
+        );
+        let preprocess = Arc::new(if config.estimate_normalization {
+            Preprocess::estimate(dataset, &split.train, h, w, c, 256)?
+        } else {
+            Preprocess::unnormalized(h, w, c)
+        });
+        let train_device = backend.training_device();
+        train_device.seed(config.seed);
+        let model = model_config.init(&train_device)?;
+        let optim = AdamConfig::new()
+            .with_weight_decay(
+                (config.weight_decay > 0.0)
+                    .then(|| WeightDecayConfig::new(config.weight_decay as f32)),
+            )
+            .init();
+        let train_loader = LoaderConfig {
+            batch_size: config.batch_size,
+            shuffle: true,
+            augment: Some(config.augment.clone()),
+            seed: config.seed,
+            prefetch: config.prefetch,
+        };
+        let shared = Arc::new(dataset.clone());
+        let eval = Evaluation {
+            dataset: shared.clone(),
+            preprocess: preprocess.clone(),
+            loader: LoaderConfig {
+                shuffle: false,
+                augment: None,
+                ..train_loader.clone()
+            },
+            loss: config.loss.clone(),
+            num_classes: model_config.num_classes,
+            device: backend.device(),
+        };
+        Ok(Self {
+            model_config,
+            config,
+            dataset,
+            split,
+            backend,
+            model: Some(model),
+            optim,
+            shared,
+            preprocess,
+            train_loader,
+            train_device,
+            eval,
+            step: 0,
+        })
+    }
+
+    fn start_facts(&self) -> TrainStart {
+        TrainStart {
+            train_samples: self.split.train.len(),
+            valid_samples: self.split.valid.len(),
+            batches_per_epoch: self.split.train.len().div_ceil(self.config.batch_size),
+            parameters: self.model.as_ref().map_or(0, |m| m.num_params()),
+            backend: self.backend.to_string(),
+            preprocess: (*self.preprocess).clone(),
+        }
+    }
+
+    /// Trains one epoch, then validates it.
+    fn epoch(&mut self, epoch: usize, observer: &mut dyn TrainObserver) -> Result<EpochResult> {
+        let config = self.config;
         let started = Instant::now();
         let lr = config
             .lr_schedule
-            .rate(config.learning_rate, epoch, config.epochs);
-        observer.on_epoch_start(epoch, lr);
+            .rate(config.learning_rate, epoch, config.epochs)?;
+        if let ControlFlow::Break(reason) = observer.on_epoch_start(epoch, lr) {
+            return Ok(EpochResult::Stopped(reason));
+        }
         let loader = BatchLoader::start(
-            shared.clone(),
-            &split.train,
-            pre.clone(),
-            &train_loader,
+            self.shared.clone(),
+            &self.split.train,
+            self.preprocess.clone(),
+            &self.train_loader,
             epoch,
         );
         let batches = loader.num_batches();
+        let (c, h, w) = (
+            self.preprocess.channels,
+            self.preprocess.height,
+            self.preprocess.width,
+        );
         let (mut loss_sum, mut seen) = (0.0f64, 0usize);
         let mut batch_clock = Instant::now();
         for (b, batch) in loader.enumerate() {
-            if observer.should_stop() {
-                return Err(SegError::Interrupted { epoch });
-            }
             let batch = batch?;
             let x = Tensor::<4>::from_data(
                 TensorData::new(batch.images, [batch.len, c, h, w]),
-                &train_device,
+                &self.train_device,
             );
             let targets = LossTargets::from_masks(
                 &batch.masks,
                 batch.len,
                 h,
                 w,
-                model_config.num_classes,
-                &train_device,
-            );
+                self.model_config.num_classes,
+                &self.train_device,
+            )?;
+            let model = self.model.take().ok_or_else(missing_model)?;
             let loss = segmentation_loss(&config.loss, model.forward(x), &targets);
             let value = scalar(&loss)?;
             if !value.is_finite() {
@@ -448,34 +604,28 @@ pub fn train(
                 });
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            self.model = Some(self.optim.step(lr, model, grads));
             loss_sum += value * batch.len as f64;
             seen += batch.len;
-            step += 1;
+            self.step += 1;
             let elapsed = batch_clock.elapsed().as_secs_f64();
             batch_clock = Instant::now();
-            observer.on_batch_end(&BatchReport {
+            let flow = observer.on_batch_end(&BatchReport {
                 epoch,
                 batch: b + 1,
                 batches,
                 loss: value,
                 images_per_sec: batch.len as f64 / elapsed.max(1e-9),
-                step,
+                step: self.step,
             });
+            if let ControlFlow::Break(reason) = flow {
+                return Ok(EpochResult::Stopped(reason));
+            }
         }
         let train_seconds = started.elapsed().as_secs_f64();
-        let snapshot = model.valid();
-        let (valid_loss, metrics) = evaluate_split(
-            &snapshot,
-            model_config,
-            &config.loss,
-            &shared,
-            &split.valid,
-            &pre,
-            &valid_loader,
-            &eval_device,
-        )?;
-        let mut report = EpochReport {
+        let snapshot = self.model.as_ref().ok_or_else(missing_model)?.valid();
+        let (valid_loss, metrics) = self.eval.run(&snapshot, &self.split.valid)?;
+        let report = EpochReport {
             epoch,
             learning_rate: lr,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -485,110 +635,87 @@ pub fn train(
             seconds: started.elapsed().as_secs_f64(),
             is_best: false,
         };
-        let score = config.selection_metric.score(&report);
-        if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+        Ok(EpochResult::Finished(Box::new((report, snapshot))))
+    }
+}
+
+fn missing_model() -> SegError {
+    SegError::Backend("the model was lost in a failed optimiser step".into())
+}
+
+/// Best-epoch selection and early stopping.
+struct Selection {
+    metric: SelectionMetric,
+    patience: usize,
+    best: Option<(f64, usize, UNet)>,
+    since_best: usize,
+    history: Vec<EpochReport>,
+}
+
+impl Selection {
+    fn new(metric: SelectionMetric, patience: usize) -> Self {
+        Self {
+            metric,
+            patience,
+            best: None,
+            since_best: 0,
+            history: Vec::new(),
+        }
+    }
+
+    /// Scores an epoch; keeps its snapshot when it is the best so far (marking the report).
+    fn consider(&mut self, mut report: EpochReport, snapshot: UNet) -> EpochReport {
+        let score = self.metric.score(&report);
+        if self.best.as_ref().is_none_or(|(s, _, _)| score > *s) {
             report.is_best = true;
-            best = Some((score, epoch, snapshot));
-            since_best = 0;
+            self.best = Some((score, report.epoch, snapshot));
+            self.since_best = 0;
         } else {
-            since_best += 1;
+            self.since_best += 1;
         }
-        observer.on_epoch_end(&report);
-        history.push(report);
-        if config.early_stopping_patience > 0 && since_best >= config.early_stopping_patience {
-            stopped_early = epoch < config.epochs;
-            break;
-        }
-        if config.time_budget_secs > 0.0
-            && run_clock.elapsed().as_secs_f64() >= config.time_budget_secs
-        {
-            stopped_early = epoch < config.epochs;
-            break;
-        }
+        report
     }
-    let (_, best_epoch, model) =
-        best.ok_or_else(|| SegError::InvalidConfig("no epoch ran".into()))?;
-    let best_report = &history[best_epoch - 1];
-    let mut metric_map = best_report.metric_map();
-    metric_map.insert("best_epoch".into(), best_epoch as f64);
-    let meta = CheckpointMeta::new(
-        model_config.clone(),
-        dataset.encoding().clone(),
-        preprocess,
-        metric_map,
-        best_epoch,
-    );
-    Ok(TrainOutcome {
-        model,
-        meta,
-        history,
-        best_epoch,
-        stopped_early,
-    })
-}
 
-fn scalar(t: &Tensor<1>) -> Result<f64> {
-    let v = t
-        .to_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| SegError::Backend(format!("{e:?}")))?;
-    Ok(f64::from(v.first().copied().unwrap_or(f32::NAN)))
-}
-
-/// Class ids predicted from logits `[batch, outputs, h, w]`: threshold 0 on the logit for a
-/// binary model (probability 0.5), argmax otherwise. Returns `[batch, h, w]` ids.
-pub fn predict_ids(logits: Tensor<4>) -> Result<Vec<u8>> {
-    let [b, outputs, h, w] = logits.dims();
-    if outputs == 1 {
-        let v = logits
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| SegError::Backend(format!("{e:?}")))?;
-        Ok(v.into_iter().map(|x| u8::from(x > 0.0)).collect())
-    } else {
-        let ids = logits.argmax(1).reshape([b * h * w]);
-        let v = ids
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .map_err(|e| SegError::Backend(format!("{e:?}")))?;
-        Ok(v.into_iter().map(|x| x as u8).collect())
+    fn patience_spent(&self) -> bool {
+        self.patience > 0 && self.since_best >= self.patience
     }
-}
 
-/// Mean loss and metrics of `model` over `indices` without augmentation.
-#[allow(clippy::too_many_arguments)]
-pub fn evaluate_split(
-    model: &UNet,
-    model_config: &UNetConfig,
-    loss_config: &LossConfig,
-    dataset: &Arc<SegmentationDataset>,
-    indices: &[usize],
-    preprocess: &Arc<Preprocess>,
-    loader: &LoaderConfig,
-    device: &burn::tensor::Device,
-) -> Result<(f64, SegMetrics)> {
-    let (h, w, c) = (preprocess.height, preprocess.width, preprocess.channels);
-    let mut confusion = ConfusionMatrix::new(model_config.task_classes());
-    let (mut loss_sum, mut seen) = (0.0, 0usize);
-    for batch in BatchLoader::start(dataset.clone(), indices, preprocess.clone(), loader, 0) {
-        let batch = batch?;
-        let x = Tensor::<4>::from_data(TensorData::new(batch.images, [batch.len, c, h, w]), device);
-        let logits = model.forward(x);
-        let targets = LossTargets::from_masks(
-            &batch.masks,
-            batch.len,
-            h,
-            w,
-            model_config.num_classes,
-            device,
+    /// The outcome: the best model and its checkpoint metadata, or the stop as an error when
+    /// no epoch finished.
+    fn finish(self, run: Run<'_>, end: TrainEnd) -> Result<TrainOutcome> {
+        let Some((_, best_epoch, model)) = self.best else {
+            return Err(match end {
+                TrainEnd::Stopped {
+                    epoch,
+                    reason: StopReason::Interrupted,
+                } => SegError::Interrupted { epoch },
+                TrainEnd::Stopped {
+                    epoch,
+                    reason: StopReason::ObserverFailed(reason),
+                } => SegError::ObserverFailed { epoch, reason },
+                _ => SegError::InvalidConfig("no epoch ran".into()),
+            });
+        };
+        let best_report = self
+            .history
+            .iter()
+            .find(|r| r.epoch == best_epoch)
+            .ok_or_else(|| SegError::InvalidConfig("best epoch has no report".into()))?;
+        let mut metric_map = best_report.metric_map();
+        metric_map.insert("best_epoch".into(), best_epoch as f64);
+        let meta = CheckpointMeta::new(
+            run.model_config.clone(),
+            run.dataset.encoding().clone(),
+            (*run.preprocess).clone(),
+            metric_map,
+            best_epoch,
         );
-        loss_sum +=
-            scalar(&segmentation_loss(loss_config, logits.clone(), &targets))? * batch.len as f64;
-        seen += batch.len;
-        confusion.update(&batch.masks, &predict_ids(logits)?);
+        Ok(TrainOutcome {
+            model,
+            meta,
+            history: self.history,
+            best_epoch,
+            end,
+        })
     }
-    Ok((loss_sum / seen.max(1) as f64, confusion.summary()))
 }

@@ -52,7 +52,7 @@ fn run(config: &UNetConfig, native: bool) -> Outcome {
     } else {
         masks
     };
-    let targets = LossTargets::from_masks(&masks, 2, 32, 32, outputs, &device);
+    let targets = LossTargets::from_masks(&masks, 2, 32, 32, outputs, &device).expect("targets");
     let logits = model.forward(x);
     let loss = segmentation_loss(&LossConfig::new(), logits.clone(), &targets);
     let grads = loss.backward();

@@ -2,9 +2,11 @@
 //! same seed gives the same metrics, and the best checkpoint round-trips bit-identically.
 
 use seg_model::data::{SegmentationDataset, Split, SyntheticConfig};
+use std::ops::ControlFlow;
+
 use seg_model::{
-    BackendKind, EpochReport, LrSchedule, Predictor, TrainConfig, TrainObserver, UNetConfig,
-    checkpoint,
+    BackendKind, EpochReport, Flow, LrSchedule, Predictor, SegError, StopReason, TrainConfig,
+    TrainEnd, TrainObserver, UNetConfig, checkpoint,
 };
 
 /// burn's CPU backends seed one process-wide RNG: trainings in parallel test threads would
@@ -23,12 +25,32 @@ struct Recorder {
 }
 
 impl TrainObserver for Recorder {
-    fn on_batch_end(&mut self, report: &seg_model::BatchReport) {
+    fn on_batch_end(&mut self, report: &seg_model::BatchReport) -> Flow {
         assert!(report.loss.is_finite());
         self.batches += 1;
+        Flow::Continue(())
     }
-    fn on_epoch_end(&mut self, report: &EpochReport) {
+    fn on_epoch_end(&mut self, report: &EpochReport) -> Flow {
         self.epochs.push(report.clone());
+        Flow::Continue(())
+    }
+}
+
+/// Stops training at a given global batch with a given reason.
+struct StopAt {
+    batch: usize,
+    seen: usize,
+    reason: StopReason,
+}
+
+impl TrainObserver for StopAt {
+    fn on_batch_end(&mut self, _report: &seg_model::BatchReport) -> Flow {
+        self.seen += 1;
+        if self.seen == self.batch {
+            ControlFlow::Break(self.reason.clone())
+        } else {
+            ControlFlow::Continue(())
+        }
     }
 }
 
@@ -96,6 +118,7 @@ fn binary_synthetic_reaches_iou_080_and_is_deterministic() {
             .collect::<Vec<_>>()
     );
     assert_eq!(rec.epochs.len(), 12);
+    assert_eq!(outcome.end, TrainEnd::Completed);
     assert_eq!(rec.batches, 12 * split.train.len().div_ceil(4));
     assert!(outcome.history.last().expect("epochs").train_loss < outcome.history[0].train_loss);
 
@@ -189,4 +212,56 @@ fn multiclass_synthetic_learns() {
         best.metrics.mean_iou
     );
     assert_eq!(best.metrics.per_class_iou.len(), 4);
+}
+
+#[test]
+fn a_stopped_training_returns_the_best_model_so_far_or_a_typed_error() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ds = synthetic(dir.path(), 2);
+    let config = small_run(4);
+    let split = Split::new(ds.len(), config.valid_fraction, config.seed).expect("split");
+    let per_epoch = split.train.len().div_ceil(4);
+    let backend = BackendKind::default_kind();
+
+    // Interrupted in the middle of epoch 3: epochs 1-2 finished, the best of them comes back.
+    let mut stop = StopAt {
+        batch: 2 * per_epoch + 1,
+        seen: 0,
+        reason: StopReason::Interrupted,
+    };
+    let outcome =
+        seg_model::train(&model(2), &config, &ds, &split, backend, &mut stop).expect("best so far");
+    assert_eq!(
+        outcome.end,
+        TrainEnd::Stopped {
+            epoch: 3,
+            reason: StopReason::Interrupted
+        }
+    );
+    assert!(outcome.stopped_early());
+    assert_eq!(outcome.history.len(), 2);
+    assert!(outcome.best_epoch <= 2);
+    assert_eq!(outcome.meta.epoch, outcome.best_epoch);
+
+    // An observer that fails before any epoch finished: a typed error naming the reason.
+    let mut fail = StopAt {
+        batch: 1,
+        seen: 0,
+        reason: StopReason::ObserverFailed("tracker gone".into()),
+    };
+    let err = seg_model::train(&model(2), &config, &ds, &split, backend, &mut fail)
+        .expect_err("nothing to return");
+    assert!(
+        matches!(&err, SegError::ObserverFailed { epoch: 1, reason } if reason == "tracker gone"),
+        "{err}"
+    );
+    let mut interrupt = StopAt {
+        batch: 1,
+        seen: 0,
+        reason: StopReason::Interrupted,
+    };
+    let err = seg_model::train(&model(2), &config, &ds, &split, backend, &mut interrupt)
+        .expect_err("interrupted in epoch 1");
+    assert!(matches!(err, SegError::Interrupted { epoch: 1 }), "{err}");
 }

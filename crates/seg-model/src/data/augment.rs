@@ -76,15 +76,15 @@ pub fn prepare_sample(
     sample: &RawSample,
     pre: &Preprocess,
     augment: Option<(&AugmentConfig, &mut ChaCha8Rng)>,
-) -> (Vec<f32>, Vec<u8>) {
+) -> Result<(Vec<f32>, Vec<u8>)> {
     let (w, h) = (pre.width as u32, pre.height as u32);
     let (iw, ih) = (sample.image.width(), sample.image.height());
     let Some((cfg, rng)) = augment else {
         let pixels = pre.resize_image(&sample.image);
-        return (
+        return Ok((
             pre.normalize_hwc(&pixels, 0.0, 1.0),
-            resize_mask(&sample.mask, iw, ih, w, h),
-        );
+            resize_mask(&sample.mask, iw, ih, w, h)?,
+        ));
     };
     // Scale-crop: resize to a random size >= the target, then crop the target at random.
     let scale = if cfg.max_scale > 1.0 {
@@ -98,7 +98,7 @@ pub fn prepare_sample(
     );
     let (x0, y0) = (rng.random_range(0..=sw - w), rng.random_range(0..=sh - h));
     let pixels = resize_pixels(&sample.image, pre.channels, sw, sh);
-    let mask = resize_mask(&sample.mask, iw, ih, sw, sh);
+    let mask = resize_mask(&sample.mask, iw, ih, sw, sh)?;
     let hflip = cfg.hflip && rng.random_bool(0.5);
     let vflip = cfg.vflip && rng.random_bool(0.5);
     let turns = if !cfg.rotate90 {
@@ -121,9 +121,9 @@ pub fn prepare_sample(
     let geometry = |img: ImageBufferAny| -> ImageBufferAny {
         img.crop(x0, y0, w, h).transform(hflip, vflip, turns)
     };
-    let pixels = geometry(ImageBufferAny::from_raw(pre.channels, sw, sh, pixels)).into_raw();
-    let mask = geometry(ImageBufferAny::from_raw(1, sw, sh, mask)).into_raw();
-    (pre.normalize_hwc(&pixels, brightness, contrast), mask)
+    let pixels = geometry(ImageBufferAny::from_raw(pre.channels, sw, sh, pixels)?).into_raw();
+    let mask = geometry(ImageBufferAny::from_raw(1, sw, sh, mask)?).into_raw();
+    Ok((pre.normalize_hwc(&pixels, brightness, contrast), mask))
 }
 
 /// A grey or RGB u8 buffer with the geometric operations augmentation needs.
@@ -142,15 +142,17 @@ macro_rules! each {
 }
 
 impl ImageBufferAny {
-    fn from_raw(channels: usize, w: u32, h: u32, raw: Vec<u8>) -> Self {
-        // Buffers come from resize_pixels/resize_mask with exactly w*h*channels bytes.
+    fn from_raw(channels: usize, w: u32, h: u32, raw: Vec<u8>) -> Result<Self> {
+        let got = raw.len();
+        let wrong = || SegError::buffer("augmentation input", got, w, h, channels);
         if channels == 1 {
-            Self::Grey(
-                ImageBuffer::<Luma<u8>, _>::from_raw(w, h, raw)
-                    .unwrap_or_else(|| GrayImage::new(w, h)),
-            )
+            ImageBuffer::<Luma<u8>, _>::from_raw(w, h, raw)
+                .map(Self::Grey)
+                .ok_or_else(wrong)
         } else {
-            Self::Rgb(ImageBuffer::from_raw(w, h, raw).unwrap_or_else(|| ImageBuffer::new(w, h)))
+            ImageBuffer::from_raw(w, h, raw)
+                .map(Self::Rgb)
+                .ok_or_else(wrong)
         }
     }
 
@@ -219,8 +221,8 @@ mod tests {
         let cfg = AugmentConfig::new().with_brightness(0.0).with_contrast(0.0);
         let s = sample();
         for i in 0..20 {
-            let a = prepare_sample(&s, &pre, Some((&cfg, &mut sample_rng(7, 1, i))));
-            let b = prepare_sample(&s, &pre, Some((&cfg, &mut sample_rng(7, 1, i))));
+            let a = prepare_sample(&s, &pre, Some((&cfg, &mut sample_rng(7, 1, i)))).expect("a");
+            let b = prepare_sample(&s, &pre, Some((&cfg, &mut sample_rng(7, 1, i)))).expect("b");
             assert_eq!(a, b, "same seed, same result");
             let (img, mask) = a;
             // Foreground pixels are bright in the image: alignment survives flips/rotations.

@@ -135,7 +135,13 @@ impl SegmentationDataset {
     /// Decodes pair `index`: the image, and its mask as class ids. Fails naming the file when
     /// either is unreadable, or when the mask's size differs from the image's.
     pub fn load(&self, index: usize) -> Result<RawSample> {
-        let pair = &self.pairs[index];
+        let pair = self.pairs.get(index).ok_or_else(|| {
+            SegError::InvalidConfig(format!(
+                "sample index {index} is out of range: {} has {} pairs",
+                self.root.display(),
+                self.pairs.len()
+            ))
+        })?;
         let image = decode_image(&pair.image)?;
         let mask_image = decode_image(&pair.mask)?;
         if (image.width(), image.height()) != (mask_image.width(), mask_image.height()) {

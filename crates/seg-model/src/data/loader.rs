@@ -84,6 +84,8 @@ pub struct BatchLoader {
     receiver: Receiver<Result<Batch>>,
     producer: Option<JoinHandle<()>>,
     batches: usize,
+    delivered: usize,
+    failed: bool,
 }
 
 impl BatchLoader {
@@ -113,11 +115,7 @@ impl BatchLoader {
                     .map(|&i| {
                         let raw = dataset.load(i)?;
                         let mut rng = sample_rng(seed, epoch, i);
-                        Ok(prepare_sample(
-                            &raw,
-                            &preprocess,
-                            augment.as_ref().map(|a| (a, &mut rng)),
-                        ))
+                        prepare_sample(&raw, &preprocess, augment.as_ref().map(|a| (a, &mut rng)))
                     })
                     .collect();
                 let batch = prepared.map(|samples| {
@@ -144,6 +142,8 @@ impl BatchLoader {
             receiver,
             producer: Some(producer),
             batches,
+            delivered: 0,
+            failed: false,
         }
     }
 
@@ -157,7 +157,33 @@ impl Iterator for BatchLoader {
     type Item = Result<Batch>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.receiver.recv().ok()
+        if let Ok(batch) = self.receiver.recv() {
+            self.delivered += 1;
+            self.failed |= batch.is_err();
+            return Some(batch);
+        }
+        // The producer is gone: a short epoch must be an error, never a silent early end.
+        let producer = self.producer.take()?;
+        match producer.join() {
+            Err(panic) => Some(Err(SegError::Panicked {
+                what: "the batch loader",
+                message: panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-text panic".into()),
+            })),
+            Ok(()) if !self.failed && self.delivered < self.batches => {
+                Some(Err(SegError::Panicked {
+                    what: "the batch loader",
+                    message: format!(
+                        "it stopped after {} of {} batches",
+                        self.delivered, self.batches
+                    ),
+                }))
+            }
+            Ok(()) => None,
+        }
     }
 }
 

@@ -170,13 +170,19 @@ pub fn resize_pixels(image: &DynamicImage, channels: usize, width: u32, height: 
 }
 
 /// Resizes a class-id mask with nearest-neighbour sampling (ids are never blended).
-pub fn resize_mask(ids: &[u8], width: u32, height: u32, to_width: u32, to_height: u32) -> Vec<u8> {
-    if (width, height) == (to_width, to_height) {
-        return ids.to_vec();
-    }
+pub fn resize_mask(
+    ids: &[u8],
+    width: u32,
+    height: u32,
+    to_width: u32,
+    to_height: u32,
+) -> Result<Vec<u8>> {
     let img: GrayImage = ImageBuffer::from_raw(width, height, ids.to_vec())
-        .unwrap_or_else(|| GrayImage::new(width, height));
-    image::imageops::resize(&img, to_width, to_height, FilterType::Nearest).into_raw()
+        .ok_or_else(|| SegError::buffer("mask", ids.len(), width, height, 1))?;
+    if (width, height) == (to_width, to_height) {
+        return Ok(img.into_raw());
+    }
+    Ok(image::imageops::resize(&img, to_width, to_height, FilterType::Nearest).into_raw())
 }
 
 #[cfg(test)]
@@ -199,7 +205,11 @@ mod tests {
     #[test]
     fn nearest_mask_resize_keeps_ids() {
         let ids = vec![0, 1, 2, 3];
-        let up = resize_mask(&ids, 2, 2, 4, 4);
+        let up = resize_mask(&ids, 2, 2, 4, 4).expect("resize");
+        assert!(
+            resize_mask(&ids, 3, 3, 4, 4).is_err(),
+            "a wrong-sized buffer is an error"
+        );
         assert_eq!(up.len(), 16);
         assert!(up.iter().all(|v| ids.contains(v)));
         assert_eq!(up[0], 0);

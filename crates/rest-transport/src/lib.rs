@@ -1,0 +1,21 @@
+//! rest-transport: the HTTP machinery that the lakeFS and MLflow clients share.
+//!
+//! - [`RetryPolicy`]: exponential backoff with jitter, honouring `Retry-After`, bounded in
+//!   attempts and in total time; serde-able with human-readable durations (`"30s"`).
+//! - [`stream`]: a file as a streamed request body, and a response streamed into a temporary
+//!   file beside its destination, size-checked, then renamed into place.
+//! - [`paginate`]: a token-paged listing as a stream that fetches a page only when needed.
+//! - [`encode`]: percent-encoding of path segments and paths.
+//! - [`describe`]: what a transport failure was (timeout or unreachable) with its full cause.
+
+pub mod describe;
+pub mod encode;
+mod paging;
+mod retry;
+pub mod status;
+pub mod stream;
+
+pub use describe::{Failure, classify, error_chain};
+pub use paging::paginate;
+pub use retry::{Retry, RetryPolicy, Retryable};
+pub use stream::{DownloadError, StagedDownload, file_body, stream_to_temp};
