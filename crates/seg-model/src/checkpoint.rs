@@ -22,8 +22,13 @@ use crate::model::{UNet, UNetConfig};
 
 /// Version of the file layout and metadata schema this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
-/// The burn version the weights were written with.
-pub const BURN_VERSION: &str = "0.22.1";
+/// The version of the burn that is linked (burn-store's own, which is burn's: they are released
+/// together), recorded in every checkpoint.
+pub fn burn_version() -> String {
+    burn::store::BurnpackStore::default_metadata()
+        .remove("version")
+        .unwrap_or_else(|| "unknown".into())
+}
 const MAGIC: &[u8; 8] = b"SEGMODL\0";
 const MAX_META_BYTES: u64 = 16 << 20;
 
@@ -72,7 +77,7 @@ impl CheckpointMeta {
             threshold: 0.5,
             metrics,
             epoch,
-            burn_version: BURN_VERSION.to_string(),
+            burn_version: burn_version(),
             seg_model_version: env!("CARGO_PKG_VERSION").to_string(),
             weights_sha256: String::new(),
         }

@@ -187,3 +187,42 @@ impl SegError {
 
 /// Result alias of seg-model.
 pub type Result<T, E = SegError> = std::result::Result<T, E>;
+
+/// The text a panic carried (`panic!("...")` payloads), for errors that report it.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Runs backend work, turning a panic inside it into [`SegError::Backend`]: burn's backend ops
+/// cannot return errors, and libtorch's failures (a CUDA out-of-memory, a shape its kernels
+/// refuse) reach Rust as panics in tch. The model being trained is not usable after such an
+/// error; the caller reports it and stops.
+pub(crate) fn backend_call<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        Err(SegError::Backend(format!(
+            "{what}: {}",
+            panic_message(payload.as_ref())
+        )))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_panic_becomes_a_backend_error() {
+        let r: Result<()> = backend_call("training step", || panic!("CUDA out of memory"));
+        match r {
+            Err(SegError::Backend(m)) => {
+                assert_eq!(m, "training step: CUDA out of memory");
+            }
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+        assert_eq!(backend_call("ok", || Ok(3)).expect("no panic"), 3);
+    }
+}

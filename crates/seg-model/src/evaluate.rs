@@ -6,7 +6,7 @@ use std::sync::Arc;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::{BatchLoader, LoaderConfig, Preprocess, SegmentationDataset};
-use crate::error::{Result, SegError};
+use crate::error::{Result, SegError, backend_call};
 use crate::loss::{LossConfig, LossTargets, segmentation_loss};
 use crate::metrics::{ConfusionMatrix, SegMetrics};
 use crate::model::UNet;
@@ -51,7 +51,6 @@ impl Evaluation {
                 TensorData::new(batch.images, [batch.len, c, h, w]),
                 &self.device,
             );
-            let logits = model.forward(x);
             let targets = LossTargets::from_masks(
                 &batch.masks,
                 batch.len,
@@ -60,10 +59,14 @@ impl Evaluation {
                 self.num_classes,
                 &self.device,
             )?;
-            loss_sum += scalar(&segmentation_loss(&self.loss, logits.clone(), &targets))?
-                * batch.len as f64;
+            let (loss, ids) = backend_call("evaluation", || {
+                let logits = model.forward(x);
+                let loss = scalar(&segmentation_loss(&self.loss, logits.clone(), &targets))?;
+                Ok((loss, predict_ids(logits)?))
+            })?;
+            loss_sum += loss * batch.len as f64;
             seen += batch.len;
-            confusion.update(&batch.masks, &predict_ids(logits)?);
+            confusion.update(&batch.masks, &ids);
         }
         Ok((loss_sum / seen.max(1) as f64, confusion.summary()))
     }

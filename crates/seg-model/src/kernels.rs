@@ -14,21 +14,30 @@
 //! [`set_native_libtorch_kernels`]`(false)`) burn's modules run. The maths is the same either
 //! way (`tests/native_kernels.rs`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
 
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, Relu};
 use burn::tensor::Tensor;
 
-static NATIVE: AtomicBool = AtomicBool::new(true);
+thread_local! {
+    static NATIVE: Cell<bool> = const { Cell::new(true) };
+}
 
-/// Turns libtorch's native training kernels (on by default) off or on for this process; with
-/// them off, training on `tch` differentiates through burn's generic ops like every backend.
-/// Results agree to float rounding; the switch exists to compare the two and to rule the
-/// fused path out when debugging.
+/// Turns libtorch's native training kernels (on by default) off or on for the calling thread
+/// (a training runs on the thread that calls [`crate::train`]); with them off, training on
+/// `tch` differentiates through burn's generic ops like every backend. Results agree to float
+/// rounding; the switch exists to compare the two and to rule the fused path out when
+/// debugging. Other threads, and trainings running on them, are not affected.
 pub fn set_native_libtorch_kernels(enabled: bool) {
-    NATIVE.store(enabled, Ordering::Relaxed);
+    NATIVE.with(|n| n.set(enabled));
+}
+
+/// Whether the native kernels are on for the calling thread.
+#[cfg(feature = "tch")]
+fn native_enabled() -> bool {
+    NATIVE.with(Cell::get)
 }
 
 /// `conv.forward(x)`, with libtorch's backward kernels on an autodiff libtorch device.
@@ -115,7 +124,7 @@ mod native {
     /// Whether `x` lives on an autodiff libtorch device (training on `tch`).
     pub(super) fn applies(x: &Tensor<4>) -> bool {
         let device = x.device();
-        super::NATIVE.load(std::sync::atomic::Ordering::Relaxed)
+        super::native_enabled()
             && device.is_autodiff()
             && matches!(device.inner().as_dispatch(), DispatchDevice::LibTorch(_))
     }
@@ -129,8 +138,10 @@ mod native {
         groups: i64,
     }
 
-    fn i64s(v: [usize; 2]) -> [i64; 2] {
-        v.map(|x| i64::try_from(x).unwrap_or(i64::MAX))
+    /// A `usize` pair as libtorch's `i64`s; `None` when one does not fit (that op then stays
+    /// on burn's path rather than running with wrong geometry).
+    fn i64s(v: [usize; 2]) -> Option<[i64; 2]> {
+        Some([i64::try_from(v[0]).ok()?, i64::try_from(v[1]).ok()?])
     }
 
     /// The geometry of `conv`, or `None` for padding libtorch's conv2d cannot express
@@ -146,21 +157,22 @@ mod native {
             _ => return None,
         };
         Some(ConvGeometry {
-            stride: i64s(conv.stride),
-            padding: i64s(padding),
-            dilation: i64s(conv.dilation),
+            stride: i64s(conv.stride)?,
+            padding: i64s(padding)?,
+            dilation: i64s(conv.dilation)?,
             groups: i64::try_from(conv.groups).ok()?,
         })
     }
 
-    /// The geometry of a transposed convolution (its output padding is checked by the callers).
-    fn transpose_geometry(conv: &ConvTranspose2d) -> ConvGeometry {
-        ConvGeometry {
-            stride: i64s(conv.stride),
-            padding: i64s(conv.padding),
-            dilation: i64s(conv.dilation),
-            groups: i64::try_from(conv.groups).unwrap_or(1),
-        }
+    /// The geometry of a transposed convolution (its output padding is checked by the
+    /// callers), or `None` when a value does not fit libtorch's `i64`.
+    fn transpose_geometry(conv: &ConvTranspose2d) -> Option<ConvGeometry> {
+        Some(ConvGeometry {
+            stride: i64s(conv.stride)?,
+            padding: i64s(conv.padding)?,
+            dilation: i64s(conv.dilation)?,
+            groups: i64::try_from(conv.groups).ok()?,
+        })
     }
 
     pub(super) fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
@@ -176,10 +188,11 @@ mod native {
     }
 
     pub(super) fn conv_transpose2d(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
-        let (Some(bias), [0, 0]) = (&conv.bias, conv.padding_out) else {
+        let (Some(bias), [0, 0], Some(geometry)) =
+            (&conv.bias, conv.padding_out, transpose_geometry(conv))
+        else {
             return conv.forward(x);
         };
-        let geometry = transpose_geometry(conv);
         Tensor::from_dispatch(<Dispatch as NativeTrainOps>::native_conv_transpose2d(
             x.into_dispatch(),
             conv.weight.val().into_dispatch(),
@@ -329,22 +342,23 @@ mod native {
         x: Tensor<4>,
         skip: Tensor<4>,
     ) -> Tensor<4> {
-        // burn initialises parameters lazily, on first `val()`, from the device's RNG: read them
-        // in the order burn's own forward does (up-sampling first, then the block), or the same
-        // seed would give other initial weights here than on burn's path.
+        // Parameters are initialised eagerly in `UNetConfig::init`, so the order of these
+        // reads does not change the weights a seed gives.
         let up_params = up
             .bias
             .as_ref()
             .map(|bias| (up.weight.val().into_dispatch(), bias.val().into_dispatch()));
-        match (up_params, Fusable::new(units)) {
-            (Some((up_weight, up_bias)), Some(block)) if up.padding_out == [0, 0] => {
+        match (up_params, transpose_geometry(up), Fusable::new(units)) {
+            (Some((up_weight, up_bias)), Some(up_geometry), Some(block))
+                if up.padding_out == [0, 0] =>
+            {
                 let out = <Dispatch as NativeTrainOps>::native_up_block(
                     x.into_dispatch(),
                     skip.into_dispatch(),
                     up_weight,
                     up_bias,
                     block.params,
-                    [transpose_geometry(up), block.geometry[0], block.geometry[1]],
+                    [up_geometry, block.geometry[0], block.geometry[1]],
                     block.epsilon,
                 );
                 Fusable::finish(block.norms, out)
@@ -659,7 +673,12 @@ mod native {
             // backward, the least libtorch's autograd (no grad_outputs in tch) allows.
             let root = graph.output.0.reshape([-1]).dot(&grad.tensor.reshape([-1]));
             let leaves: Vec<&tch::Tensor> = wanted.iter().map(|(_, t)| *t).collect();
-            let results = tch::Tensor::run_backward(&[root], &leaves, false, false);
+            // burn's backward steps cannot return errors: a libtorch failure here panics with
+            // its message, and seg-model's training step turns that into SegError::Backend.
+            let results = match tch::Tensor::f_run_backward(&[root], &leaves, false, false) {
+                Ok(results) => results,
+                Err(e) => panic!("libtorch backward of a fused U-Net block failed: {e}"),
+            };
             for ((i, _), g) in wanted.iter().zip(results) {
                 if let Some(node) = &ops.parents[*i] {
                     grads.register::<LibTorch>(node.id, TchTensor::new(g));

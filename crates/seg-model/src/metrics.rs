@@ -2,59 +2,57 @@
 //! and pixel accuracy. Ignored pixels are excluded; a class absent from both prediction and
 //! ground truth has no IoU (it is left out of the means rather than counted as 0 or 1).
 
+use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::data::IGNORE_INDEX;
 
-/// Counts of (ground truth, prediction) pairs over pixels.
+/// Counts of (ground truth, prediction) pairs over pixels: rows are truth, columns predictions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfusionMatrix {
-    classes: usize,
-    counts: Vec<u64>,
+    counts: Array2<u64>,
 }
 
 impl ConfusionMatrix {
     /// An empty matrix for `classes` classes.
     pub fn new(classes: usize) -> Self {
         Self {
-            classes,
-            counts: vec![0; classes * classes],
+            counts: Array2::zeros((classes, classes)),
         }
     }
 
     /// Number of classes.
     pub fn classes(&self) -> usize {
-        self.classes
+        self.counts.nrows()
     }
 
     /// Adds pixels: `target` and `prediction` hold class ids of equal length; targets equal to
     /// [`IGNORE_INDEX`] or out of range are skipped.
     pub fn update(&mut self, target: &[u8], prediction: &[u8]) {
+        let classes = self.classes();
         for (&t, &p) in target.iter().zip(prediction) {
             let (t, p) = (usize::from(t), usize::from(p));
-            if t == usize::from(IGNORE_INDEX) || t >= self.classes || p >= self.classes {
+            if t == usize::from(IGNORE_INDEX) || t >= classes || p >= classes {
                 continue;
             }
-            self.counts[t * self.classes + p] += 1;
+            self.counts[[t, p]] += 1;
         }
     }
 
     /// Adds another matrix of the same size.
     pub fn merge(&mut self, other: &Self) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
+        self.counts += &other.counts;
     }
 
     /// Count of pixels of class `target` predicted as `prediction`.
     pub fn get(&self, target: usize, prediction: usize) -> u64 {
-        self.counts[target * self.classes + prediction]
+        self.counts[[target, prediction]]
     }
 
     fn tp_fp_fn(&self, c: usize) -> (u64, u64, u64) {
-        let tp = self.get(c, c);
-        let predicted: u64 = (0..self.classes).map(|t| self.get(t, c)).sum();
-        let actual: u64 = (0..self.classes).map(|p| self.get(c, p)).sum();
+        let tp = self.counts[[c, c]];
+        let predicted = self.counts.column(c).sum();
+        let actual = self.counts.row(c).sum();
         (tp, predicted - tp, actual - tp)
     }
 
@@ -74,8 +72,8 @@ impl ConfusionMatrix {
 
     /// Fraction of labelled pixels predicted correctly.
     pub fn pixel_accuracy(&self) -> f64 {
-        let total: u64 = self.counts.iter().sum();
-        let correct: u64 = (0..self.classes).map(|c| self.get(c, c)).sum();
+        let total = self.counts.sum();
+        let correct = self.counts.diag().sum();
         if total == 0 {
             0.0
         } else {
@@ -85,17 +83,18 @@ impl ConfusionMatrix {
 
     /// All metrics at once.
     pub fn summary(&self) -> SegMetrics {
-        let per_class_iou: Vec<Option<f64>> = (0..self.classes).map(|c| self.iou(c)).collect();
-        let per_class_dice: Vec<Option<f64>> = (0..self.classes).map(|c| self.dice(c)).collect();
+        let classes = self.counts.len_of(Axis(0));
+        let per_class_iou: Vec<Option<f64>> = (0..classes).map(|c| self.iou(c)).collect();
+        let per_class_dice: Vec<Option<f64>> = (0..classes).map(|c| self.dice(c)).collect();
         SegMetrics {
             mean_iou: mean(&per_class_iou),
             mean_dice: mean(&per_class_dice),
-            foreground_iou: mean(&per_class_iou[1..]),
-            foreground_dice: mean(&per_class_dice[1..]),
+            foreground_iou: mean(per_class_iou.get(1..).unwrap_or_default()),
+            foreground_dice: mean(per_class_dice.get(1..).unwrap_or_default()),
             pixel_accuracy: self.pixel_accuracy(),
             per_class_iou,
             per_class_dice,
-            pixels: self.counts.iter().sum(),
+            pixels: self.counts.sum(),
         }
     }
 }

@@ -11,12 +11,12 @@
 //! A `ConvBlock` is `conv3x3 → [BatchNorm] → ReLU → conv3x3 → [BatchNorm] → ReLU`.
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::interpolate::{Interpolate2d, Interpolate2dConfig, InterpolateMode};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::error::{Result, SegError};
 use crate::kernels;
@@ -116,13 +116,34 @@ impl UNetConfig {
             .map(|i| UpBlock::new(c << (i + 1), c << i, self, device))
             .collect();
         let head = Conv2dConfig::new([c, self.num_classes], [1, 1]).init(device);
-        Ok(UNet {
+        let model = UNet {
             inc,
             downs,
             ups,
             head,
             pool: MaxPool2dConfig::new([2, 2]).init(),
-        })
+        };
+        // burn initialises parameters lazily, on first use, from the device's RNG: the order
+        // in which a forward pass first touches them would decide the weights a seed gives.
+        // Initialise every parameter now, in declaration order, so that every path (burn's
+        // modules, the fused libtorch kernels, any future one) starts from the same weights.
+        model.visit(&mut Materialize);
+        Ok(model)
+    }
+}
+
+/// Forces the initialisation of every parameter it visits.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
+        let _ = param.val();
+    }
+    fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<D, Bool>>) {
+        let _ = param.val();
     }
 }
 
@@ -262,6 +283,34 @@ impl UNet {
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
+
+    /// Counts parameters, and those still waiting for lazy initialisation.
+    #[derive(Default)]
+    struct Lazy {
+        params: usize,
+        uninitialised: usize,
+    }
+    impl ModuleVisitor for Lazy {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.params += 1;
+            self.uninitialised += usize::from(!param.is_initialized());
+        }
+    }
+
+    #[test]
+    fn every_parameter_is_initialised_by_init() {
+        let device = crate::BackendKind::default_kind().device();
+        for upsample in [UpsampleMode::Transpose, UpsampleMode::Bilinear] {
+            let model = UNetConfig::new()
+                .with_upsample(upsample)
+                .init(&device)
+                .expect("model");
+            let mut lazy = Lazy::default();
+            model.visit(&mut lazy);
+            assert!(lazy.params > 10, "{} parameters", lazy.params);
+            assert_eq!(lazy.uninitialised, 0, "{upsample:?}: parameters left lazy");
+        }
+    }
 
     #[test]
     fn output_shape_matches_input_for_both_upsampling_modes() {

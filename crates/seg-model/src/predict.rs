@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta};
 use crate::data::{ClassInfo, IGNORE_INDEX};
-use crate::error::{Result, SegError};
+use crate::error::{Result, SegError, backend_call};
 use crate::model::UNet;
 
 /// The prediction for one image, at the image's own size.
@@ -61,22 +61,24 @@ impl Predictor {
                 n * pre.channels,
             ));
         }
-        let x = Tensor::<4>::from_data(
-            TensorData::new(inputs, [n, pre.channels, pre.height, pre.width]),
-            &self.device,
-        );
-        let logits = self.model.forward(x);
-        let probs = if self.meta.model.num_classes == 1 {
-            let p = sigmoid(logits);
-            Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
-        } else {
-            softmax(logits, 1)
-        };
-        probs
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| SegError::Backend(format!("{e:?}")))
+        backend_call("prediction", || {
+            let x = Tensor::<4>::from_data(
+                TensorData::new(inputs, [n, pre.channels, pre.height, pre.width]),
+                &self.device,
+            );
+            let logits = self.model.forward(x);
+            let probs = if self.meta.model.num_classes == 1 {
+                let p = sigmoid(logits);
+                Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
+            } else {
+                softmax(logits, 1)
+            };
+            probs
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| SegError::Backend(format!("{e:?}")))
+        })
     }
 
     /// Predicts masks for `images`, each returned at its own size.

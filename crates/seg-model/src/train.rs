@@ -20,7 +20,7 @@ use crate::checkpoint::CheckpointMeta;
 use crate::data::{
     AugmentConfig, BatchLoader, LoaderConfig, Preprocess, SegmentationDataset, Split,
 };
-use crate::error::{Result, SegError};
+use crate::error::{Result, SegError, backend_call};
 use crate::evaluate::{Evaluation, scalar};
 use crate::loss::{LossConfig, LossTargets, segmentation_loss};
 use crate::metrics::SegMetrics;
@@ -594,17 +594,21 @@ impl<'a> Run<'a> {
                 &self.train_device,
             )?;
             let model = self.model.take().ok_or_else(missing_model)?;
-            let loss = segmentation_loss(&config.loss, model.forward(x), &targets);
-            let value = scalar(&loss)?;
-            if !value.is_finite() {
-                return Err(SegError::Diverged {
-                    epoch,
-                    batch: b + 1,
-                    loss: value,
-                });
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            self.model = Some(self.optim.step(lr, model, grads));
+            let optim = &mut self.optim;
+            let (model, value) = backend_call("training step", || {
+                let loss = segmentation_loss(&config.loss, model.forward(x), &targets);
+                let value = scalar(&loss)?;
+                if !value.is_finite() {
+                    return Err(SegError::Diverged {
+                        epoch,
+                        batch: b + 1,
+                        loss: value,
+                    });
+                }
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                Ok((optim.step(lr, model, grads), value))
+            })?;
+            self.model = Some(model);
             loss_sum += value * batch.len as f64;
             seen += batch.len;
             self.step += 1;

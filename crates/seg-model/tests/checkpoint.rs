@@ -43,7 +43,11 @@ fn round_trip_keeps_metadata() {
     let device = BackendKind::default_kind().device();
     let ck = checkpoint::load_verified(&path, &info.sha256, &device).expect("load");
     assert_eq!(ck.meta.epoch, 3);
-    assert_eq!(ck.meta.burn_version, "0.22.1");
+    assert_eq!(
+        ck.meta.burn_version,
+        burn_in_lockfile(),
+        "the burn that is linked"
+    );
     assert_eq!(ck.meta.metrics["valid_mean_iou"], 0.5);
     assert_eq!(checkpoint::read_meta(&path).expect("meta"), ck.meta);
 }
@@ -102,4 +106,19 @@ fn mismatched_architecture_and_versions_are_refused() {
         .expect_err("magic")
         .to_string();
     assert!(msg.contains("not a seg-model checkpoint"), "{msg}");
+}
+
+/// The version of the `burn` package the workspace's Cargo.lock resolved.
+fn burn_in_lockfile() -> String {
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"))
+        .expect("read the workspace's Cargo.lock");
+    let at = lock
+        .find("\nname = \"burn\"\n")
+        .expect("burn in Cargo.lock");
+    lock[at..]
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("burn's version line")
+        .to_string()
 }

@@ -167,11 +167,7 @@ impl Iterator for BatchLoader {
         match producer.join() {
             Err(panic) => Some(Err(SegError::Panicked {
                 what: "the batch loader",
-                message: panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-text panic".into()),
+                message: crate::error::panic_message(panic.as_ref()),
             })),
             Ok(()) if !self.failed && self.delivered < self.batches => {
                 Some(Err(SegError::Panicked {
