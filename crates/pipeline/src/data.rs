@@ -1,0 +1,418 @@
+//! The training data's life in lakeFS: a local folder (or the seeded synthetic set) is mirrored
+//! into the repository's data paths in one transaction, committed only when something changed;
+//! the immutable data commit D is found and downloaded into the cache keyed by D; the dataset
+//! is verified before any training.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use lakefs_client::{CommitOptions, LakeFsClient, LakeFsError, UploadDirOptions};
+use seg_model::data::{DatasetStats, MaskEncoding, SegmentationDataset, SyntheticConfig};
+
+use crate::config::Config;
+use crate::error::{PipelineError, Result};
+use crate::progress::Progress;
+
+/// Commit metadata key marking a data commit, and its value.
+pub const KIND_KEY: &str = "seg_mlops.kind";
+/// The value of [`KIND_KEY`] on data commits.
+pub const KIND_DATA: &str = "data";
+/// The value of [`KIND_KEY`] on model commits.
+pub const KIND_MODEL: &str = "model";
+
+/// Where the training data came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSource {
+    /// A local folder with `images/` and `masks/`.
+    Folder(PathBuf),
+    /// The seeded synthetic set (no data anywhere).
+    Synthetic(PathBuf),
+    /// Already in lakeFS (nothing local to upload).
+    LakeFs,
+}
+
+impl std::fmt::Display for DataSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Folder(p) => write!(f, "folder {}", p.display()),
+            Self::Synthetic(p) => write!(f, "synthetic data {}", p.display()),
+            Self::LakeFs => write!(f, "lakeFS"),
+        }
+    }
+}
+
+/// The data a run trains on.
+#[derive(Debug, Clone)]
+pub struct PreparedData {
+    /// The immutable lakeFS commit holding it (D).
+    pub commit: String,
+    /// Whether this preparation made that commit.
+    pub committed: bool,
+    /// Files uploaded (0 when nothing changed).
+    pub uploaded: usize,
+    /// Files downloaded into the cache (0 on a cache hit).
+    pub downloaded: usize,
+    /// Where it came from.
+    pub source: DataSource,
+    /// The dataset on local disk (the cache).
+    pub dataset: SegmentationDataset,
+    /// What the full verification pass found.
+    pub stats: DatasetStats,
+    /// Image channels the model takes (1 for greyscale data, else 3).
+    pub in_channels: usize,
+}
+
+impl PreparedData {
+    /// `lakefs://repo/D/<data folder>/`: the immutable URI of the data.
+    pub fn uri(&self, config: &Config) -> String {
+        format!(
+            "lakefs://{}/{}/{}",
+            config.lakefs.repository,
+            self.commit,
+            data_root(config)
+        )
+    }
+}
+
+/// The common folder of the images and masks paths (`data/` for the defaults).
+pub fn data_root(config: &Config) -> String {
+    let images = config.lakefs.images_path.trim_matches('/');
+    let masks = config.lakefs.masks_path.trim_matches('/');
+    let common: Vec<&str> = images
+        .split('/')
+        .zip(masks.split('/'))
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    if common.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", common.join("/"))
+    }
+}
+
+/// A local folder is usable data when it has `images/` with at least one file.
+fn has_images(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("images"))
+        .map(|mut entries| entries.any(|e| e.is_ok_and(|e| e.path().is_file())))
+        .unwrap_or(false)
+}
+
+/// The repository and branch exist (created when missing).
+pub async fn ensure_repository(lakefs: &LakeFsClient, config: &Config) -> Result<()> {
+    let l = &config.lakefs;
+    let repo = lakefs
+        .ensure_repository(&l.repository, &config.storage_namespace(), &l.branch)
+        .await?;
+    if repo.default_branch != l.branch {
+        lakefs
+            .ensure_branch(&l.repository, &l.branch, &repo.default_branch)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Prepares the training data: upload when a local folder (or the synthetic set) is the
+/// source, find the data commit D, download at D, verify.
+pub async fn prepare(
+    lakefs: &LakeFsClient,
+    config: &Config,
+    data_dir: Option<&Path>,
+    encoding: &MaskEncoding,
+    progress: &Progress,
+) -> Result<PreparedData> {
+    ensure_repository(lakefs, config).await?;
+    let l = &config.lakefs;
+    let (source, encoding) = match data_dir {
+        Some(dir) if has_images(dir) => (DataSource::Folder(dir.to_path_buf()), encoding.clone()),
+        Some(dir) => {
+            return Err(PipelineError::Data(format!(
+                "{} has no images: --data-dir needs images/ and masks/ folders whose files pair by name (images/x.jpg <-> masks/x.png)",
+                dir.display()
+            )));
+        }
+        None if has_images(&config.paths.data_dir) => (
+            DataSource::Folder(config.paths.data_dir.clone()),
+            encoding.clone(),
+        ),
+        None if branch_has_data(lakefs, config).await? => (DataSource::LakeFs, encoding.clone()),
+        None => {
+            let (dir, synthetic_encoding) = write_synthetic(config, progress)?;
+            (DataSource::Synthetic(dir), synthetic_encoding)
+        }
+    };
+    let (uploaded, committed) = match &source {
+        DataSource::Folder(dir) | DataSource::Synthetic(dir) => {
+            upload(lakefs, config, dir, &source, progress).await?
+        }
+        DataSource::LakeFs => (0, false),
+    };
+    let commit = data_commit(lakefs, config).await?;
+    let mut prepared = download_at(lakefs, config, &commit, &encoding, progress).await?;
+    prepared.uploaded = uploaded;
+    prepared.committed = committed;
+    prepared.source = source;
+    tracing::info!(
+        "data: {} pairs at lakefs://{}/{} ({})",
+        prepared.stats.pairs,
+        l.repository,
+        commit,
+        if committed { "new commit" } else { "unchanged" }
+    );
+    Ok(prepared)
+}
+
+/// Whether the branch already holds images.
+async fn branch_has_data(lakefs: &LakeFsClient, config: &Config) -> Result<bool> {
+    let l = &config.lakefs;
+    let prefix = format!("{}/", l.images_path.trim_matches('/'));
+    let mut listing = std::pin::pin!(lakefs.list_objects(&l.repository, &l.branch, &prefix, None));
+    let first = listing.try_next().await?;
+    Ok(first.is_some())
+}
+
+/// Writes the seeded synthetic set (once per settings) under the cache; returns its folder
+/// and encoding.
+fn write_synthetic(config: &Config, progress: &Progress) -> Result<(PathBuf, MaskEncoding)> {
+    let d = &config.data;
+    let synthetic = SyntheticConfig::new()
+        .with_count(d.synthetic_count)
+        .with_width(d.synthetic_size)
+        .with_height(d.synthetic_size)
+        .with_num_classes(d.synthetic_classes)
+        .with_seed(d.synthetic_seed);
+    let dir = config.paths.cache_dir.join("synthetic").join(format!(
+        "n{}-s{}-c{}-seed{}",
+        d.synthetic_count, d.synthetic_size, d.synthetic_classes, d.synthetic_seed
+    ));
+    if !has_images(&dir) {
+        let spinner = progress.spinner("generating the synthetic dataset");
+        synthetic.write(&dir)?;
+        spinner.finish_and_clear();
+    }
+    tracing::info!(
+        "no data in {} nor in lakeFS: using {} synthetic pairs ({}x{}, {} classes, seed {}) from {}",
+        config.paths.data_dir.display(),
+        d.synthetic_count,
+        d.synthetic_size,
+        d.synthetic_size,
+        d.synthetic_classes,
+        d.synthetic_seed,
+        dir.display()
+    );
+    Ok((dir, synthetic.encoding()))
+}
+
+/// Mirrors `dir/images` and `dir/masks` into the data paths on a temporary branch, commits and
+/// merges; nothing changed means no commit. Returns (files uploaded, committed).
+async fn upload(
+    lakefs: &LakeFsClient,
+    config: &Config,
+    dir: &Path,
+    source: &DataSource,
+    progress: &Progress,
+) -> Result<(usize, bool)> {
+    let l = &config.lakefs;
+    for sub in ["images", "masks"] {
+        if !dir.join(sub).is_dir() {
+            return Err(PipelineError::Data(format!(
+                "{} has no {sub}/ folder: put images in images/ and masks in masks/, paired by file name",
+                dir.display()
+            )));
+        }
+    }
+    let count = |sub: &str| {
+        std::fs::read_dir(dir.join(sub))
+            .map(|e| {
+                e.filter(|e| e.as_ref().is_ok_and(|e| e.path().is_file()))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let metadata = BTreeMap::from([
+        (KIND_KEY.to_string(), KIND_DATA.to_string()),
+        ("source".to_string(), source.to_string()),
+        ("images".to_string(), count("images").to_string()),
+        ("masks".to_string(), count("masks").to_string()),
+    ]);
+    let spinner = progress.spinner(&format!(
+        "uploading {} to lakefs://{}/{}",
+        dir.display(),
+        l.repository,
+        l.branch
+    ));
+    let opts = UploadDirOptions {
+        mirror: true,
+        ..UploadDirOptions::default()
+    };
+    let outcome = lakefs
+        .transaction(
+            &l.repository,
+            &l.branch,
+            &CommitOptions {
+                message: format!("data: {source}"),
+                metadata,
+                allow_empty: false,
+            },
+            |tx| {
+                let opts = opts.clone();
+                async move {
+                    let images = lakefs
+                        .upload_dir(
+                            &dir.join("images"),
+                            &l.repository,
+                            &tx,
+                            &l.images_path,
+                            &opts,
+                        )
+                        .await?;
+                    let masks = lakefs
+                        .upload_dir(&dir.join("masks"), &l.repository, &tx, &l.masks_path, &opts)
+                        .await?;
+                    Ok::<_, LakeFsError>(
+                        images.uploaded + masks.uploaded + images.deleted + masks.deleted,
+                    )
+                }
+            },
+        )
+        .await;
+    spinner.finish_and_clear();
+    match outcome {
+        Ok(done) => Ok((done.value, true)),
+        Err(e) if e.is_nothing_to_commit() => Ok((0, false)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The commit that holds the branch's current data: the newest data commit on the branch when
+/// no later commit changed the data paths, else the branch head.
+pub async fn data_commit(lakefs: &LakeFsClient, config: &Config) -> Result<String> {
+    let l = &config.lakefs;
+    let head = lakefs.resolve_commit(&l.repository, &l.branch).await?;
+    let mut log = std::pin::pin!(lakefs.log(&l.repository, &head));
+    let mut candidate = None;
+    while let Some(c) = log.try_next().await? {
+        if c.metadata.get(KIND_KEY).map(String::as_str) == Some(KIND_DATA) {
+            candidate = Some(c.id);
+            break;
+        }
+    }
+    let Some(candidate) = candidate else {
+        return Ok(head);
+    };
+    if candidate == head {
+        return Ok(head);
+    }
+    let images = format!("{}/", l.images_path.trim_matches('/'));
+    let masks = format!("{}/", l.masks_path.trim_matches('/'));
+    let changed = lakefs
+        .diff_refs(&l.repository, &candidate, &head)
+        .try_any(|d| {
+            let hit = d.path.starts_with(&images) || d.path.starts_with(&masks);
+            async move { hit }
+        })
+        .await?;
+    Ok(if changed { head } else { candidate })
+}
+
+/// Downloads the images and masks at `commit` into the cache and opens and verifies them.
+pub async fn download_at(
+    lakefs: &LakeFsClient,
+    config: &Config,
+    commit: &str,
+    encoding: &MaskEncoding,
+    progress: &Progress,
+) -> Result<PreparedData> {
+    let l = &config.lakefs;
+    let cache = &config.paths.cache_dir;
+    let spinner = progress.spinner(&format!(
+        "downloading lakefs://{}/{commit}/{}",
+        l.repository,
+        data_root(config)
+    ));
+    let images = lakefs
+        .download_prefix(&l.repository, commit, &l.images_path, cache, 16)
+        .await?;
+    let masks = lakefs
+        .download_prefix(&l.repository, commit, &l.masks_path, cache, 16)
+        .await?;
+    spinner.finish_and_clear();
+    if images.files == 0 {
+        return Err(PipelineError::Data(format!(
+            "lakefs://{}/{commit}/{} holds no images: upload a dataset with --data-dir DIR (images/ + masks/)",
+            l.repository, l.images_path
+        )));
+    }
+    let root = dataset_root(&images.dir, &masks.dir)?;
+    let dataset = SegmentationDataset::open(&root, encoding.clone())?;
+    let spinner = progress.spinner(&format!("verifying {} image/mask pairs", dataset.len()));
+    let verified = tokio::task::spawn_blocking({
+        let dataset = dataset.clone();
+        move || dataset.verify()
+    })
+    .await
+    .map_err(|e| PipelineError::Data(format!("verification stopped: {e}")))?;
+    spinner.finish_and_clear();
+    let stats = verified?;
+    let grey = stats
+        .color_types
+        .keys()
+        .all(|k| k.starts_with('L') || k.starts_with("La"));
+    Ok(PreparedData {
+        commit: commit.to_string(),
+        committed: false,
+        uploaded: 0,
+        downloaded: images.transferred + masks.transferred,
+        source: DataSource::LakeFs,
+        dataset,
+        stats,
+        in_channels: if grey { 1 } else { 3 },
+    })
+}
+
+/// A folder with `images/` and `masks/`: the common parent when the downloads already sit
+/// there under those names, else a folder of symbolic links beside them.
+fn dataset_root(images: &Path, masks: &Path) -> Result<PathBuf> {
+    if let (Some(a), Some(b)) = (images.parent(), masks.parent())
+        && a == b
+        && images.file_name().is_some_and(|n| n == "images")
+        && masks.file_name().is_some_and(|n| n == "masks")
+    {
+        return Ok(a.to_path_buf());
+    }
+    let parent = images.parent().unwrap_or(images);
+    let root = parent.join(".dataset");
+    std::fs::create_dir_all(&root).map_err(PipelineError::io("create", &root))?;
+    for (name, target) in [("images", images), ("masks", masks)] {
+        let link = root.join(name);
+        if link.exists() {
+            continue;
+        }
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(target, &link).map_err(PipelineError::io("link", &link))?;
+        #[cfg(not(unix))]
+        return Err(PipelineError::Data(format!(
+            "images and masks paths must share a parent folder on this platform ({} vs {})",
+            images.display(),
+            target.display()
+        )));
+    }
+    Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_root_is_the_common_folder() {
+        let mut c = crate::config::load_with_env(None, crate::config::Flags::new(), Vec::new())
+            .expect("defaults")
+            .config;
+        assert_eq!(data_root(&c), "data/");
+        c.lakefs.images_path = "x/imgs".into();
+        c.lakefs.masks_path = "y/labels".into();
+        assert_eq!(data_root(&c), "");
+    }
+}

@@ -1,0 +1,103 @@
+//! What can go wrong in a pipeline step, each with the exit code the binaries use and a message
+//! that says what happened, where, and what to do.
+
+use std::path::PathBuf;
+
+/// Exit codes of the three binaries.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// A failure (server, data, model, criteria).
+    pub const ERROR: i32 = 1;
+    /// Bad usage or configuration.
+    pub const USAGE: i32 = 2;
+    /// Interrupted (Ctrl-C / SIGINT).
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// A failed pipeline step.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Bad usage that clap cannot see (e.g. a flag value that needs the server to check).
+    #[error("{0}")]
+    Usage(String),
+    /// lakeFS failed.
+    #[error("lakeFS: {0}")]
+    LakeFs(#[from] lakefs_client::LakeFsError),
+    /// MLflow failed.
+    #[error("MLflow: {0}")]
+    Mlflow(#[from] mlflow_client::MlflowError),
+    /// The model library failed (data, training, checkpoint).
+    #[error("{0}")]
+    Model(#[from] seg_model::SegError),
+    /// A server is not running or the URL is wrong.
+    #[error("cannot reach {service} at {url}: {reason}. {hint}")]
+    Unreachable {
+        /// lakeFS or MLflow.
+        service: &'static str,
+        /// The URL tried.
+        url: String,
+        /// What failed.
+        reason: String,
+        /// How to start it.
+        hint: String,
+    },
+    /// The data to train on is missing or unusable.
+    #[error("data: {0}")]
+    Data(String),
+    /// A referenced run, model, version or object does not exist or does not fit.
+    #[error("{0}")]
+    NotFound(String),
+    /// Lineage that does not check out (checksums, missing tags).
+    #[error("lineage check failed: {0}")]
+    Lineage(String),
+    /// Promotion criteria not met.
+    #[error("promotion criteria not met: {0}")]
+    Criteria(String),
+    /// Local file I/O.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The user interrupted (Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl PipelineError {
+    /// The exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Config(_) | Self::Usage(_) => exit::USAGE,
+            Self::Interrupted | Self::Model(seg_model::SegError::Interrupted { .. }) => {
+                exit::INTERRUPTED
+            }
+            _ => exit::ERROR,
+        }
+    }
+
+    /// A closure building [`PipelineError::Io`] for `path`.
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// Result alias of the pipeline.
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;

@@ -1,0 +1,115 @@
+//! Clients of lakeFS and MLflow built from the configuration, checked to answer before any work
+//! starts: a server that is down is one line naming its URL and how to start it.
+
+use std::time::Duration;
+
+use lakefs_client::{LakeFsClient, LakeFsClientBuilder, LakeFsError};
+use mlflow_client::{Auth, MlflowClient, MlflowClientBuilder, MlflowError};
+
+use crate::config::Config;
+use crate::error::{PipelineError, Result};
+
+/// How to start lakeFS, for error messages.
+pub const LAKEFS_HINT: &str = "Start it with `scripts/quickstart.sh` (lakefs-local), `cargo run -p lakefs-local -- --data-dir .seg-mlops/lakefs --listen 127.0.0.1:8003`, or `docker compose --profile local-lakefs up -d`; or point lakefs.endpoint / LAKECTL_SERVER_ENDPOINT_URL at your lakeFS";
+/// How to start MLflow, for error messages.
+pub const MLFLOW_HINT: &str = "Start it with `scripts/quickstart.sh`, `scripts/mlflow-server.sh start .seg-mlops/mlflow 5000`, or `docker compose --profile local-lakefs up -d`; or point mlflow.tracking_uri / MLFLOW_TRACKING_URI at your server";
+
+/// Both clients, checked.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// lakeFS.
+    pub lakefs: LakeFsClient,
+    /// MLflow.
+    pub mlflow: MlflowClient,
+}
+
+/// The MLflow client of `config` (not yet checked).
+pub fn mlflow_client(config: &Config) -> Result<MlflowClient> {
+    let m = &config.mlflow;
+    let auth = match (&m.token, &m.username, &m.password) {
+        (Some(token), _, _) => Auth::Bearer(token.clone()),
+        (None, Some(username), Some(password)) => Auth::Basic {
+            username: username.clone(),
+            password: password.clone(),
+        },
+        _ => Auth::None,
+    };
+    Ok(MlflowClientBuilder::new(&m.tracking_uri)
+        .auth(auth)
+        .connect_timeout(Duration::from_secs(5))
+        .retry(config.retry.policy())
+        .build()?)
+}
+
+/// The lakeFS client of `config` (not yet checked).
+pub async fn lakefs_client(config: &Config) -> Result<LakeFsClient> {
+    let l = &config.lakefs;
+    Ok(LakeFsClientBuilder::new(&l.endpoint)
+        .credentials(&l.access_key_id, &l.secret_access_key)
+        .connect_timeout(Duration::from_secs(5))
+        .retry(config.retry.policy())
+        .build()
+        .await?)
+}
+
+/// Connects to both servers: lakeFS health and credentials, MLflow health.
+pub async fn connect(config: &Config) -> Result<Services> {
+    let lakefs = lakefs_client(config).await?;
+    let mlflow = mlflow_client(config)?;
+    check_lakefs(&lakefs, config).await?;
+    check_mlflow(&mlflow, config).await?;
+    Ok(Services { lakefs, mlflow })
+}
+
+/// lakeFS answers and accepts the credentials.
+pub async fn check_lakefs(client: &LakeFsClient, config: &Config) -> Result<()> {
+    let url = config.lakefs.endpoint.clone();
+    let unreachable = |e: &LakeFsError| PipelineError::Unreachable {
+        service: "lakeFS",
+        url: url.clone(),
+        reason: short_reason(&e.to_string()),
+        hint: LAKEFS_HINT.into(),
+    };
+    match client.health().await {
+        Err(e) if e.is_unreachable() || matches!(e.cause(), LakeFsError::Timeout { .. }) => {
+            return Err(unreachable(&e));
+        }
+        Err(e) => return Err(e.into()),
+        Ok(()) => {}
+    }
+    match client.current_user().await {
+        Ok(_) => Ok(()),
+        Err(e @ LakeFsError::Unauthorized { .. }) => Err(PipelineError::LakeFs(e)),
+        Err(e) if e.is_unreachable() => Err(unreachable(&e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// MLflow answers.
+pub async fn check_mlflow(client: &MlflowClient, config: &Config) -> Result<()> {
+    match client.get_experiment("0").await {
+        Ok(_) => Ok(()),
+        // A server without the default experiment still answers.
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) if e.is_unreachable() || matches!(e.cause(), MlflowError::Timeout { .. }) => {
+            Err(PipelineError::Unreachable {
+                service: "MLflow",
+                url: config.mlflow.tracking_uri.clone(),
+                reason: short_reason(&e.cause().to_string()),
+                hint: MLFLOW_HINT.into(),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The transport cause of an error message without the client's own advice (the pipeline
+/// gives its own).
+fn short_reason(text: &str) -> String {
+    let cut = text.find("; is ").unwrap_or(text.len());
+    let text = &text[..cut];
+    match text.rfind(": ") {
+        Some(i) if text.contains("Connection refused") => text[i + 2..].to_string(),
+        _ => text.to_string(),
+    }
+}
