@@ -273,6 +273,12 @@ impl Flags {
         Self::default()
     }
 
+    /// Adds `other`'s values, replacing the ones of the same keys.
+    pub fn merge(&mut self, other: Flags) -> &mut Self {
+        self.0.extend(other.0);
+        self
+    }
+
     /// Sets `key` (dotted) when `value` is given.
     pub fn set<T: Into<Value>>(&mut self, key: &str, value: Option<T>) -> &mut Self {
         if let Some(v) = value {

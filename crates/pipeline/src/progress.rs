@@ -11,6 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub struct Progress {
     multi: MultiProgress,
     visible: bool,
+    quiet: bool,
 }
 
 impl Progress {
@@ -25,6 +26,7 @@ impl Progress {
         Self {
             multi: MultiProgress::with_draw_target(target),
             visible,
+            quiet,
         }
     }
 
@@ -56,8 +58,12 @@ impl Progress {
         bar
     }
 
-    /// Prints a line above the bars (or plainly when they are hidden) on stderr.
+    /// Prints a line above the bars (or plainly when they are hidden) on stderr; nothing with
+    /// `quiet`.
     pub fn println(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
         if self.visible {
             let _ = self.multi.println(line);
         } else {

@@ -52,13 +52,18 @@ pub async fn lakefs_client(config: &Config) -> Result<LakeFsClient> {
         .await?)
 }
 
-/// Connects to both servers: lakeFS health and credentials, MLflow health.
+/// Connects to both servers: lakeFS health and credentials, MLflow health. The checks retry
+/// once (a server that is down should fail in seconds, not after the full retry budget); the
+/// clients handed back use the configured policy.
 pub async fn connect(config: &Config) -> Result<Services> {
-    let lakefs = lakefs_client(config).await?;
-    let mlflow = mlflow_client(config)?;
-    check_lakefs(&lakefs, config).await?;
-    check_mlflow(&mlflow, config).await?;
-    Ok(Services { lakefs, mlflow })
+    let mut quick = config.clone();
+    quick.retry.max_retries = quick.retry.max_retries.min(1);
+    check_lakefs(&lakefs_client(&quick).await?, config).await?;
+    check_mlflow(&mlflow_client(&quick)?, config).await?;
+    Ok(Services {
+        lakefs: lakefs_client(config).await?,
+        mlflow: mlflow_client(config)?,
+    })
 }
 
 /// lakeFS answers and accepts the credentials.

@@ -43,6 +43,14 @@ impl Predictor {
         }
     }
 
+    /// The checkpoint back (to save it after predicting with it).
+    pub fn into_checkpoint(self) -> Checkpoint {
+        Checkpoint {
+            model: self.model,
+            meta: self.meta,
+        }
+    }
+
     /// The checkpoint's metadata.
     pub fn meta(&self) -> &CheckpointMeta {
         &self.meta

@@ -1,0 +1,51 @@
+//! What every binary does at its edge: logs on stderr, Ctrl-C handling, one error line and
+//! the exit code.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::PipelineError;
+
+/// Logs go to stderr: `info` for this project's crates (`warn` with `quiet`), `warn` for the
+/// rest; `RUST_LOG` overrides.
+pub fn init_logging(quiet: bool) {
+    let level = if quiet { "warn" } else { "info" };
+    let default = format!(
+        "warn,pipeline={level},train={level},register_model={level},infer={level},lakefs_client={level},mlflow_client={level},rest_transport={level}"
+    );
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Sets the returned flag on the first Ctrl-C (work stops at the next safe point); a second
+/// Ctrl-C exits at once with 130. Call inside a tokio runtime.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!(
+                "interrupted: stopping at the next safe point (Ctrl-C again to quit now)"
+            );
+            set.store(true, Ordering::SeqCst);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(crate::error::exit::INTERRUPTED);
+            }
+        }
+    });
+    flag
+}
+
+/// Prints `error: <message>` as one line on stderr and returns the exit code.
+pub fn report(e: &PipelineError) -> i32 {
+    let text = e.to_string().replace('\n', " ");
+    eprintln!("error: {text}");
+    e.exit_code()
+}
