@@ -28,7 +28,7 @@ struct Cli {
     #[arg(long, value_name = "N")]
     batch_size: Option<u64>,
     /// Base learning rate of Adam (train.learning_rate).
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     learning_rate: Option<f64>,
     /// Training images are resized to N x N (train.image_size; a multiple of 2^model.depth).
     #[arg(long, value_name = "N")]

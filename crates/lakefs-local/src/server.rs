@@ -365,6 +365,23 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
+    /// Stops serving (new connections are refused, open ones closed) and waits up to two
+    /// seconds for in-flight requests; the data folder is untouched. For fault tests.
+    pub async fn halt(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let abort = h.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(2), h)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -351,6 +351,17 @@ pub struct ModelVersion {
     pub aliases: Vec<String>,
 }
 
+impl LoggedModel {
+    /// Value of tag `key`.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.info
+            .tags
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.as_str())
+    }
+}
+
 impl ModelVersion {
     /// Value of tag `key`.
     pub fn tag(&self, key: &str) -> Option<&str> {

@@ -713,7 +713,9 @@ fn train_config(config: &Config) -> Result<TrainConfig> {
         }))
 }
 
-/// The datasets of the run as MLflow inputs: digest = D, source = the lakeFS URI at D.
+/// The datasets of the run as MLflow inputs, one per split (MLflow keeps one input per
+/// dataset name and digest): digest = D (MLflow keeps 36 characters; the source has all of it),
+/// source = the lakeFS URI at D, context = training / validation, profile = the split's size.
 fn dataset_inputs(config: &Config, data: &PreparedData, split: &Split) -> Vec<DatasetInput> {
     let uri = data.uri(config);
     let source = serde_json::json!({ "uri": uri }).to_string();
@@ -726,7 +728,7 @@ fn dataset_inputs(config: &Config, data: &PreparedData, split: &Split) -> Vec<Da
     .map(|(context, rows)| DatasetInput {
         tags: vec![context_tag(context)],
         dataset: Dataset {
-            name: name.trim_end_matches('/').to_string(),
+            name: format!("{} ({context} split)", name.trim_end_matches('/')),
             digest: data.commit.chars().take(36).collect(),
             source_type: "lakefs".into(),
             source: source.clone(),

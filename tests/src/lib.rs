@@ -1,0 +1,212 @@
+//! Harness of the end-to-end tests: the workspace's binaries run as processes against a
+//! lakefs-local server (in the test process, port 0) and the MLflow test server, each test in
+//! its own working folder, lakeFS repository and MLflow experiment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+use lakefs_client::LakeFsClient;
+use mlflow_client::MlflowClient;
+use test_support::LocalLakeFs;
+
+/// The folder with the workspace's built binaries: `SEG_BIN_DIR` (the test command builds them
+/// first), else they are built once per test process with `cargo build --bins`.
+pub fn bin_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Ok(dir) = std::env::var("SEG_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
+        let root = test_support::workspace_root();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .current_dir(&root)
+            .args(["build", "--bins", "--quiet"])
+            .status()
+            .expect("run cargo build --bins");
+        assert!(status.success(), "cargo build --bins failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("target"));
+        target.join("debug")
+    })
+    .clone()
+}
+
+/// The real datasets (`SEG_DATASETS_DIR`, default `../shared/datasets`).
+pub fn datasets_dir() -> PathBuf {
+    std::env::var("SEG_DATASETS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| test_support::workspace_root().join("../shared/datasets"))
+}
+
+/// One test's world: a lakefs-local server, the MLflow test server, a working folder, and a
+/// repository and experiment of its own.
+pub struct Stack {
+    /// The lakeFS server.
+    pub lakefs_server: LocalLakeFs,
+    /// A client of it.
+    pub lakefs: LakeFsClient,
+    /// A client of MLflow.
+    pub mlflow: MlflowClient,
+    /// MLflow's URL.
+    pub mlflow_uri: String,
+    /// The working folder of the binaries (data/, models/, .seg-mlops/ live here).
+    pub work: tempfile::TempDir,
+    /// The lakeFS repository of this test.
+    pub repo: String,
+    /// The MLflow experiment of this test.
+    pub experiment: String,
+    /// Extra environment for every command.
+    pub env: BTreeMap<String, String>,
+}
+
+/// What a binary did.
+#[derive(Debug)]
+pub struct Ran {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Ran {
+    fn from(out: Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The one JSON object of `--json` on stdout.
+    pub fn json(&self) -> serde_json::Value {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        let lines: Vec<&str> = self
+            .stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "exactly one line on stdout:\n{}",
+            self.stdout
+        );
+        serde_json::from_str(lines[0]).expect("stdout is JSON")
+    }
+
+    /// The `error: ...` lines on stderr.
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect()
+    }
+}
+
+impl Stack {
+    /// Starts lakefs-local and connects to MLflow; names a repository and an experiment.
+    pub async fn start(label: &str) -> Self {
+        let lakefs_server = LocalLakeFs::start().await;
+        let lakefs = lakefs_server.client(100).await;
+        let mlflow = test_support::mlflow_client().await;
+        let mlflow_uri = test_support::mlflow_tracking_uri();
+        let repo = test_support::unique(label)
+            .to_ascii_lowercase()
+            .replace('_', "-");
+        let experiment = test_support::unique(&format!("e2e-{label}"));
+        let work = tempfile::tempdir().expect("work dir");
+        let mut env = BTreeMap::new();
+        for (k, v) in [
+            ("MLFLOW_TRACKING_URI", mlflow_uri.clone()),
+            ("LAKECTL_SERVER_ENDPOINT_URL", lakefs_server.endpoint()),
+            (
+                "LAKECTL_CREDENTIALS_ACCESS_KEY_ID",
+                lakefs_local::DEFAULT_ACCESS_KEY_ID.to_string(),
+            ),
+            (
+                "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY",
+                lakefs_local::DEFAULT_SECRET_ACCESS_KEY.to_string(),
+            ),
+            ("SEG_LAKEFS__REPOSITORY", repo.clone()),
+            (
+                "SEG_LAKEFS__STORAGE_NAMESPACE",
+                lakefs_server.namespace(&repo),
+            ),
+            ("SEG_MLFLOW__EXPERIMENT", experiment.clone()),
+            // Tiny and fast: the tests check behaviour, not accuracy.
+            ("SEG_MODEL__BASE_CHANNELS", "8".into()),
+            ("SEG_MODEL__DEPTH", "2".into()),
+            ("SEG_TRAIN__IMAGE_SIZE", "32".into()),
+            ("SEG_TRAIN__BATCH_SIZE", "8".into()),
+            ("SEG_TRAIN__OVERLAY_SAMPLES", "2".into()),
+            ("SEG_DATA__SYNTHETIC_COUNT", "24".into()),
+            ("SEG_DATA__SYNTHETIC_SIZE", "32".into()),
+            ("SEG_RETRY__MAX_TOTAL", "5s".into()),
+            ("SEG_RETRY__MIN_DELAY", "100ms".into()),
+            ("SEG_RETRY__MAX_DELAY", "1s".into()),
+        ] {
+            env.insert(k.to_string(), v);
+        }
+        Self {
+            lakefs_server,
+            lakefs,
+            mlflow,
+            mlflow_uri,
+            work,
+            repo,
+            experiment,
+            env,
+        }
+    }
+
+    /// The working folder.
+    pub fn dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// A command for binary `name` with this stack's environment, in its working folder.
+    pub fn command(&self, name: &str, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(bin_dir().join(name));
+        cmd.args(args)
+            .current_dir(self.dir())
+            .env_remove("RUST_LOG")
+            .envs(&self.env)
+            .kill_on_drop(true)
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    /// Runs binary `name` with `args` to its end.
+    pub async fn run(&self, name: &str, args: &[&str]) -> Ran {
+        let out = self
+            .command(name, args)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("run {name}: {e}"));
+        Ran::from(out)
+    }
+
+    /// The commit id the branch points at.
+    pub async fn head(&self) -> String {
+        self.lakefs
+            .resolve_commit(&self.repo, "main")
+            .await
+            .expect("main branch")
+    }
+}
+
+/// Hex sha256 of a byte string.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
