@@ -4,11 +4,13 @@
 #   1. rustfmt and clippy (warnings are errors);
 #   2. starts MLflow (pip, pinned, cached under ~/.cache) on a free loopback port, and installs
 #      lakeFS's official Python clients (pinned, cached) that judge lakefs-local;
-#   3. the whole workspace's tests on the default backend (flex, pure Rust);
+#   3. the workspace's binaries, then all its tests on the default backend (flex, pure Rust),
+#      the end-to-end tests of tests/ included (they run the binaries against lakefs-local and
+#      MLflow);
 #   4. the lakeFS conformance suite against a real lakeFS when LAKEFS_TEST_ENDPOINT is set
 #      (one line says it was not run otherwise);
 #   5. seg-model's tests again on libtorch (burn's tch backend), so the backend users asked
-#      for cannot rot, with clippy over the tch code. libtorch comes from the torch==2.9.0
+#      for cannot rot, with clippy over the tch builds of seg-model, pipeline and train. libtorch comes from the torch==2.9.0
 #      wheel, cached under ~/.cache.
 # Needs: the Rust toolchain, python3 with venv, ../shared/datasets (or SEG_DATASETS_DIR).
 set -euo pipefail
@@ -41,7 +43,10 @@ step "lakeFS's official Python clients (pinned, cached venv)"
 LAKEFS_TEST_PYTHON="$(scripts/lakefs-python.sh)"
 export LAKEFS_TEST_PYTHON
 
-step "workspace tests (flex backend)"
+step "workspace binaries and tests (flex backend)"
+# The end-to-end tests (tests/) run the binaries as processes: build them first.
+cargo build --workspace --bins --locked
+export SEG_BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug"
 cargo test --workspace --locked
 
 step "conformance suite against a real lakeFS"
@@ -51,6 +56,6 @@ else
   echo "real lakeFS conformance: NOT RUN (set LAKEFS_TEST_ENDPOINT, LAKEFS_TEST_ACCESS_KEY_ID, LAKEFS_TEST_SECRET_ACCESS_KEY to run it; lakefs-local ran the same suite above)"
 fi
 
-step "seg-model on libtorch (tch backend): clippy over the tch code, then the tests"
-scripts/with-libtorch.sh cargo clippy -p seg-model --all-targets --locked --no-default-features --features tch -- -D warnings
+step "libtorch (tch backend): clippy over seg-model, pipeline and train built with tch, then seg-model's tests"
+scripts/with-libtorch.sh cargo clippy -p seg-model -p pipeline -p train --all-targets --locked --no-default-features --features tch -- -D warnings
 scripts/with-libtorch.sh cargo test -p seg-model --locked --no-default-features --features tch

@@ -581,3 +581,74 @@ palette = ["#8429F6 land", "#E2A929 water", "#3C1098 building", "#FEDD3A vegetat
     assert_eq!(run.param("dataset_size"), Some("72"));
     assert!(run.metric("val_iou_class0").is_some());
 }
+
+/// MLflow restarted in the middle of training: the run still completes, with every epoch's
+/// metrics (the logger keeps them and retries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mlflow_restarting_mid_training_loses_no_metric() {
+    let own = tokio::task::spawn_blocking(test_support::OwnMlflow::start)
+        .await
+        .expect("start MLflow");
+    let mut stack = Stack::start("mlflow-restart").await;
+    stack.env.insert("MLFLOW_TRACKING_URI".into(), own.uri());
+    stack
+        .env
+        .insert("SEG_TRAIN__TIME_BUDGET_SECS".into(), "30".into());
+    let mut child = stack
+        .command("train", &["--epochs", "1000", "--json"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+            .await
+            .expect("first epoch")
+            .expect("read")
+            .expect("train ended before its first epoch");
+        if line.contains("epoch   1/") {
+            break;
+        }
+    }
+    let drain = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            rest.push(l);
+        }
+        rest
+    });
+    let own = tokio::task::spawn_blocking(move || {
+        own.stop();
+        std::thread::sleep(Duration::from_secs(3));
+        own.up();
+        own
+    })
+    .await
+    .expect("restart MLflow");
+    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+        .await
+        .expect("train ends")
+        .expect("wait");
+    let rest = drain.await.expect("stderr");
+    assert_eq!(out.status.code(), Some(0), "{}", rest.join("\n"));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    let epochs = summary["epochs_run"].as_u64().expect("epochs");
+    assert!(epochs >= 2, "{summary}");
+    let client = mlflow_client::MlflowClient::new(&own.uri()).expect("client");
+    let run_id = summary["run_id"].as_str().expect("id");
+    let run = client.get_run(run_id).await.expect("run");
+    assert_eq!(run.info.status, RunStatus::Finished);
+    let steps: Vec<i64> = client
+        .metric_history(run_id, "val_iou", 1000)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("history")
+        .iter()
+        .map(|m| m.step)
+        .collect();
+    let want: Vec<i64> = (1..=epochs as i64).collect();
+    assert_eq!(steps, want, "every epoch's val_iou reached MLflow");
+    drop(own);
+}

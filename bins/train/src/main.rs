@@ -75,7 +75,7 @@ impl Cli {
 
 fn main() {
     let cli = Cli::parse();
-    pipeline::cli::init_logging(cli.quiet || cli.json);
+    pipeline::cli::init_logging(cli.quiet);
     if cli.print_config {
         match pipeline::config::load(cli.config.as_deref(), cli.flags()) {
             Ok(loaded) => {
@@ -102,7 +102,7 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> i32 {
-    let progress = Progress::new(cli.quiet || cli.json);
+    let progress = Progress::new(cli.quiet);
     let opts = TrainOptions {
         config_file: cli.config.clone(),
         flags: cli.flags(),

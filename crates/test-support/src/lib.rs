@@ -139,6 +139,60 @@ fn start_mlflow() -> String {
     }
 }
 
+/// An MLflow server of a test's own (for fault tests that stop and restart it), started with
+/// `scripts/mlflow-server.sh` on a free port; stopped when dropped.
+pub struct OwnMlflow {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnMlflow {
+    /// Starts a fresh server (sqlite store and artifacts in a temporary folder).
+    pub fn start() -> Self {
+        let own = Self {
+            dir: tempfile::tempdir().expect("tempdir for MLflow"),
+            port: free_port(),
+        };
+        own.up();
+        own
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn uri(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it again on the same port and store (after [`OwnMlflow::stop`]).
+    pub fn up(&self) {
+        let port = self.port.to_string();
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        script_output("scripts/mlflow-server.sh", &["start", &dir, &port]);
+    }
+
+    /// Stops it (by its PID file).
+    pub fn stop(&self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        script_output("scripts/mlflow-server.sh", &["stop", &dir]);
+        // The port is free once the process is gone.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("MLflow on port {} did not stop", self.port);
+    }
+}
+
+impl Drop for OwnMlflow {
+    fn drop(&mut self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let _ = std::process::Command::new(workspace_root().join("scripts/mlflow-server.sh"))
+            .args(["stop", &dir])
+            .status();
+    }
+}
+
 /// A client for the MLflow test server, checked to answer.
 pub async fn mlflow_client() -> MlflowClient {
     let uri = mlflow_tracking_uri();
