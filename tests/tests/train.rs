@@ -470,35 +470,45 @@ async fn bad_input_is_one_line_and_the_documented_exit_code() {
         "nothing half-written"
     );
 
-    let mut dead = stack.command("train", &[]);
-    dead.env("MLFLOW_TRACKING_URI", "http://127.0.0.1:9");
-    let ran = dead.output().await.expect("run");
-    let stderr = String::from_utf8_lossy(&ran.stderr);
-    assert_eq!(ran.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("cannot reach MLflow at http://127.0.0.1:9")
-            && stderr.contains("mlflow-server.sh"),
-        "{stderr}"
-    );
-    let mut dead = stack.command("train", &[]);
-    dead.env("LAKECTL_SERVER_ENDPOINT_URL", "http://127.0.0.1:9");
-    let ran = dead.output().await.expect("run");
-    let stderr = String::from_utf8_lossy(&ran.stderr);
-    assert_eq!(ran.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("cannot reach lakeFS at http://127.0.0.1:9")
-            && stderr.contains("lakefs-local"),
-        "{stderr}"
-    );
-    let mut wrong = stack.command("train", &[]);
-    wrong.env("LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY", "wrong");
-    let ran = wrong.output().await.expect("run");
-    let stderr = String::from_utf8_lossy(&ran.stderr);
-    assert_eq!(ran.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("unauthorized") && !stderr.contains("wrong"),
-        "{stderr}"
-    );
+    for (var, value, needles) in [
+        (
+            "MLFLOW_TRACKING_URI",
+            "http://127.0.0.1:9",
+            [
+                "cannot reach MLflow at http://127.0.0.1:9",
+                "mlflow-server.sh",
+            ],
+        ),
+        (
+            "LAKECTL_SERVER_ENDPOINT_URL",
+            "http://127.0.0.1:9",
+            ["cannot reach lakeFS at http://127.0.0.1:9", "lakefs-local"],
+        ),
+        (
+            "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY",
+            "wrong-secret",
+            ["unauthorized", "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY"],
+        ),
+    ] {
+        let mut cmd = stack.command("train", &[]);
+        cmd.env(var, value);
+        let ran = cmd.output().await.expect("run");
+        let stderr = String::from_utf8_lossy(&ran.stderr);
+        assert_eq!(ran.status.code(), Some(1), "{var}: {stderr}");
+        assert!(
+            needles.iter().all(|n| stderr.contains(n)),
+            "{var}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("wrong-secret"),
+            "secrets never printed: {stderr}"
+        );
+        assert_eq!(
+            stderr.lines().filter(|l| l.starts_with("error:")).count(),
+            1,
+            "{stderr}"
+        );
+    }
 
     let printed = stack.run("train", &["--print-config"]).await;
     assert_eq!(printed.code, 0);

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
+use lakefs_client::RetryPolicy;
 use serde::{Deserialize, Serialize};
 
 use seg_model::data::{ClassInfo, MaskEncoding};
@@ -209,38 +209,6 @@ pub struct RegisterSection {
     pub criteria: Vec<String>,
 }
 
-/// Retries of both HTTP clients.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetrySection {
-    /// Retries after the first attempt.
-    pub max_retries: usize,
-    /// First delay.
-    #[serde(with = "humantime_serde")]
-    pub min_delay: Duration,
-    /// Largest delay.
-    #[serde(with = "humantime_serde")]
-    pub max_delay: Duration,
-    /// Relative jitter.
-    pub jitter: f64,
-    /// Total budget.
-    #[serde(with = "humantime_serde")]
-    pub max_total: Duration,
-}
-
-impl RetrySection {
-    /// As the clients' policy.
-    pub fn policy(&self) -> lakefs_client::RetryPolicy {
-        lakefs_client::RetryPolicy {
-            max_retries: self.max_retries,
-            min_delay: self.min_delay,
-            max_delay: self.max_delay,
-            jitter: self.jitter,
-            max_total: self.max_total,
-        }
-    }
-}
-
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -259,8 +227,8 @@ pub struct Config {
     pub train: TrainSection,
     /// Registration.
     pub register: RegisterSection,
-    /// Retries.
-    pub retry: RetrySection,
+    /// Retries of both HTTP clients.
+    pub retry: RetryPolicy,
 }
 
 /// Values given as command-line flags, as `(dotted key, value)`.
@@ -630,7 +598,6 @@ impl Config {
             }
         }
         self.retry
-            .policy()
             .validate()
             .map_err(|e| bad("retry", format!("{:?}", self.retry), &e))?;
         Ok(())
@@ -847,7 +814,7 @@ mod tests {
         assert_eq!(c.train.epochs, 10);
         assert_eq!(c.train.image_size, 64);
         assert_eq!(c.register.model_name, "image_segmentation_model");
-        assert_eq!(c.retry.max_total, Duration::from_secs(120));
+        assert_eq!(c.retry.max_total, std::time::Duration::from_secs(120));
     }
 
     #[test]

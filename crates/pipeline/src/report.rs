@@ -183,7 +183,7 @@ mod tests {
             valid_loss: loss * 1.1,
             metrics: SegMetrics {
                 mean_iou: iou,
-                mean_dice: iou,
+                mean_dice: (iou + 1.0) / 2.0,
                 foreground_iou: iou,
                 foreground_dice: iou,
                 pixel_accuracy: iou,

@@ -37,7 +37,7 @@ pub fn mlflow_client(config: &Config) -> Result<MlflowClient> {
     Ok(MlflowClientBuilder::new(&m.tracking_uri)
         .auth(auth)
         .connect_timeout(Duration::from_secs(5))
-        .retry(config.retry.policy())
+        .retry(config.retry)
         .build()?)
 }
 
@@ -47,7 +47,7 @@ pub async fn lakefs_client(config: &Config) -> Result<LakeFsClient> {
     Ok(LakeFsClientBuilder::new(&l.endpoint)
         .credentials(&l.access_key_id, &l.secret_access_key)
         .connect_timeout(Duration::from_secs(5))
-        .retry(config.retry.policy())
+        .retry(config.retry)
         .build()
         .await?)
 }
