@@ -24,23 +24,42 @@ pub fn init_logging(quiet: bool) {
         .try_init();
 }
 
-/// Sets the returned flag on the first Ctrl-C (work stops at the next safe point); a second
-/// Ctrl-C exits at once with 130. Call inside a tokio runtime.
+/// Sets the returned flag on the first Ctrl-C or SIGTERM (work stops at the next safe point);
+/// a second one exits at once with 130. Call inside a tokio runtime.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let set = flag.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if interrupt().await {
             tracing::warn!(
-                "interrupted: stopping at the next safe point (Ctrl-C again to quit now)"
+                "interrupted: stopping at the next safe point (interrupt again to quit now)"
             );
             set.store(true, Ordering::SeqCst);
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if interrupt().await {
                 std::process::exit(crate::error::exit::INTERRUPTED);
             }
         }
     });
     flag
+}
+
+/// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM; false when no handler can be installed.
+async fn interrupt() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return tokio::signal::ctrl_c().await.is_ok();
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.is_ok(),
+            _ = term.recv() => true,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.is_ok()
+    }
 }
 
 /// Prints `error: <message>` as one line on stderr and returns the exit code.

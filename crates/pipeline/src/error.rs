@@ -69,7 +69,9 @@ pub enum PipelineError {
         source: std::io::Error,
     },
     /// The user interrupted (Ctrl-C).
-    #[error("interrupted")]
+    #[error(
+        "interrupted (Ctrl-C or SIGTERM): nothing was merged into lakeFS; a started MLflow run is marked KILLED"
+    )]
     Interrupted,
 }
 
