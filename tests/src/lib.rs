@@ -205,6 +205,83 @@ impl Stack {
     }
 }
 
+/// A running binary whose stderr is read line by line.
+pub struct Running {
+    /// The process (stdout piped).
+    pub child: tokio::process::Child,
+    /// The rest of its stderr.
+    pub stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+}
+
+impl Running {
+    /// Reads stderr until a line contains `needle` (within `within`); panics with what was
+    /// read when the process ends first.
+    pub async fn wait_for_line(&mut self, needle: &str, within: std::time::Duration) {
+        let mut seen = Vec::new();
+        loop {
+            let line = tokio::time::timeout(within, self.stderr.next_line())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no line with {needle:?} within {within:?}:\n{}",
+                        seen.join("\n")
+                    )
+                })
+                .expect("read stderr")
+                .unwrap_or_else(|| {
+                    panic!("ended before a line with {needle:?}:\n{}", seen.join("\n"))
+                });
+            if line.contains(needle) {
+                return;
+            }
+            seen.push(line);
+        }
+    }
+
+    /// Waits for the end (within `within`); returns the exit code and the rest of stderr.
+    pub async fn finish(
+        mut self,
+        within: std::time::Duration,
+    ) -> (Option<i32>, Vec<String>, String) {
+        let mut stderr = self.stderr;
+        let rest = tokio::spawn(async move {
+            let mut lines = Vec::new();
+            while let Ok(Some(l)) = stderr.next_line().await {
+                lines.push(l);
+            }
+            lines
+        });
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            use tokio::io::AsyncReadExt;
+            let _ = tokio::time::timeout(within, out.read_to_string(&mut stdout)).await;
+        }
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("the process ends in time")
+            .expect("wait");
+        (status.code(), rest.await.expect("stderr"), stdout)
+    }
+}
+
+impl Stack {
+    /// Starts binary `name` with `args`, stderr read line by line.
+    pub fn spawn(&self, name: &str, args: &[&str]) -> Running {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = self
+            .command(name, args)
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let stderr = child.stderr.take().expect("stderr piped");
+        Running {
+            child,
+            stderr: tokio::io::BufReader::new(stderr).lines(),
+        }
+    }
+}
+
 /// Hex sha256 of a byte string.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

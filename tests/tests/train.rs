@@ -5,7 +5,6 @@ use std::time::Duration;
 use e2e::{Stack, sha256_hex};
 use futures::TryStreamExt;
 use mlflow_client::{RunSearch, RunStatus};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Everything one run records, read back with our client, MLflow's Python client and lakeFS;
 /// a second run on the same data makes no data commit and downloads nothing; `--reproduce`
@@ -270,47 +269,19 @@ print(json.dumps({{"status": r.info.status, "data_commit": r.data.tags["lakefs_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_during_training_kills_the_run_and_leaves_the_branch_alone() {
     let stack = Stack::start("sigint").await;
-    let mut child = stack
-        .command("train", &["--epochs", "500", "--run-name", "to-interrupt"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn train");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
-            .await
-            .expect("train reaches its first epoch within 2 minutes")
-            .expect("read stderr")
-            .unwrap_or_else(|| panic!("train ended early:\n{}", seen.join("\n")));
-        let started = line.contains("epoch   1/");
-        seen.push(line);
-        if started {
-            break;
-        }
-    }
+    let mut train = stack.spawn("train", &["--epochs", "500", "--run-name", "to-interrupt"]);
+    train
+        .wait_for_line("epoch   1/", Duration::from_secs(120))
+        .await;
     let head_before = stack.head().await;
-    let pid = child.id().expect("pid").to_string();
+    let pid = train.child.id().expect("pid").to_string();
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid])
         .status()
         .expect("kill");
     assert!(status.success());
-    let rest = tokio::spawn(async move {
-        let mut more = Vec::new();
-        while let Ok(Some(l)) = lines.next_line().await {
-            more.push(l);
-        }
-        more
-    });
-    let exit = tokio::time::timeout(Duration::from_secs(60), child.wait())
-        .await
-        .expect("train stops within a minute of SIGINT")
-        .expect("wait");
-    let more = rest.await.expect("stderr");
-    assert_eq!(exit.code(), Some(130), "stderr:\n{}", more.join("\n"));
+    let (code, rest, _) = train.finish(Duration::from_secs(60)).await;
+    assert_eq!(code, Some(130), "stderr:\n{}", rest.join("\n"));
     let runs: Vec<_> = stack
         .mlflow
         .search_runs(RunSearch {
@@ -353,34 +324,14 @@ async fn experiment_id(stack: &Stack) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lakefs_stopping_mid_run_fails_the_run_clearly() {
     let mut stack = Stack::start("lakefs-down").await;
-    let mut child = stack
-        .command("train", &["--epochs", "3"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
-            .await
-            .expect("first epoch")
-            .expect("read")
-            .expect("train ended before its first epoch");
-        if line.contains("epoch   1/") {
-            break;
-        }
-    }
+    let mut train = stack.spawn("train", &["--epochs", "3"]);
+    train
+        .wait_for_line("epoch   1/", Duration::from_secs(120))
+        .await;
     // Stop serving (the data stays); the model upload then cannot reach lakeFS.
     stack.lakefs_server.server.halt().await;
-    let mut rest = Vec::new();
-    while let Ok(Some(l)) = lines.next_line().await {
-        rest.push(l);
-    }
-    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
-        .await
-        .expect("train ends")
-        .expect("wait");
-    assert_eq!(status.code(), Some(1), "{}", rest.join("\n"));
+    let (code, rest, _) = train.finish(Duration::from_secs(120)).await;
+    assert_eq!(code, Some(1), "{}", rest.join("\n"));
     let errors: Vec<&String> = rest.iter().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "one error line: {rest:?}");
     assert!(
@@ -604,46 +555,21 @@ async fn mlflow_restarting_mid_training_loses_no_metric() {
     stack
         .env
         .insert("SEG_TRAIN__TIME_BUDGET_SECS".into(), "30".into());
-    let mut child = stack
-        .command("train", &["--epochs", "1000", "--json"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
-            .await
-            .expect("first epoch")
-            .expect("read")
-            .expect("train ended before its first epoch");
-        if line.contains("epoch   1/") {
-            break;
-        }
-    }
-    let drain = tokio::spawn(async move {
-        let mut rest = Vec::new();
-        while let Ok(Some(l)) = lines.next_line().await {
-            rest.push(l);
-        }
-        rest
-    });
-    let own = tokio::task::spawn_blocking(move || {
+    let mut train = stack.spawn("train", &["--epochs", "1000", "--json"]);
+    train
+        .wait_for_line("epoch   1/", Duration::from_secs(120))
+        .await;
+    let restarted = tokio::task::spawn_blocking(move || {
         own.stop();
         std::thread::sleep(Duration::from_secs(3));
         own.up();
         own
-    })
-    .await
-    .expect("restart MLflow");
-    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
-        .await
-        .expect("train ends")
-        .expect("wait");
-    let rest = drain.await.expect("stderr");
-    assert_eq!(out.status.code(), Some(0), "{}", rest.join("\n"));
+    });
+    let (code, rest, stdout) = train.finish(Duration::from_secs(180)).await;
+    let own = restarted.await.expect("restart MLflow");
+    assert_eq!(code, Some(0), "{}", rest.join("\n"));
     let summary: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+        serde_json::from_str(stdout.trim()).expect("one JSON object on stdout");
     let epochs = summary["epochs_run"].as_u64().expect("epochs");
     assert!(epochs >= 2, "{summary}");
     let client = mlflow_client::MlflowClient::new(&own.uri()).expect("client");

@@ -15,26 +15,25 @@ use tokio::sync::mpsc;
 
 use crate::progress::Progress;
 
-/// The MLflow metrics of one epoch (step = epoch).
+/// The MLflow metrics of one epoch (step = epoch): seg-model's metric map under the names the
+/// pipeline logs (`valid_mean_iou` -> `val_iou`, `learning_rate` -> `lr`, ...), plus the
+/// epoch's wall seconds.
 pub fn epoch_metrics(r: &EpochReport) -> Vec<(String, f64)> {
-    let m = &r.metrics;
-    let mut out = vec![
-        ("train_loss".to_string(), r.train_loss),
-        ("val_loss".to_string(), r.valid_loss),
-        ("val_iou".to_string(), m.mean_iou),
-        ("val_dice".to_string(), m.mean_dice),
-        ("val_foreground_iou".to_string(), m.foreground_iou),
-        ("val_foreground_dice".to_string(), m.foreground_dice),
-        ("val_pixel_accuracy".to_string(), m.pixel_accuracy),
-        ("lr".to_string(), r.learning_rate),
-        ("epoch_seconds".to_string(), r.seconds),
-        ("images_per_sec".to_string(), r.train_images_per_sec),
-    ];
-    for (c, iou) in m.per_class_iou.iter().enumerate() {
-        if let Some(v) = iou {
-            out.push((format!("val_iou_class{c}"), *v));
-        }
-    }
+    let mut out: Vec<(String, f64)> = r
+        .metric_map()
+        .into_iter()
+        .map(|(key, value)| {
+            let name = match key.as_str() {
+                "valid_mean_iou" => "val_iou".to_string(),
+                "valid_mean_dice" => "val_dice".to_string(),
+                "learning_rate" => "lr".to_string(),
+                "train_images_per_sec" => "images_per_sec".to_string(),
+                other => other.replacen("valid_", "val_", 1),
+            };
+            (name, value)
+        })
+        .collect();
+    out.push(("epoch_seconds".to_string(), r.seconds));
     out
 }
 
