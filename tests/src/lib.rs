@@ -75,7 +75,8 @@ pub struct Ran {
 }
 
 impl Ran {
-    fn from(out: Output) -> Self {
+    /// What a finished process printed and returned.
+    pub fn from_output(out: Output) -> Self {
         Self {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -193,7 +194,7 @@ impl Stack {
             .output()
             .await
             .unwrap_or_else(|e| panic!("run {name}: {e}"));
-        Ran::from(out)
+        Ran::from_output(out)
     }
 
     /// The commit id the branch points at.

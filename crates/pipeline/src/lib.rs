@@ -8,6 +8,7 @@
 //! - [`data`]: training data in lakeFS: upload, data commit, cached download, verification.
 //! - [`observer`]: metrics to MLflow without stalling training; progress; Ctrl-C.
 //! - [`progress`]: progress bars on stderr.
+//! - [`registration`]: `register_model`: pick, verify, apply criteria, register.
 //! - [`report`]: the training curve and validation overlays.
 //! - [`training`]: `train` end to end.
 //! - [`error`]: errors with exit codes.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod lineage;
 pub mod observer;
 pub mod progress;
+pub mod registration;
 pub mod report;
 pub mod services;
 pub mod training;
