@@ -47,16 +47,7 @@ struct Cli {
 fn main() {
     let cli = Cli::parse();
     pipeline::cli::init_logging(cli.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(exit::ERROR);
-        }
-    };
+    let runtime = pipeline::cli::runtime();
     let code = match runtime.block_on(run(&cli)) {
         Ok(r) => {
             print_result(&cli, &r);

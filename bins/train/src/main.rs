@@ -85,16 +85,7 @@ fn main() {
             Err(e) => std::process::exit(pipeline::cli::report(&e.into())),
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(exit::ERROR);
-        }
-    };
+    let runtime = pipeline::cli::runtime();
     let code = runtime.block_on(run(cli));
     // Do not wait for blocking threads that may still hold a stopped training.
     runtime.shutdown_background();

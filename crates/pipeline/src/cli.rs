@@ -62,6 +62,21 @@ async fn interrupt() -> bool {
     }
 }
 
+/// The multi-threaded tokio runtime of a binary; exits with code 1 and one line when it cannot
+/// be started.
+pub fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(crate::error::exit::ERROR);
+        }
+    }
+}
+
 /// Prints `error: <message>` as one line on stderr and returns the exit code.
 pub fn report(e: &PipelineError) -> i32 {
     let text = e.to_string().replace('\n', " ");
