@@ -197,6 +197,19 @@ impl Stack {
         Ran::from_output(out)
     }
 
+    /// Runs `train --json` with `args`; returns its summary and its MLflow run.
+    pub async fn train_run(&self, args: &[&str]) -> (serde_json::Value, mlflow_client::Run) {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let summary = self.run("train", &all).await.json();
+        let run = self
+            .mlflow
+            .get_run(summary["run_id"].as_str().expect("run_id in the summary"))
+            .await
+            .expect("the run exists in MLflow");
+        (summary, run)
+    }
+
     /// The commit id the branch points at.
     pub async fn head(&self) -> String {
         self.lakefs

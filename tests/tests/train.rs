@@ -486,24 +486,9 @@ fn image_png(side: u32) -> Vec<u8> {
 async fn real_greyscale_and_palette_datasets_train_through_the_binary() {
     let stack = Stack::start("real-data").await;
     let isbi = e2e::datasets_dir().join("isbi2012-em");
-    let ran = stack
-        .run(
-            "train",
-            &[
-                "--data-dir",
-                isbi.to_str().expect("path"),
-                "--epochs",
-                "1",
-                "--json",
-            ],
-        )
+    let (_, run) = stack
+        .train_run(&["--data-dir", isbi.to_str().expect("path"), "--epochs", "1"])
         .await;
-    let summary = ran.json();
-    let run = stack
-        .mlflow
-        .get_run(summary["run_id"].as_str().expect("id"))
-        .await
-        .expect("run");
     assert_eq!(run.param("in_channels"), Some("1"), "greyscale input");
     assert_eq!(run.param("dataset_size"), Some("30"));
 
@@ -517,26 +502,16 @@ palette = ["#8429F6 land", "#E2A929 water", "#3C1098 building", "#FEDD3A vegetat
     )
     .expect("write");
     let dubai = e2e::datasets_dir().join("dubai-aerial");
-    let ran = stack
-        .run(
-            "train",
-            &[
-                "--config",
-                palette.to_str().expect("path"),
-                "--data-dir",
-                dubai.to_str().expect("path"),
-                "--epochs",
-                "1",
-                "--json",
-            ],
-        )
+    let (_, run) = stack
+        .train_run(&[
+            "--config",
+            palette.to_str().expect("path"),
+            "--data-dir",
+            dubai.to_str().expect("path"),
+            "--epochs",
+            "1",
+        ])
         .await;
-    let summary = ran.json();
-    let run = stack
-        .mlflow
-        .get_run(summary["run_id"].as_str().expect("id"))
-        .await
-        .expect("run");
     assert_eq!(run.param("classes"), Some("6"));
     assert_eq!(run.param("in_channels"), Some("3"));
     assert_eq!(run.param("dataset_size"), Some("72"));

@@ -18,9 +18,10 @@ use rand::Rng;
 use crate::api::{self, ApiError};
 use crate::store::{Store, StoreError};
 
-/// Access key id of the lakeFS quickstart's documented sample credentials (local use only).
-pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIAIOSFOLQUICKSTART";
-/// Secret of the lakeFS quickstart's documented sample credentials (local use only).
+/// Access key id of lakeFS's documented sample credentials, the ones `configs/default.toml`
+/// uses (local use only).
+pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIAIOSFOLKFSSAMPLES";
+/// Secret of lakeFS's documented sample credentials (local use only).
 pub const DEFAULT_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
 /// One response the server sent, recorded when a tap is installed.
