@@ -126,3 +126,12 @@ fn print_result(cli: &Cli, r: &Registration) {
         println!("  forced:     criteria not met");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -162,3 +162,12 @@ fn print_summary(s: &TrainSummary) {
     );
     println!("next: cargo run -p register_model -- --run-id {}", s.run_id);
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

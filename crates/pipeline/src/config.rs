@@ -209,6 +209,22 @@ pub struct RegisterSection {
     pub criteria: Vec<String>,
 }
 
+/// infer: where masks go, how they are computed, where `--commit` versions them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferSection {
+    /// Where masks are written (the inputs' relative paths are kept).
+    pub output_dir: PathBuf,
+    /// Images per forward pass.
+    pub batch_size: usize,
+    /// flex | tch | tch-cuda:N; empty = train.backend.
+    pub backend: String,
+    /// Also write colour overlays under `<output_dir>/overlays/`.
+    pub overlay: bool,
+    /// lakeFS folder that `--commit` writes to (`<predictions_path>/<model>-v<version>/`).
+    pub predictions_path: String,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -227,6 +243,8 @@ pub struct Config {
     pub train: TrainSection,
     /// Registration.
     pub register: RegisterSection,
+    /// Inference.
+    pub infer: InferSection,
     /// Retries of both HTTP clients.
     pub retry: RetryPolicy,
 }
@@ -597,6 +615,26 @@ impl Config {
                 ));
             }
         }
+        let i = &self.infer;
+        if i.batch_size == 0 {
+            return Err(bad("infer.batch_size", "0".into(), "must be >= 1"));
+        }
+        if !i.backend.is_empty()
+            && let Err(e) = BackendKind::parse(&i.backend)
+        {
+            return Err(bad(
+                "infer.backend",
+                format!("{:?}", i.backend),
+                &format!("empty (= train.backend) or {e}"),
+            ));
+        }
+        if i.predictions_path.trim_matches('/').is_empty() {
+            return Err(bad(
+                "infer.predictions_path",
+                format!("{:?}", i.predictions_path),
+                "a folder in the repository, e.g. \"predictions/\"",
+            ));
+        }
         self.retry
             .validate()
             .map_err(|e| bad("retry", format!("{:?}", self.retry), &e))?;
@@ -687,6 +725,15 @@ impl Config {
     /// The backend (checked at load).
     pub fn backend(&self) -> BackendKind {
         BackendKind::parse(&self.train.backend).unwrap_or_else(|_| BackendKind::default_kind())
+    }
+
+    /// The backend of inference: `infer.backend`, or `train.backend` when that is empty.
+    pub fn infer_backend(&self) -> BackendKind {
+        if self.infer.backend.is_empty() {
+            self.backend()
+        } else {
+            BackendKind::parse(&self.infer.backend).unwrap_or_else(|_| self.backend())
+        }
     }
 
     /// The storage namespace of a new repository.

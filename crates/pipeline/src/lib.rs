@@ -8,6 +8,7 @@
 //! - [`data`]: training data in lakeFS: upload, data commit, cached download, verification.
 //! - [`observer`]: metrics to MLflow without stalling training; progress; Ctrl-C.
 //! - [`progress`]: progress bars on stderr.
+//! - [`inference`]: `infer`: resolve and verify the model, predict, score, version the masks.
 //! - [`registration`]: `register_model`: pick, verify, apply criteria, register.
 //! - [`report`]: the training curve and validation overlays.
 //! - [`training`]: `train` end to end.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod inference;
 pub mod lineage;
 pub mod observer;
 pub mod progress;

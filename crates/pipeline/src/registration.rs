@@ -168,43 +168,57 @@ fn pick_by_hand(runs: Vec<Run>) -> Result<Run> {
                 .map_or("-", |c| &c[..c.len().min(12)]),
         );
     }
+    let n = read_choice(runs.len(), "register which run?", false)?;
+    runs.into_iter()
+        .nth(n)
+        .ok_or_else(|| PipelineError::Usage("no such run".into()))
+}
+
+/// Reads a choice `1..=count` from stdin and returns it 0-based; an empty line is the first
+/// entry when `empty_is_first`. A bad choice asks again on a terminal and is a usage error
+/// when stdin is piped or closed.
+pub(crate) fn read_choice(count: usize, prompt: &str, empty_is_first: bool) -> Result<usize> {
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
+    let flag = if empty_is_first {
+        "--interactive"
+    } else {
+        "--manual"
+    };
     loop {
-        eprint!("register which run? [1-{}]: ", runs.len());
+        if empty_is_first {
+            eprint!("{prompt} [1-{count}, empty = 1]: ");
+        } else {
+            eprint!("{prompt} [1-{count}]: ");
+        }
         let Some(Ok(line)) = lines.next() else {
-            return Err(PipelineError::Usage(
-                "--manual: no choice on stdin (pipe a number, e.g. `echo 2 | register_model --manual`)".into(),
-            ));
+            return Err(PipelineError::Usage(format!(
+                "{flag}: no choice on stdin (pipe a number, e.g. `echo 2 | ... {flag}`)"
+            )));
         };
-        match line.trim().parse::<usize>() {
-            Ok(n) if (1..=runs.len()).contains(&n) => {
-                return runs
-                    .into_iter()
-                    .nth(n - 1)
-                    .ok_or_else(|| PipelineError::Usage("no such run".into()));
-            }
-            _ if interactive => {
-                eprintln!("{:?} is not a number from 1 to {}", line.trim(), runs.len())
-            }
+        let text = line.trim();
+        if text.is_empty() && empty_is_first {
+            return Ok(0);
+        }
+        match text.parse::<usize>() {
+            Ok(n) if (1..=count).contains(&n) => return Ok(n - 1),
+            _ if interactive => eprintln!("{text:?} is not a number from 1 to {count}"),
             _ => {
                 return Err(PipelineError::Usage(format!(
-                    "--manual: {:?} is not a number from 1 to {}",
-                    line.trim(),
-                    runs.len()
+                    "{flag}: {text:?} is not a number from 1 to {count}"
                 )));
             }
         }
     }
 }
 
-fn truncate_chars(s: &str, n: usize) -> String {
+pub(crate) fn truncate_chars(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
 /// `YYYY-MM-DD HH:MM:SS` of a Unix time in seconds (UTC), without a date library.
-fn format_utc(secs: i64) -> String {
+pub(crate) fn format_utc(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil from days (Howard Hinnant's algorithm).
@@ -226,7 +240,7 @@ fn format_utc(secs: i64) -> String {
 }
 
 /// The parts of a `lakefs://repo/ref/path` URI.
-fn split_uri(uri: &str) -> Result<(String, String, String)> {
+pub(crate) fn split_uri(uri: &str) -> Result<(String, String, String)> {
     let parsed: lakefs_client::LakeFsUri = uri.parse()?;
     Ok((
         parsed.repository.clone(),
@@ -249,6 +263,26 @@ pub async fn verify_model(
     let expected = run.tag(tags::MODEL_SHA256).ok_or_else(|| {
         PipelineError::Lineage(format!("run {run_id} has no {} tag", tags::MODEL_SHA256))
     })?;
+    fetch_verified(
+        services,
+        config,
+        uri,
+        expected,
+        &format!("model of run {run_id}"),
+    )
+    .await
+}
+
+/// Downloads the object at `uri` (an immutable `lakefs://repo/<commit>/path`) into the cache
+/// keyed by commit, and checks that its bytes hash to `expected` (sha256); a missing object or
+/// another hash is refused, naming both values. `whose` says what the object is in messages.
+pub async fn fetch_verified(
+    services: &Services,
+    config: &Config,
+    uri: &str,
+    expected: &str,
+    whose: &str,
+) -> Result<std::path::PathBuf> {
     let (repo, commit, path) = split_uri(uri)?;
     let dest = config.paths.cache_dir.join(&repo).join(&commit).join(&path);
     match services
@@ -259,15 +293,15 @@ pub async fn verify_model(
         Ok(_) => {}
         Err(e) if e.is_not_found() => {
             return Err(PipelineError::Lineage(format!(
-                "{uri} (model of run {run_id}) does not exist in lakeFS: {e}"
+                "{uri} ({whose}) does not exist in lakeFS: {e}"
             )));
         }
         Err(e) => return Err(e.into()),
     }
     let actual = seg_model::checkpoint::file_sha256(&dest)?;
-    if !actual.eq_ignore_ascii_case(expected) {
+    if !actual.eq_ignore_ascii_case(expected.trim()) {
         return Err(PipelineError::Lineage(format!(
-            "{uri} has sha256 {actual}, but run {run_id} recorded model_sha256 {expected}: the object was replaced after training; refusing it"
+            "{uri} ({whose}) has sha256 {actual}, but {expected} was recorded: the object was replaced after training; refusing it"
         )));
     }
     Ok(dest)

@@ -9,7 +9,9 @@ pub mod preprocess;
 pub mod synthetic;
 
 pub use augment::AugmentConfig;
-pub use dataset::{DatasetStats, RawSample, SamplePaths, SegmentationDataset, decode_image};
+pub use dataset::{
+    DatasetStats, IMAGE_EXTENSIONS, RawSample, SamplePaths, SegmentationDataset, decode_image,
+};
 pub use loader::{Batch, BatchLoader, LoaderConfig, Split};
 pub use mask::{ClassInfo, IGNORE_INDEX, MaskEncoding};
 pub use preprocess::Preprocess;

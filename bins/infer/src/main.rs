@@ -1,0 +1,196 @@
+//! `infer`: predicts masks with a registered model version (by alias or number) or a training
+//! run, resolved through MLflow to its immutable lakeFS URI and verified by sha256 before it is
+//! loaded. Exit codes: 0 ok, 1 error (or some inputs could not be read), 2 usage or
+//! configuration, 130 interrupted.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use pipeline::inference::{ImageResult, InferOptions, InferSummary, ModelChoice};
+use pipeline::progress::Progress;
+use pipeline::{Flags, exit};
+
+/// Predict segmentation masks with a verified model: by default the registered model's alias
+/// (register.alias) on the images of its training data commit; masks at each image's size.
+#[derive(Debug, Parser)]
+// `--version` picks a model version here, so the binary's own version is not a flag.
+#[command(about, long_about = None, disable_version_flag = true)]
+struct Cli {
+    /// TOML file layered over configs/default.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Use the registered version under this alias (default: register.alias, champion).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["model_version", "run_id", "interactive"])]
+    alias: Option<String>,
+    /// Use this version of the registered model (register.model_name).
+    #[arg(long = "version", value_name = "N", conflicts_with_all = ["run_id", "interactive"])]
+    model_version: Option<String>,
+    /// Use the model of this training run.
+    #[arg(long, value_name = "ID", conflicts_with = "interactive")]
+    run_id: Option<String>,
+    /// List the training runs and read the choice from stdin (empty line = newest).
+    #[arg(long)]
+    interactive: bool,
+    /// What to predict: a folder (recursively; a folder with images/ and masks/ is scored), an
+    /// image file, lakefs://repo/ref/prefix, or - for paths on stdin. Default: the images of
+    /// the model's training data commit.
+    #[arg(long, value_name = "PATH|URI|-")]
+    input: Option<String>,
+    /// Where masks are written, keeping the inputs' relative paths (infer.output_dir).
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Also write colour overlays under <output>/overlays/ (infer.overlay).
+    #[arg(long)]
+    overlay: bool,
+    /// flex, tch or tch-cuda:N (infer.backend; default train.backend).
+    #[arg(long, value_name = "BACKEND")]
+    backend: Option<String>,
+    /// Images per forward pass (infer.batch_size).
+    #[arg(long, value_name = "N")]
+    batch_size: Option<u64>,
+    /// Version the masks in lakeFS (predictions/<model>-v<version>/) and log an MLflow
+    /// inference run, linked both ways.
+    #[arg(long)]
+    commit: bool,
+    /// MLflow experiment of --interactive's runs and of the inference run (mlflow.experiment).
+    #[arg(long, value_name = "NAME")]
+    experiment: Option<String>,
+    /// One JSON line per image on stdout, then a summary line.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar; only warnings and errors on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl Cli {
+    fn flags(&self) -> Flags {
+        let mut f = Flags::new();
+        f.set(
+            "infer.output_dir",
+            self.output
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        )
+        .set("infer.backend", self.backend.clone())
+        .set("infer.batch_size", self.batch_size)
+        .set("mlflow.experiment", self.experiment.clone());
+        if self.overlay {
+            f.set("infer.overlay", Some(true));
+        }
+        f
+    }
+
+    fn choice(&self) -> Option<ModelChoice> {
+        if let Some(a) = &self.alias {
+            Some(ModelChoice::Alias(a.clone()))
+        } else if let Some(v) = &self.model_version {
+            Some(ModelChoice::Version(v.clone()))
+        } else if let Some(r) = &self.run_id {
+            Some(ModelChoice::RunId(r.clone()))
+        } else if self.interactive {
+            Some(ModelChoice::Interactive)
+        } else {
+            None
+        }
+    }
+}
+
+fn main() {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    pipeline::cli::init_logging(cli.quiet);
+    let runtime = pipeline::cli::runtime();
+    let code = runtime.block_on(run(cli, started));
+    runtime.shutdown_background();
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli, started: Instant) -> i32 {
+    let progress = Progress::new(cli.quiet);
+    let opts = InferOptions {
+        config_file: cli.config.clone(),
+        flags: cli.flags(),
+        choice: cli.choice(),
+        input: cli.input.clone(),
+        commit: cli.commit,
+        quiet: cli.quiet,
+        interrupted: pipeline::cli::interrupt_flag(),
+        started: Some(started),
+    };
+    let json = cli.json;
+    let emit = move |r: &ImageResult| {
+        if json {
+            match serde_json::to_string(r) {
+                Ok(line) => println!("{line}"),
+                Err(e) => eprintln!("warning: cannot write {} as JSON: {e}", r.input),
+            }
+        }
+    };
+    match pipeline::inference::infer(opts, &progress, emit).await {
+        Ok(summary) => {
+            if cli.json {
+                match serde_json::to_string(&summary) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => {
+                        eprintln!("error: cannot write the summary as JSON: {e}");
+                        return exit::ERROR;
+                    }
+                }
+            } else {
+                print_summary(&summary);
+            }
+            if summary.failed > 0 {
+                eprintln!(
+                    "error: {} of {} inputs could not be read (each named above) and have no mask; the other {} masks are in {}",
+                    summary.failed,
+                    summary.failed + summary.images,
+                    summary.images,
+                    summary.output_dir.display()
+                );
+                return exit::ERROR;
+            }
+            exit::OK
+        }
+        Err(e) => pipeline::cli::report(&e),
+    }
+}
+
+fn print_summary(s: &InferSummary) {
+    let m = &s.model;
+    println!(
+        "predicted {} masks with {} (run {}) in {:.2}s ({:.1} images/s, {})",
+        s.images,
+        m.label(),
+        m.run_id,
+        s.seconds,
+        s.images_per_sec,
+        s.backend
+    );
+    println!(
+        "  model:   {} (sha256 {} verified)",
+        m.model_uri, m.model_sha256
+    );
+    println!("  input:   {}", s.input_ref);
+    println!("  masks:   {}", s.output_dir.display());
+    if let Some(t) = &s.metrics {
+        println!(
+            "  metrics: iou {:.4}  dice {:.4}  foreground iou {:.4}  pixel accuracy {:.4} ({} images with ground truth)",
+            t.iou, t.dice, t.foreground_iou, t.pixel_accuracy, t.images
+        );
+    }
+    if let (Some(uri), Some(run)) = (&s.predictions_uri, &s.inference_run_url) {
+        println!("  lakeFS:  {uri}");
+        println!("  MLflow:  {run}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
