@@ -507,7 +507,11 @@ impl Config {
                 ),
             ));
         }
-        if let Err(e) = BackendKind::parse(&t.backend) {
+        // The built-in default (flex) falls back to what this build offers (a tch-only build
+        // trains on tch); a backend the user chose must exist.
+        if let Err(e) = BackendKind::parse(&t.backend)
+            && source_of(figment, env, "train.backend") != DEFAULTS
+        {
             return Err(bad(
                 "train.backend",
                 format!("{:?}", t.backend),
