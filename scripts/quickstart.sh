@@ -162,6 +162,15 @@ case "$ACTION" in
     ;;
 esac
 
+# Before anything starts: a port held by something else than the expected service stops here.
+preflight() { # name port health flag
+  if ! answers "http://127.0.0.1:$2$3" && port_taken "$2"; then
+    die "port $2 is taken by something that is not $1: stop it, or choose another port with $4 N"
+  fi
+}
+preflight lakeFS "$LAKEFS_PORT" /api/v1/healthcheck --lakefs-port
+preflight MLflow "$MLFLOW_PORT" /health --mlflow-port
+
 START=$(date +%s)
 step "build the binaries (debug profile with optimised dependencies; the first build takes ~20 min on 2 cores)"
 cargo build --locked --bins

@@ -76,6 +76,19 @@ for port in $LAKEFS_PORT $MLFLOW_PORT; do
 done
 scripts/quickstart.sh --status "${ARGS[@]}" >"$WORK/status.log"
 expect "$WORK/status.log" "^lakeFS .* not running" "--status after --stop"
+echo "quickstart test: a port held by another program"
+python3 -c 'import socket, time; s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(120)' >"$WORK/busy.port" &
+BUSY_PID=$!
+for _ in $(seq 1 50); do [ -s "$WORK/busy.port" ] && break; sleep 0.1; done
+BUSY="$(cat "$WORK/busy.port")"
+if scripts/quickstart.sh --state-dir "$WORK/busy" --lakefs-port "$LAKEFS_PORT" --mlflow-port "$BUSY" >"$WORK/busy.log" 2>&1; then
+  kill "$BUSY_PID"; fail "the quickstart ran although port $BUSY was taken"
+fi
+kill "$BUSY_PID" 2>/dev/null || true
+expect "$WORK/busy.log" "port $BUSY is taken by something that is not MLflow: stop it, or choose another port with --mlflow-port N" "one line naming the port and the flag"
+[ "$(grep -c '^quickstart:' "$WORK/busy.log")" = 1 ] || fail "more than one error line: $(cat "$WORK/busy.log")"
+if listening "$LAKEFS_PORT"; then fail "lakeFS was started although the quickstart stopped"; fi
+
 trap - EXIT
 rm -rf "$WORK"
 echo "quickstart test: passed (first run, rerun reusing services with no upload, --status, --stop)"

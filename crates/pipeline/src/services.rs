@@ -10,9 +10,9 @@ use crate::config::Config;
 use crate::error::{PipelineError, Result};
 
 /// How to start lakeFS, for error messages.
-pub const LAKEFS_HINT: &str = "Start one with `cargo run --release -p lakefs-local -- --data-dir .seg-mlops/lakefs` (listens on 127.0.0.1:8003 with the default config's keys), or point lakefs.endpoint / LAKECTL_SERVER_ENDPOINT_URL at your lakeFS";
+pub const LAKEFS_HINT: &str = "Start lakeFS and MLflow with `scripts/quickstart.sh` (or only lakeFS: `cargo run --release -p lakefs-local -- --data-dir .seg-mlops/lakefs`, 127.0.0.1:8003 with the default config's keys), or point lakefs.endpoint / LAKECTL_SERVER_ENDPOINT_URL at your lakeFS";
 /// How to start MLflow, for error messages.
-pub const MLFLOW_HINT: &str = "Start one with `scripts/mlflow-server.sh start .seg-mlops/mlflow 5000`, or point mlflow.tracking_uri / MLFLOW_TRACKING_URI at your server";
+pub const MLFLOW_HINT: &str = "Start lakeFS and MLflow with `scripts/quickstart.sh` (or only MLflow: `scripts/mlflow-server.sh start .seg-mlops/mlflow 5000`), or point mlflow.tracking_uri / MLFLOW_TRACKING_URI at your server";
 
 /// Both clients, checked.
 #[derive(Debug, Clone)]
