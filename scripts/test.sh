@@ -74,6 +74,6 @@ else
   echo "real lakeFS conformance: NOT RUN (set LAKEFS_TEST_ENDPOINT, LAKEFS_TEST_ACCESS_KEY_ID, LAKEFS_TEST_SECRET_ACCESS_KEY to run it; lakefs-local ran the same suite above)"
 fi
 
-step "libtorch (tch backend): clippy over seg-model, pipeline and train built with tch, then seg-model's tests"
+step "libtorch (tch backend): clippy over seg-model, pipeline and the three binaries built with tch, then seg-model's tests"
 scripts/with-libtorch.sh cargo clippy -p seg-model -p pipeline -p train -p register_model -p infer --all-targets --locked --no-default-features --features tch -- -D warnings
 scripts/with-libtorch.sh cargo test -p seg-model --locked --no-default-features --features tch
