@@ -79,6 +79,21 @@ pub struct LoaderConfig {
     pub prefetch: usize,
 }
 
+/// The data loader's thread pool: half the cores (at least one), apart from rayon's global
+/// pool where burn-flex runs the model; `None` (the global pool) when it cannot be built.
+fn loader_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads((cores / 2).max(1))
+            .thread_name(|i| format!("seg-loader-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
 /// An iterator over the batches of one epoch, produced on a background thread.
 pub struct BatchLoader {
     receiver: Receiver<Result<Batch>>,
@@ -110,14 +125,26 @@ impl BatchLoader {
         let seed = config.seed;
         let producer = std::thread::spawn(move || {
             for chunk in order.chunks(batch_size) {
-                let prepared: Result<Vec<(Vec<f32>, Vec<u8>)>> = chunk
-                    .par_iter()
-                    .map(|&i| {
-                        let raw = dataset.load(i)?;
-                        let mut rng = sample_rng(seed, epoch, i);
-                        prepare_sample(&raw, &preprocess, augment.as_ref().map(|a| (a, &mut rng)))
-                    })
-                    .collect();
+                let prepare = || -> Result<Vec<(Vec<f32>, Vec<u8>)>> {
+                    chunk
+                        .par_iter()
+                        .map(|&i| {
+                            let raw = dataset.load(i)?;
+                            let mut rng = sample_rng(seed, epoch, i);
+                            prepare_sample(
+                                &raw,
+                                &preprocess,
+                                augment.as_ref().map(|a| (a, &mut rng)),
+                            )
+                        })
+                        .collect()
+                };
+                // Decoding and augmentation run on the loader's own pool, so that they never
+                // queue behind (or delay) the model's kernels on rayon's global pool.
+                let prepared = match loader_pool() {
+                    Some(pool) => pool.install(prepare),
+                    None => prepare(),
+                };
                 let batch = prepared.map(|samples| {
                     let mut images = Vec::with_capacity(samples.len() * samples[0].0.len());
                     let mut masks = Vec::with_capacity(samples.len() * samples[0].1.len());
