@@ -187,9 +187,6 @@ start_lakefs() {
     fi
     return
   fi
-  if port_taken "$LAKEFS_PORT"; then
-    die "port $LAKEFS_PORT is taken by something that is not lakeFS: stop it, or choose another port with --lakefs-port N"
-  fi
   if docker_engine; then
     use_compose=1
     return
@@ -217,9 +214,6 @@ start_mlflow() {
       say "MLflow: reusing the MLflow that answers at $MLFLOW_URL"
     fi
     return
-  fi
-  if port_taken "$MLFLOW_PORT"; then
-    die "port $MLFLOW_PORT is taken by something that is not MLflow: stop it, or choose another port with --mlflow-port N"
   fi
   if docker_engine; then
     use_compose=1

@@ -210,6 +210,37 @@ impl Stack {
         (summary, run)
     }
 
+    /// Replaces the model object of a trained run (its `train --json` summary) on `main` with
+    /// `bytes`, commits, and points the run's `model_uri` at that commit: a model replaced
+    /// after training, at the URI the run records.
+    pub async fn replace_model(&self, trained: &serde_json::Value, bytes: &'static [u8]) {
+        let uri = trained["model_uri"].as_str().expect("model_uri");
+        let object = uri.splitn(5, '/').nth(4).expect("path").to_string();
+        self.lakefs
+            .upload_bytes(
+                &self.repo,
+                "main",
+                &object,
+                bytes.into(),
+                &Default::default(),
+            )
+            .await
+            .expect("replace");
+        self.lakefs
+            .commit(&self.repo, "main", "tamper", &Default::default(), false)
+            .await
+            .expect("commit");
+        let tampered = format!("lakefs://{}/{}/{object}", self.repo, self.head().await);
+        self.mlflow
+            .set_tag(
+                trained["run_id"].as_str().expect("run_id"),
+                "model_uri",
+                &tampered,
+            )
+            .await
+            .expect("retag");
+    }
+
     /// The commit id the branch points at.
     pub async fn head(&self) -> String {
         self.lakefs

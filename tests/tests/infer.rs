@@ -430,30 +430,7 @@ async fn masks_follow_the_lineage_and_every_way_in_agrees() {
     }
 
     // A model object replaced in lakeFS after training is refused with both hashes.
-    let uri = trained["model_uri"].as_str().expect("uri");
-    let object = uri.splitn(5, '/').nth(4).expect("path").to_string();
-    stack
-        .lakefs
-        .upload_bytes(
-            &stack.repo,
-            "main",
-            &object,
-            "not the model".into(),
-            &Default::default(),
-        )
-        .await
-        .expect("replace");
-    stack
-        .lakefs
-        .commit(&stack.repo, "main", "tamper", &Default::default(), false)
-        .await
-        .expect("commit");
-    let tampered = format!("lakefs://{}/{}/{object}", stack.repo, stack.head().await);
-    stack
-        .mlflow
-        .set_tag(&run_id, "model_uri", &tampered)
-        .await
-        .expect("retag");
+    stack.replace_model(&trained, b"not the model").await;
     let refused = infer(
         &stack,
         &["--run-id", &run_id, "--output", "out/refused"],

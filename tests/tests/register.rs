@@ -216,37 +216,7 @@ async fn versions_are_verified_lakefs_commits() {
 
     // A model object replaced in lakeFS after training is refused with both hashes.
     let victim = &runs[1];
-    let uri = victim["model_uri"].as_str().expect("uri");
-    let object = uri.splitn(5, '/').nth(4).expect("path").to_string();
-    stack
-        .lakefs
-        .upload_bytes(
-            &stack.repo,
-            "main",
-            &object,
-            "not the model".into(),
-            &Default::default(),
-        )
-        .await
-        .expect("replace");
-    stack
-        .lakefs
-        .commit(&stack.repo, "main", "tamper", &Default::default(), false)
-        .await
-        .expect("commit");
-    // The run's URI names the old commit: the tampering happened on the branch, so point the
-    // run at the new commit to simulate a replaced object at the recorded URI.
-    let head = stack.head().await;
-    let tampered_uri = format!("lakefs://{}/{head}/{object}", stack.repo);
-    stack
-        .mlflow
-        .set_tag(
-            victim["run_id"].as_str().expect("id"),
-            "model_uri",
-            &tampered_uri,
-        )
-        .await
-        .expect("retag");
+    stack.replace_model(victim, b"not the model").await;
     let refused = e2e::Ran::from_output(
         run_with(with_model(&[
             "--run-id",

@@ -122,21 +122,14 @@ async fn run(cli: Cli, started: Instant) -> i32 {
     let json = cli.json;
     let emit = move |r: &ImageResult| {
         if json {
-            match serde_json::to_string(r) {
-                Ok(line) => println!("{line}"),
-                Err(e) => eprintln!("warning: cannot write {} as JSON: {e}", r.input),
-            }
+            pipeline::cli::print_json(r, &r.input);
         }
     };
     match pipeline::inference::infer(opts, &progress, emit).await {
         Ok(summary) => {
             if cli.json {
-                match serde_json::to_string(&summary) {
-                    Ok(line) => println!("{line}"),
-                    Err(e) => {
-                        eprintln!("error: cannot write the summary as JSON: {e}");
-                        return exit::ERROR;
-                    }
+                if !pipeline::cli::print_json(&summary, "the summary") {
+                    return exit::ERROR;
                 }
             } else {
                 print_summary(&summary);

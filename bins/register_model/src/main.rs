@@ -97,10 +97,7 @@ async fn run(cli: &Cli) -> Result<Registration, PipelineError> {
 
 fn print_result(cli: &Cli, r: &Registration) {
     if cli.json {
-        match serde_json::to_string(r) {
-            Ok(line) => println!("{line}"),
-            Err(e) => eprintln!("error: cannot write the result as JSON: {e}"),
-        }
+        pipeline::cli::print_json(r, "the result");
         return;
     }
     println!(

@@ -107,12 +107,8 @@ async fn run(cli: Cli) -> i32 {
     match pipeline::training::train(opts, &progress).await {
         Ok(summary) => {
             if cli.json {
-                match serde_json::to_string(&summary) {
-                    Ok(line) => println!("{line}"),
-                    Err(e) => {
-                        eprintln!("error: cannot write the summary as JSON: {e}");
-                        return exit::ERROR;
-                    }
+                if !pipeline::cli::print_json(&summary, "the summary") {
+                    return exit::ERROR;
                 }
             } else {
                 print_summary(&summary);

@@ -83,3 +83,18 @@ pub fn report(e: &PipelineError) -> i32 {
     eprintln!("error: {text}");
     e.exit_code()
 }
+
+/// Prints `value` as one JSON line on stdout; on failure prints one `error:` line naming
+/// `what` and returns false.
+pub fn print_json<T: serde::Serialize>(value: &T, what: &str) -> bool {
+    match serde_json::to_string(value) {
+        Ok(line) => {
+            println!("{line}");
+            true
+        }
+        Err(e) => {
+            eprintln!("error: cannot write {what} as JSON: {e}");
+            false
+        }
+    }
+}

@@ -278,6 +278,8 @@ pub async fn resolve_model(
             e.into()
         }
     };
+    // The run, when picking it already fetched it.
+    let mut picked: Option<Run> = None;
     let (version, alias, run_id): (Option<ModelVersion>, Option<String>, String) = match choice {
         ModelChoice::Alias(alias) => {
             let v = mlflow
@@ -304,10 +306,15 @@ pub async fn resolve_model(
         ModelChoice::RunId(id) => (None, None, id.clone()),
         ModelChoice::Interactive => {
             let run = pick_run_interactively(services, config).await?;
-            (None, None, run.info.run_id)
+            let id = run.info.run_id.clone();
+            picked = Some(run);
+            (None, None, id)
         }
     };
-    let run = get_training_run(services, config, &run_id).await?;
+    let run = match picked {
+        Some(run) => run,
+        None => get_training_run(services, config, &run_id).await?,
+    };
     let run_uri = run.tag(tags::MODEL_URI).unwrap_or_default().to_string();
     let run_sha = run.tag(tags::MODEL_SHA256).unwrap_or_default().to_string();
     // A run picked directly may be registered: name its version for the predictions folder.
@@ -317,8 +324,7 @@ pub async fn resolve_model(
             let found: Vec<ModelVersion> = mlflow
                 .search_model_versions(Some(format!("name='{name}' and run_id='{run_id}'")), vec![])
                 .try_collect()
-                .await
-                .unwrap_or_default();
+                .await?;
             found
                 .into_iter()
                 .filter(|v| v.source == run_uri)
@@ -823,6 +829,8 @@ struct LoopOutcome {
     failed: Vec<String>,
     confusion: ConfusionMatrix,
     truth_images: usize,
+    /// Class names of the model, in id order.
+    class_names: Vec<String>,
     seconds: f64,
     first_mask: Option<Instant>,
 }
@@ -862,6 +870,7 @@ fn prediction_loop(input: LoopInput, mut emit: impl FnMut(&ImageResult)) -> Resu
         failed: Vec::new(),
         confusion: ConfusionMatrix::new(task_classes),
         truth_images: 0,
+        class_names: names.clone(),
         seconds: 0.0,
         first_mask: None,
     };
@@ -871,7 +880,6 @@ fn prediction_loop(input: LoopInput, mut emit: impl FnMut(&ImageResult)) -> Resu
             bar.abandon();
             return Err(PipelineError::Interrupted);
         }
-        let t0 = Instant::now();
         let decoded: Vec<(usize, std::result::Result<DynamicImage, SegError>, f64)> = chunk
             .par_iter()
             .enumerate()
@@ -881,10 +889,16 @@ fn prediction_loop(input: LoopInput, mut emit: impl FnMut(&ImageResult)) -> Resu
                 (i, img, t.elapsed().as_secs_f64() * 1000.0)
             })
             .collect();
-        let mut ok: Vec<(usize, DynamicImage, f64)> = Vec::new();
+        // The decoded images (handed to the predictor as they are) and, beside them, which
+        // input each is and how long it took to decode.
+        let mut images: Vec<DynamicImage> = Vec::with_capacity(chunk.len());
+        let mut ok: Vec<(usize, f64)> = Vec::with_capacity(chunk.len());
         for (i, img, ms) in decoded {
             match img {
-                Ok(img) => ok.push((i, img, ms)),
+                Ok(img) => {
+                    images.push(img);
+                    ok.push((i, ms));
+                }
                 Err(e) => {
                     let name = &chunk[i].0.name;
                     bar.suspend(|| tracing::warn!("skipped {name}: {e}"));
@@ -896,14 +910,14 @@ fn prediction_loop(input: LoopInput, mut emit: impl FnMut(&ImageResult)) -> Resu
             bar.inc(chunk.len() as u64);
             continue;
         }
-        let images: Vec<DynamicImage> = ok.iter().map(|(_, img, _)| img.clone()).collect();
         let t_pred = Instant::now();
         let predictions = predictor.predict(&images)?;
         let share = t_pred.elapsed().as_secs_f64() * 1000.0 / ok.len() as f64;
         let results: Vec<Result<Written>> = ok
             .par_iter()
+            .zip(images.par_iter())
             .zip(predictions.par_iter())
-            .map(|((i, img, decode_ms), pred)| {
+            .map(|(((i, decode_ms), img), pred)| {
                 let t = Instant::now();
                 let (item, mask_path) = chunk[*i];
                 save_png(&encode_mask(&pred.mask, &meta.mask_encoding), mask_path)?;
@@ -964,7 +978,6 @@ fn prediction_loop(input: LoopInput, mut emit: impl FnMut(&ImageResult)) -> Resu
             "{:.1} img/s",
             outcome.written.len() as f64 / started.elapsed().as_secs_f64().max(1e-9)
         ));
-        tracing::trace!("batch of {} in {:?}", chunk.len(), t0.elapsed());
     }
     bar.finish_and_clear();
     outcome.seconds = started.elapsed().as_secs_f64();
@@ -1083,13 +1096,12 @@ pub async fn infer(
                 "the prediction thread stopped: {e}"
             )))
         })??;
-    let names: Vec<String> = seg_model::checkpoint::read_meta(&model.local)?
-        .classes
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
     let metrics = (outcome.truth_images > 0).then(|| {
-        TruthMetrics::from_summary(outcome.truth_images, &outcome.confusion.summary(), &names)
+        TruthMetrics::from_summary(
+            outcome.truth_images,
+            &outcome.confusion.summary(),
+            &outcome.class_names,
+        )
     });
     let mut summary = InferSummary {
         kind: "summary",
