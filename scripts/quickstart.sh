@@ -307,11 +307,9 @@ env_note=""
 if [ "$LAKEFS_PORT" != 8003 ] || [ "$MLFLOW_PORT" != 5000 ] || [ "$STATE" != "$PWD/.seg-mlops" ]; then
   env_note="  export MLFLOW_TRACKING_URI=$MLFLOW_UI LAKECTL_SERVER_ENDPOINT_URL=http://localhost:$LAKEFS_PORT"
 fi
+printf '\nBy hand (the services keep running; the default config reaches them):\n'
+[ -z "$env_note" ] || printf '%s\n' "$env_note"
 cat <<EOF
-
-By hand (the services keep running; the default config reaches them):
-${env_note:+$env_note
-}
   cargo run -p train -- ${DATA_DIR:+--data-dir $DATA_DIR }--epochs $EPOCHS --image-size $IMAGE_SIZE
   cargo run -p register_model
   cargo run -p infer -- --overlay
