@@ -8,7 +8,9 @@
 //! ```
 //! Environment: SEG_BENCH_STEPS (timed steps, default 10), SEG_DATASETS_DIR, SEG_BENCH_PYTHON
 //! (python with torch; default $TORCH_VENV/bin/python), SEG_BENCH_BATCH_NORM=0 (no batch norm),
-//! SEG_BENCH_BACKENDS=flex,tch-cpu (which backends), SEG_BENCH_PROFILE=1 (forward/backward/optimiser split).
+//! SEG_BENCH_BACKENDS=flex,tch-cpu (which backends), SEG_BENCH_PROFILE=1 (forward/backward/optimiser split),
+//! SEG_BENCH_GENERIC=1 (each backend a second time with seg-model's own kernels off: burn's
+//! generic autodiff and modules, `set_native_kernels(false)`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,7 +57,13 @@ struct Measure {
     infer: f64,
 }
 
-fn bench_backend(kind: BackendKind) -> Measure {
+fn bench_backend((kind, native): (BackendKind, bool)) -> Measure {
+    seg_model::set_native_kernels(native);
+    let name = if native {
+        kind.to_string()
+    } else {
+        format!("{kind} (burn generic)")
+    };
     let n = steps();
     let device: Device = kind.training_device();
     device.seed(0);
@@ -89,15 +97,7 @@ fn bench_backend(kind: BackendKind) -> Measure {
     }
     let train = BATCH as f64 / median(times);
     if std::env::var_os("SEG_BENCH_PROFILE").is_some() {
-        model = profile_step(
-            model,
-            &mut optim,
-            &loss_cfg,
-            &x,
-            &targets,
-            n,
-            &kind.to_string(),
-        );
+        model = profile_step(model, &mut optim, &loss_cfg, &x, &targets, n, &name);
     }
     let eval = model.valid();
     let eval_device = kind.device();
@@ -110,8 +110,9 @@ fn bench_backend(kind: BackendKind) -> Measure {
             times.push(t.elapsed().as_secs_f64());
         }
     }
+    seg_model::set_native_kernels(true);
     Measure {
-        name: kind.to_string(),
+        name,
         train,
         infer: BATCH as f64 / median(times),
     }
@@ -249,17 +250,23 @@ fn main() {
         BackendKind::TchCpu,
     ];
     let only = std::env::var("SEG_BENCH_BACKENDS").ok();
+    let generic = std::env::var("SEG_BENCH_GENERIC").is_ok_and(|v| v == "1");
     let results: Vec<Measure> = kinds
         .into_iter()
         .filter(|k| {
             only.as_deref()
                 .is_none_or(|o| o.split(',').any(|n| n == k.to_string()))
         })
+        .flat_map(|k| {
+            [(k, true), (k, false)]
+                .into_iter()
+                .take(1 + usize::from(generic))
+        })
         .map(bench_backend)
         .collect();
     let reference = bench_pytorch();
     println!(
-        "{:<22} {:>14} {:>14} {:>12} {:>12}",
+        "{:<26} {:>14} {:>14} {:>12} {:>12}",
         "backend", "train img/s", "infer img/s", "train ratio", "infer ratio"
     );
     for m in results.iter().chain(reference.iter()) {
@@ -267,7 +274,7 @@ fn main() {
             (m.train / r.train, m.infer / r.infer)
         });
         println!(
-            "{:<22} {:>14.2} {:>14.2} {:>11.2}x {:>11.2}x",
+            "{:<26} {:>14.2} {:>14.2} {:>11.2}x {:>11.2}x",
             m.name, m.train, m.infer, tr, ir
         );
     }

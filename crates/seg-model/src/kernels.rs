@@ -1,18 +1,22 @@
-//! The U-Net's training-time building blocks, run on libtorch's own kernels when training on
-//! the `tch` backend.
+//! The U-Net's training-time building blocks, run on hand-written backward steps where burn's
+//! generic autodiff is slow.
 //!
 //! burn's autodiff differentiates on any backend by composing generic ops: a convolution's
 //! weight gradient is a convolution over `swap_dims(0, 1)` copies of input and output
 //! gradient, batch norm is a dozen elementary ops with transposed copies, ReLU's backward a
-//! compare + `masked_fill`. On libtorch that made a train step ~20 % slower than PyTorch, whose
-//! `convolution_backward`, `native_batch_norm_backward` and `threshold_backward` are one kernel
-//! each. The ops here are burn [backend extensions](burn::backend::backend_extension) with a
-//! hand-written autodiff step: on an autodiff libtorch device a whole conv block (max-pool,
-//! conv, batch norm, ReLU, twice) or decoder step (transposed conv, concatenation, conv block)
-//! runs forward under libtorch's autograd, and burn's backward step hands the incoming gradient
-//! to libtorch's backward. Everywhere else (flex, any inference device, or after
-//! [`set_native_libtorch_kernels`]`(false)`) burn's modules run. The maths is the same either
-//! way (`tests/native_kernels.rs`).
+//! compare + `masked_fill`. The ops here are burn
+//! [backend extensions](burn::backend::backend_extension) with a hand-written autodiff step:
+//!
+//! - on an autodiff libtorch device, a whole conv block (max-pool, conv, batch norm, ReLU,
+//!   twice) or decoder step (transposed conv, concatenation, conv block) runs forward under
+//!   libtorch's autograd, and burn's backward step hands the incoming gradient to libtorch's
+//!   backward (`native` below): PyTorch's own `convolution_backward`,
+//!   `native_batch_norm_backward` and `threshold_backward`;
+//! - on flex (training and inference), convolutions, transposed convolutions and batch norm +
+//!   ReLU run on seg-model's im2col + gemm and fused kernels (`flex.rs`).
+//!
+//! Everywhere else, or after [`set_native_kernels`]`(false)`, burn's modules run. The maths is
+//! the same either way (`tests/native_kernels.rs`).
 
 use std::cell::Cell;
 
@@ -21,30 +25,46 @@ use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, Relu};
 use burn::tensor::Tensor;
 
+#[cfg(feature = "flex")]
+mod flex;
+
 thread_local! {
     static NATIVE: Cell<bool> = const { Cell::new(true) };
 }
 
-/// Turns libtorch's native training kernels (on by default) off or on for the calling thread
-/// (a training runs on the thread that calls [`crate::train`]); with them off, training on
-/// `tch` differentiates through burn's generic ops like every backend. Results agree to float
-/// rounding; the switch exists to compare the two and to rule the fused path out when
-/// debugging. Other threads, and trainings running on them, are not affected.
-pub fn set_native_libtorch_kernels(enabled: bool) {
+/// Turns seg-model's own kernels (libtorch's fused backward on `tch`, the im2col + gemm
+/// kernels on `flex`; on by default) off or on for the calling thread (a training runs on the
+/// thread that calls [`crate::train`]); with them off, every backend differentiates through
+/// burn's generic ops. Results agree to float rounding; the switch exists to compare the two
+/// and to rule the kernels out when debugging. Other threads are not affected.
+pub fn set_native_kernels(enabled: bool) {
     NATIVE.with(|n| n.set(enabled));
 }
 
 /// Whether the native kernels are on for the calling thread.
-#[cfg(feature = "tch")]
 fn native_enabled() -> bool {
     NATIVE.with(Cell::get)
 }
 
-/// `conv.forward(x)`, with libtorch's backward kernels on an autodiff libtorch device.
+/// `conv.forward(x)`, with libtorch's backward kernels on an autodiff libtorch device and the
+/// flex kernels on flex.
 pub(crate) fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "tch")]
     if native::applies(&x) {
         return native::conv2d(conv, x);
+    }
+    #[cfg(feature = "flex")]
+    if flex::applies(&x) {
+        return flex::conv2d(conv, x);
+    }
+    conv.forward(x)
+}
+
+/// A transposed convolution's `forward(x)`, on the flex kernels on flex.
+fn conv_transpose2d(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if flex::applies(&x) {
+        return flex::conv_transpose2d(conv, x);
     }
     conv.forward(x)
 }
@@ -66,8 +86,8 @@ pub(crate) fn conv_block(
         None => x,
     };
     let [(c1, n1), (c2, n2)] = units;
-    let x = burn_conv_norm_relu(c1, n1, activation, x);
-    burn_conv_norm_relu(c2, n2, activation, x)
+    let x = conv_norm_relu(c1, n1, activation, x);
+    conv_norm_relu(c2, n2, activation, x)
 }
 
 /// A U-Net decoder step: `conv_block(cat([skip, up(x)], 1))` with a transposed-conv `up`; on an
@@ -83,8 +103,26 @@ pub(crate) fn up_block(
     if native::applies(&x) {
         return native::up_block(up, units, activation, x, skip);
     }
-    let x = up.forward(x);
+    let x = conv_transpose2d(up, x);
     conv_block(None, units, activation, Tensor::cat(vec![skip, x], 1))
+}
+
+/// `conv → [batch norm] → ReLU`: batch norm + ReLU fused on flex in training mode.
+fn conv_norm_relu(
+    conv: &Conv2d,
+    norm: Option<&BatchNorm>,
+    activation: &Relu,
+    x: Tensor<4>,
+) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if flex::applies(&x) {
+        let y = flex::conv2d(conv, x);
+        return match norm {
+            Some(norm) => flex::batch_norm_relu(norm, y),
+            None => activation.forward(y),
+        };
+    }
+    burn_conv_norm_relu(conv, norm, activation, x)
 }
 
 /// `conv → [batch norm] → ReLU` with burn's modules.
@@ -99,6 +137,32 @@ fn burn_conv_norm_relu(
         x = norm.forward(x);
     }
     activation.forward(x)
+}
+
+/// Moves a batch norm's running statistics exactly as burn's `BatchNorm::forward_train`.
+fn update_running(
+    norm: &BatchNorm,
+    mean: burn::backend::DispatchTensor,
+    variance: burn::backend::DispatchTensor,
+) {
+    let mean = Tensor::<1>::from_dispatch(mean);
+    let variance = Tensor::<1>::from_dispatch(variance);
+    let device = mean.device();
+    let m = norm.momentum;
+    let running_mean = norm.running_mean.value_sync().to_device(&device);
+    let running_var = norm.running_var.value_sync().to_device(&device);
+    norm.running_mean.update(
+        running_mean
+            .mul_scalar(1.0 - m)
+            .add(mean.mul_scalar(m))
+            .detach(),
+    );
+    norm.running_var.update(
+        running_var
+            .mul_scalar(1.0 - m)
+            .add(variance.mul_scalar(m))
+            .detach(),
+    );
 }
 
 // burn 0.22 marks burn-tch deprecated (it points CPU users to flex); the user asked for it.
@@ -225,28 +289,6 @@ mod native {
         }
     }
 
-    /// Moves a batch norm's running statistics exactly as burn's `BatchNorm::forward_train`.
-    fn update_running(norm: &BatchNorm, mean: DispatchTensor, variance: DispatchTensor) {
-        let mean = Tensor::<1>::from_dispatch(mean);
-        let variance = Tensor::<1>::from_dispatch(variance);
-        let device = mean.device();
-        let m = norm.momentum;
-        let running_mean = norm.running_mean.value_sync().to_device(&device);
-        let running_var = norm.running_var.value_sync().to_device(&device);
-        norm.running_mean.update(
-            running_mean
-                .mul_scalar(1.0 - m)
-                .add(mean.mul_scalar(m))
-                .detach(),
-        );
-        norm.running_var.update(
-            running_var
-                .mul_scalar(1.0 - m)
-                .add(variance.mul_scalar(m))
-                .detach(),
-        );
-    }
-
     /// The six parameters of a batch-norm conv block: two (conv weight, gamma, beta) triples.
     #[derive(ExtensionType)]
     pub struct BlockParams<B: Backend> {
@@ -329,8 +371,8 @@ mod native {
 
         /// Moves the running statistics and hands back the block's output.
         fn finish(norms: [&BatchNorm; 2], out: BlockOutput<Dispatch>) -> Tensor<4> {
-            update_running(norms[0], out.mean1, out.var1);
-            update_running(norms[1], out.mean2, out.var2);
+            super::update_running(norms[0], out.mean1, out.var1);
+            super::update_running(norms[1], out.mean2, out.var2);
             Tensor::from_dispatch(out.output)
         }
     }

@@ -16,7 +16,7 @@ pub mod data;
 pub mod error;
 pub mod evaluate;
 mod kernels;
-pub use kernels::set_native_libtorch_kernels;
+pub use kernels::set_native_kernels;
 pub mod loss;
 pub mod metrics;
 pub mod model;

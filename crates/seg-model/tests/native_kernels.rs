@@ -1,13 +1,14 @@
-//! On libtorch, training runs conv blocks through libtorch's own autograd kernels
-//! (`set_native_libtorch_kernels`, on by default). They must compute what burn's generic
-//! autodiff computes: same logits, loss, every parameter gradient and batch-norm running
-//! statistics, for both up-sampling modes and with and without batch norm.
-#![cfg(feature = "tch")]
+//! seg-model's own kernels (`set_native_kernels`, on by default): on libtorch, training runs
+//! conv blocks through libtorch's own autograd kernels; on flex, convolutions, transposed
+//! convolutions and batch norm + ReLU run on seg-model's im2col + gemm kernels with
+//! hand-written backward steps. They must compute what burn's generic autodiff computes: same
+//! logits, loss, every parameter gradient and batch-norm running statistics, for both
+//! up-sampling modes and with and without batch norm, and (flex) the same inference logits.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 use seg_model::loss::{LossConfig, LossTargets, segmentation_loss};
-use seg_model::{BackendKind, UNetConfig, UpsampleMode, set_native_libtorch_kernels};
+use seg_model::{BackendKind, UNetConfig, UpsampleMode, set_native_kernels};
 
 /// Every float parameter's gradient (or value, when `grads` is None), flattened, in visit order.
 struct Collect<'a> {
@@ -35,11 +36,13 @@ struct Outcome {
     grads: Vec<Vec<f32>>,
     /// Parameters after the forward pass: includes the batch-norm running statistics.
     state: Vec<Vec<f32>>,
+    /// Logits of the model in inference mode on a second input.
+    inference: Vec<f32>,
 }
 
-fn run(config: &UNetConfig, native: bool) -> Outcome {
-    set_native_libtorch_kernels(native);
-    let device: Device = BackendKind::TchCpu.training_device();
+fn run(config: &UNetConfig, native: bool, kind: BackendKind) -> Outcome {
+    set_native_kernels(native);
+    let device: Device = kind.training_device();
     device.seed(3);
     let model = config.init(&device).expect("model");
     let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
@@ -67,8 +70,22 @@ fn run(config: &UNetConfig, native: bool) -> Outcome {
         out: Vec::new(),
     };
     model.visit(&mut collect);
-    set_native_libtorch_kernels(true);
+    // Inference (batch norm with running statistics) on the device without autodiff.
+    let eval = model.valid();
+    let x = Tensor::<4>::random(
+        [2, 3, 32, 32],
+        Distribution::Normal(0.0, 1.0),
+        &kind.device(),
+    );
+    let inference = eval
+        .forward(x)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .expect("f32");
+    set_native_kernels(true);
     Outcome {
+        inference,
         logits: logits
             .into_data()
             .convert::<f32>()
@@ -90,9 +107,9 @@ fn assert_close(what: &str, a: &[f32], b: &[f32]) {
     );
 }
 
-fn compare(config: UNetConfig) {
-    let native = run(&config, true);
-    let burn = run(&config, false);
+fn compare(config: UNetConfig, kind: BackendKind) {
+    let native = run(&config, true, kind);
+    let burn = run(&config, false, kind);
     assert_close("logits", &native.logits, &burn.logits);
     assert_close("loss", &[native.loss], &[burn.loss]);
     assert_eq!(native.grads.len(), burn.grads.len(), "gradient count");
@@ -104,14 +121,26 @@ fn compare(config: UNetConfig) {
     for (i, (a, b)) in native.state.iter().zip(&burn.state).enumerate() {
         assert_close(&format!("parameter/running statistic {i}"), a, b);
     }
+    assert_close("inference logits", &native.inference, &burn.inference);
 }
 
-// One test function: the switch is process-wide, so the four cases must not run in parallel.
+/// The four configurations on one backend (the switch is per thread: each test sets its own).
+fn compare_all(kind: BackendKind) {
+    let base = UNetConfig::new().with_base_channels(4).with_depth(2);
+    compare(base.clone(), kind);
+    compare(base.clone().with_batch_norm(false), kind);
+    compare(base.clone().with_upsample(UpsampleMode::Bilinear), kind);
+    compare(base.with_num_classes(3), kind);
+}
+
+#[cfg(feature = "tch")]
 #[test]
 fn native_libtorch_kernels_match_burn_autodiff() {
-    let base = UNetConfig::new().with_base_channels(4).with_depth(2);
-    compare(base.clone());
-    compare(base.clone().with_batch_norm(false));
-    compare(base.clone().with_upsample(UpsampleMode::Bilinear));
-    compare(base.with_num_classes(3));
+    compare_all(BackendKind::TchCpu);
+}
+
+#[cfg(feature = "flex")]
+#[test]
+fn flex_kernels_match_burn_autodiff() {
+    compare_all(BackendKind::Flex);
 }
