@@ -199,7 +199,12 @@ struct ConvShape {
     oh: usize,
     ow: usize,
     g: Geometry,
+    /// Most floats of one im2col tile (a band of output rows): bounds each thread's buffer.
+    tile_floats: usize,
 }
+
+/// [`ConvShape::tile_floats`]: 4 MiB per thread, whatever the image size.
+const TILE_FLOATS: usize = 1 << 20;
 
 impl ConvShape {
     /// The convolution of an `x`-shaped input with a `weight`-shaped kernel.
@@ -230,6 +235,7 @@ impl ConvShape {
             oh: out(h, kh, 0),
             ow: out(w, kw, 1),
             g,
+            tile_floats: TILE_FLOATS,
         }
     }
 
@@ -241,6 +247,19 @@ impl ConvShape {
     /// Output positions per image (columns of the im2col matrix).
     fn positions(&self) -> usize {
         self.oh * self.ow
+    }
+
+    /// Bands of output rows whose im2col fits [`ConvShape::tile_floats`] (at least one row).
+    fn tiles(&self) -> impl Iterator<Item = std::ops::Range<usize>> + use<> {
+        let per_row = (self.col_len() * self.ow).max(1);
+        let rows = (self.tile_floats / per_row).clamp(1, self.oh.max(1));
+        let oh = self.oh;
+        (0..oh).step_by(rows).map(move |r| r..(r + rows).min(oh))
+    }
+
+    /// Floats of the largest im2col tile.
+    fn tile_len(&self) -> usize {
+        self.tiles().map(|r| r.len()).max().unwrap_or(0) * self.ow * self.col_len()
     }
 
     fn in_image(&self) -> usize {
@@ -271,11 +290,13 @@ impl ConvShape {
         (offset, lo.min(hi), hi)
     }
 
-    /// Fills `col` (`[col_len, positions]`) with the patches of one image `x` (`[c_in, h, w]`).
-    fn im2col(&self, x: &[f32], col: &mut [f32]) {
-        let (oh, ow, positions) = (self.oh, self.ow, self.positions());
+    /// Fills `col` (`[col_len, rows.len()·ow]`) with the patches of one image `x`
+    /// (`[c_in, h, w]`) for the output rows `rows`.
+    fn im2col(&self, x: &[f32], rows: std::ops::Range<usize>, col: &mut [f32]) {
+        let (oh, ow) = (self.oh, self.ow);
         let (sh, sw) = (self.g.stride[0], self.g.stride[1]);
-        let mut rows = col.chunks_exact_mut(positions);
+        let (r0, width) = (rows.start, rows.len() * ow);
+        let mut rows = col[..self.col_len() * width].chunks_exact_mut(width.max(1));
         for c in 0..self.c_in {
             let plane = &x[c * self.h * self.w..(c + 1) * self.h * self.w];
             for ki in 0..self.kh {
@@ -283,7 +304,8 @@ impl ConvShape {
                 for kj in 0..self.kw {
                     let (ox_off, x_lo, x_hi) = self.valid(kj, 1, self.w, ow);
                     let Some(row) = rows.next() else { return };
-                    for (oy, out) in row.chunks_exact_mut(ow).enumerate() {
+                    for (i, out) in row.chunks_exact_mut(ow).enumerate() {
+                        let oy = r0 + i;
                         if oy < y_lo || oy >= y_hi {
                             out.fill(0.0);
                             continue;
@@ -309,12 +331,13 @@ impl ConvShape {
         }
     }
 
-    /// Adds `col` (`[col_len, positions]`) back onto one image `dx` (`[c_in, h, w]`): the
-    /// adjoint of [`ConvShape::im2col`].
-    fn col2im(&self, col: &[f32], dx: &mut [f32]) {
-        let (oh, ow, positions) = (self.oh, self.ow, self.positions());
+    /// Adds `col` (`[col_len, rows.len()·ow]`) back onto one image `dx` (`[c_in, h, w]`):
+    /// the adjoint of [`ConvShape::im2col`] for the output rows `rows`.
+    fn col2im(&self, col: &[f32], rows: std::ops::Range<usize>, dx: &mut [f32]) {
+        let (oh, ow) = (self.oh, self.ow);
         let (sh, sw) = (self.g.stride[0], self.g.stride[1]);
-        let mut rows = col.chunks_exact(positions);
+        let (r0, r1, width) = (rows.start, rows.end, rows.len() * ow);
+        let mut rows = col[..self.col_len() * width].chunks_exact(width.max(1));
         for c in 0..self.c_in {
             let plane = &mut dx[c * self.h * self.w..(c + 1) * self.h * self.w];
             for ki in 0..self.kh {
@@ -325,10 +348,11 @@ impl ConvShape {
                     if x_lo >= x_hi {
                         continue;
                     }
-                    for oy in y_lo..y_hi {
+                    for oy in y_lo.max(r0)..y_hi.min(r1) {
                         let iy = ((oy * sh) as isize + oy_off) as usize;
                         let dst = &mut plane[iy * self.w..(iy + 1) * self.w];
-                        let src = &row[oy * ow + x_lo..oy * ow + x_hi];
+                        let at = (oy - r0) * ow;
+                        let src = &row[at + x_lo..at + x_hi];
                         let first = ((x_lo * sw) as isize + ox_off) as usize;
                         if sw == 1 {
                             for (d, s) in dst[first..first + src.len()].iter_mut().zip(src) {
@@ -368,6 +392,17 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// Columns `cols` of a row-major matrix with `stride` floats per row.
+    fn band(data: &'a [f32], rows: usize, stride: usize, cols: std::ops::Range<usize>) -> Self {
+        Self {
+            data: &data[cols.start..],
+            rows,
+            cols: cols.len(),
+            rs: stride,
+            cs: 1,
+        }
+    }
+
     /// This matrix transposed (no copy).
     fn t(self) -> Self {
         Self {
@@ -386,14 +421,26 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// `dst = a·b` (or `dst += a·b` with `accumulate`), `dst` row-major `a.rows x b.cols`.
+/// `dst = a·b` (or `dst += a·b` with `accumulate`), `dst` row-major `a.rows x b.cols` with
+/// `dst_rs` floats per row.
 ///
 /// The workspace's one `unsafe` block: the gemm crate's API takes raw pointers and strides.
 #[allow(unsafe_code)]
-fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, parallel: bool) {
+fn matmul(
+    dst: &mut [f32],
+    dst_rs: usize,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    accumulate: bool,
+    parallel: bool,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
-        b.rows == k && dst.len() >= m * n && a.fits() && b.fits(),
+        b.rows == k
+            && dst_rs >= n
+            && (m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n)
+            && a.fits()
+            && b.fits(),
         "matmul: shapes do not agree"
     );
     if m == 0 || n == 0 {
@@ -401,7 +448,9 @@ fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, parallel: b
     }
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            for row in dst.chunks_mut(dst_rs).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
@@ -411,8 +460,8 @@ fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, parallel: b
         gemm::Parallelism::None
     };
     // SAFETY: `fits` checked that every element the strides reach lies inside `a.data` and
-    // `b.data`, and `dst` holds the `m x n` row-major result; the slices do not alias (`dst` is
-    // borrowed mutably).
+    // `b.data`, and the length check that `dst` holds `m` rows of `dst_rs` floats (the last
+    // one `n`); the slices do not alias (`dst` is borrowed mutably).
     unsafe {
         gemm::gemm(
             m,
@@ -420,7 +469,7 @@ fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, parallel: b
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             a.data.as_ptr(),
             a.cs as isize,
@@ -490,24 +539,22 @@ fn conv_forward(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
     let (col_len, positions) = (s.col_len(), s.positions());
     let parallel = !per_image_parallel(s.n);
     let mut y = vec![0.0; s.n * s.out_image()];
-    for_images(
-        &mut y,
-        s.out_image(),
-        s.n,
-        col_len * positions,
-        |b, y_b, col| {
-            let x_b = &x[b * s.in_image()..(b + 1) * s.in_image()];
-            s.im2col(x_b, col);
+    for_images(&mut y, s.out_image(), s.n, s.tile_len(), |b, y_b, col| {
+        let x_b = &x[b * s.in_image()..(b + 1) * s.in_image()];
+        for rows in s.tiles() {
+            let band = rows.start * s.ow..rows.end * s.ow;
+            s.im2col(x_b, rows, col);
             matmul(
-                y_b,
+                &mut y_b[band.start..],
+                positions,
                 Mat::rows(w, s.c_out, col_len),
-                Mat::rows(col, col_len, positions),
+                Mat::rows(col, col_len, band.len()),
                 false,
                 parallel,
             );
-            add_bias(y_b, bias, positions);
-        },
-    );
+        }
+        add_bias(y_b, bias, positions);
+    });
     y
 }
 
@@ -575,23 +622,21 @@ fn col2im_input_grad(s: &ConvShape, dy: &[f32], w: &[f32]) -> Vec<f32> {
     let (col_len, positions) = (s.col_len(), s.positions());
     let parallel = !per_image_parallel(s.n);
     let mut dx = vec![0.0; s.n * s.in_image()];
-    for_images(
-        &mut dx,
-        s.in_image(),
-        s.n,
-        col_len * positions,
-        |b, dx_b, col| {
-            let dy_b = &dy[b * s.out_image()..(b + 1) * s.out_image()];
+    for_images(&mut dx, s.in_image(), s.n, s.tile_len(), |b, dx_b, col| {
+        let dy_b = &dy[b * s.out_image()..(b + 1) * s.out_image()];
+        for rows in s.tiles() {
+            let band = rows.start * s.ow..rows.end * s.ow;
             matmul(
                 col,
+                band.len(),
                 Mat::rows(w, s.c_out, col_len).t(),
-                Mat::rows(dy_b, s.c_out, positions),
+                Mat::band(dy_b, s.c_out, positions, band),
                 false,
                 parallel,
             );
-            s.col2im(col, dx_b);
-        },
-    );
+            s.col2im(col, rows, dx_b);
+        }
+    });
     dx
 }
 
@@ -604,21 +649,25 @@ fn conv_weight_grad(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let one = |b: usize, acc: &mut Vec<f32>, col: &mut Vec<f32>, parallel: bool| {
         let x_b = &x[b * s.in_image()..(b + 1) * s.in_image()];
         let dy_b = &dy[b * s.out_image()..(b + 1) * s.out_image()];
-        s.im2col(x_b, col);
-        matmul(
-            acc,
-            Mat::rows(col, col_len, positions),
-            Mat::rows(dy_b, s.c_out, positions).t(),
-            true,
-            parallel,
-        );
+        for rows in s.tiles() {
+            let band = rows.start * s.ow..rows.end * s.ow;
+            s.im2col(x_b, rows, col);
+            matmul(
+                acc,
+                s.c_out,
+                Mat::rows(col, col_len, band.len()),
+                Mat::band(dy_b, s.c_out, positions, band).t(),
+                true,
+                parallel,
+            );
+        }
     };
     let zeros = || vec![0.0f32; col_len * s.c_out];
     let transposed = if per_image_parallel(s.n) {
         (0..s.n)
             .into_par_iter()
             .fold(
-                || (zeros(), vec![0.0f32; col_len * positions]),
+                || (zeros(), vec![0.0f32; s.tile_len()]),
                 |(mut acc, mut col), b| {
                     one(b, &mut acc, &mut col, false);
                     (acc, col)
@@ -631,7 +680,7 @@ fn conv_weight_grad(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
             })
     } else {
         let mut acc = zeros();
-        let mut col = vec![0.0f32; col_len * positions];
+        let mut col = vec![0.0f32; s.tile_len()];
         for b in 0..s.n {
             one(b, &mut acc, &mut col, true);
         }
@@ -1257,6 +1306,26 @@ mod tests {
             let dx = conv_input_grad(&s, &dy, &w);
             close(&dx, &col2im_input_grad(&s, &dy, &w), "input gradient forms");
             let dw = conv_weight_grad(&s, &x, &dy);
+            // One output row per im2col tile gives the same results as whole images.
+            let mut banded = s;
+            banded.tile_floats = 1;
+            assert!(banded.tiles().count() == s.oh && s.tiles().count() == 1);
+            close(
+                &conv_forward(&banded, &x, &w, &vec![0.0; s.c_out]),
+                &y,
+                "banded forward",
+            );
+            close(
+                &conv_input_grad(&banded, &dy, &w),
+                &dx,
+                "banded input gradient",
+            );
+            close(&col2im_input_grad(&banded, &dy, &w), &dx, "banded col2im");
+            close(
+                &conv_weight_grad(&banded, &x, &dy),
+                &dw,
+                "banded weight gradient",
+            );
             let reference = dot(&y, &dy);
             for (got, what) in [(dot(&x, &dx), "input"), (dot(&w, &dw), "weight")] {
                 assert!(
