@@ -169,7 +169,6 @@ fn update_running(
 #[cfg(feature = "tch")]
 #[allow(deprecated)]
 mod native {
-    use burn::backend::DispatchTensor;
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
     use burn::backend::autodiff::grads::Gradients;
