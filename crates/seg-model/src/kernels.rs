@@ -107,7 +107,8 @@ pub(crate) fn up_block(
     conv_block(None, units, activation, Tensor::cat(vec![skip, x], 1))
 }
 
-/// `conv → [batch norm] → ReLU`: batch norm + ReLU fused on flex in training mode.
+/// `conv → [batch norm] → ReLU`: all three one kernel on flex in inference, batch norm + ReLU
+/// fused on flex in training mode.
 fn conv_norm_relu(
     conv: &Conv2d,
     norm: Option<&BatchNorm>,
@@ -116,6 +117,9 @@ fn conv_norm_relu(
 ) -> Tensor<4> {
     #[cfg(feature = "flex")]
     if flex::applies(&x) {
+        if let Some(y) = flex::conv_affine_relu(conv, norm, &x) {
+            return y;
+        }
         let y = flex::conv2d(conv, x);
         return match norm {
             Some(norm) => flex::batch_norm_relu(norm, y),

@@ -109,6 +109,58 @@ pub(super) fn conv_transpose2d(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4
     ))
 }
 
+/// `ReLU(norm(conv(x)))` (or `ReLU(conv(x))` without `norm`) off autodiff devices, in one
+/// fused kernel with batch norm's running statistics folded into the convolution; `None` where
+/// the fused kernel does not apply (an autodiff device, batch norm in training mode, a
+/// geometry the kernels do not cover).
+pub(super) fn conv_affine_relu(
+    conv: &Conv2d,
+    norm: Option<&BatchNorm>,
+    x: &Tensor<4>,
+) -> Option<Tensor<4>> {
+    if x.device().is_autodiff() || norm.is_some_and(|n| n.training.is_enabled()) {
+        return None;
+    }
+    let geometry = geometry(conv)?;
+    let device = x.device();
+    let weight = conv.weight.val();
+    let c_out = weight.dims()[0];
+    let bias = match &conv.bias {
+        Some(bias) => bias.val(),
+        None => zero_bias(c_out, x),
+    };
+    let (scale, shift) = match norm {
+        Some(norm) => norm_scale_shift(norm, &device),
+        None => (
+            Tensor::ones([c_out], &device),
+            Tensor::zeros([c_out], &device),
+        ),
+    };
+    Some(Tensor::from_dispatch(
+        <Dispatch as FlexTrainOps>::flex_conv2d_affine_relu(
+            x.clone().into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            scale.into_dispatch(),
+            shift.into_dispatch(),
+            geometry,
+        ),
+    ))
+}
+
+/// Batch norm with running statistics as one per-channel scale and shift:
+/// `scale = gamma / sqrt(running_var + eps)`, `shift = beta - running_mean · scale`.
+fn norm_scale_shift(norm: &BatchNorm, device: &burn::tensor::Device) -> (Tensor<1>, Tensor<1>) {
+    let mean = norm.running_mean.value_sync().to_device(device);
+    let variance = norm.running_var.value_sync().to_device(device);
+    let scale = norm
+        .gamma
+        .val()
+        .div(variance.add_scalar(norm.epsilon).sqrt());
+    let shift = norm.beta.val().sub(mean.mul(scale.clone()));
+    (scale, shift)
+}
+
 /// `ReLU(norm(x))`: in training mode with the batch statistics (running statistics moved as
 /// burn does), in inference mode with the running statistics folded into a scale and shift
 /// (on burn's module when the device is an autodiff one).
@@ -118,14 +170,7 @@ pub(super) fn batch_norm_relu(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
             return burn::tensor::activation::relu(norm.forward(x));
         }
         // Inference: the running statistics fold into one per-channel scale and shift.
-        let device = x.device();
-        let mean = norm.running_mean.value_sync().to_device(&device);
-        let variance = norm.running_var.value_sync().to_device(&device);
-        let scale = norm
-            .gamma
-            .val()
-            .div(variance.add_scalar(norm.epsilon).sqrt());
-        let shift = norm.beta.val().sub(mean.mul(scale.clone()));
+        let (scale, shift) = norm_scale_shift(norm, &x.device());
         return Tensor::from_dispatch(<Dispatch as FlexTrainOps>::flex_affine_relu(
             x.into_dispatch(),
             scale.into_dispatch(),
@@ -172,6 +217,16 @@ pub trait FlexTrainOps: Backend {
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
         shift: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// `ReLU(conv2d(x) · scale[c] + shift[c])`: a convolution, batch norm with running
+    /// statistics (or none: scale 1, shift 0) and ReLU in one pass (inference).
+    fn flex_conv2d_affine_relu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        geometry: Geometry,
     ) -> FloatTensor<Self>;
     /// ReLU(batch_norm(x)) with the batch's statistics.
     fn flex_batch_norm_relu(
@@ -534,10 +589,12 @@ fn for_images(
     }
 }
 
-/// `y[b] = W·im2col(x[b]) + bias`: the forward convolution.
-fn conv_forward(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+/// `y[b] = W·im2col(x[b]) + bias`: the forward convolution; with `relu`, `max(0, ·)` of it,
+/// applied band by band while the band is still in cache.
+fn conv_forward(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32], relu: bool) -> Vec<f32> {
     let (col_len, positions) = (s.col_len(), s.positions());
     let parallel = !per_image_parallel(s.n);
+    let with_bias = bias.iter().any(|&b| b != 0.0);
     let mut y = vec![0.0; s.n * s.out_image()];
     for_images(&mut y, s.out_image(), s.n, s.tile_len(), |b, y_b, col| {
         let x_b = &x[b * s.in_image()..(b + 1) * s.in_image()];
@@ -552,8 +609,17 @@ fn conv_forward(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
                 false,
                 parallel,
             );
+            if with_bias || relu {
+                for (plane, &c_bias) in y_b.chunks_exact_mut(positions).zip(bias) {
+                    let out = &mut plane[band.clone()];
+                    if relu {
+                        out.iter_mut().for_each(|v| *v = (*v + c_bias).max(0.0));
+                    } else {
+                        out.iter_mut().for_each(|v| *v += c_bias);
+                    }
+                }
+            }
         }
-        add_bias(y_b, bias, positions);
     });
     y
 }
@@ -575,7 +641,9 @@ fn add_bias(y_b: &mut [f32], bias: &[f32], positions: usize) {
 /// products per element at the U-Net's top level). Otherwise [`col2im_input_grad`].
 fn conv_input_grad(s: &ConvShape, dy: &[f32], w: &[f32]) -> Vec<f32> {
     match flipped_conv(s, w) {
-        Some((shape, flipped)) => conv_forward(&shape, dy, &flipped, &vec![0.0; shape.c_out]),
+        Some((shape, flipped)) => {
+            conv_forward(&shape, dy, &flipped, &vec![0.0; shape.c_out], false)
+        }
         None => col2im_input_grad(s, dy, w),
     }
 }
@@ -868,7 +936,42 @@ fn tensor(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
 fn conv2d_forward(x: &FlexTensor, w: &FlexTensor, bias: &FlexTensor, g: Geometry) -> FlexTensor {
     let ((x, xs), (w, ws), (bias, _)) = (view(x), view(w), view(bias));
     let s = ConvShape::new(dims4(&xs), dims4(&ws), g);
-    let y = conv_forward(&s, x.storage(), w.storage(), bias.storage());
+    let y = conv_forward(&s, x.storage(), w.storage(), bias.storage(), false);
+    tensor(y, vec![s.n, s.c_out, s.oh, s.ow])
+}
+
+/// The fused inference convolution computed by `flex_conv2d_affine_relu`:
+/// `ReLU((W·col + bias)·scale + shift)`, with the affine folded into the weight and bias
+/// (`W'[o] = W[o]·scale[o]`, `b'[o] = bias[o]·scale[o] + shift[o]`) and the ReLU applied to
+/// each band of the output as the gemm produces it.
+fn conv2d_affine_relu_forward(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    bias: &FlexTensor,
+    [scale, shift]: [&FlexTensor; 2],
+    g: Geometry,
+) -> FlexTensor {
+    let ((x, xs), (w, ws), (bias, _)) = (view(x), view(w), view(bias));
+    let ((scale, _), (shift, _)) = (view(scale), view(shift));
+    let s = ConvShape::new(dims4(&xs), dims4(&ws), g);
+    let (scale, shift): (&[f32], &[f32]) = (scale.storage(), shift.storage());
+    assert!(
+        scale.len() == s.c_out && shift.len() == s.c_out,
+        "fused convolution: {} output channels, {} scales, {} shifts",
+        s.c_out,
+        scale.len(),
+        shift.len()
+    );
+    let folded: Vec<f32> = w
+        .storage::<f32>()
+        .chunks_exact(s.col_len().max(1))
+        .zip(scale)
+        .flat_map(|(row, &a)| row.iter().map(move |&v| v * a))
+        .collect();
+    let bias: Vec<f32> = (bias.storage::<f32>().iter().zip(scale).zip(shift))
+        .map(|((&b, &a), &t)| b * a + t)
+        .collect();
+    let y = conv_forward(&s, x.storage(), &folded, &bias, true);
     tensor(y, vec![s.n, s.c_out, s.oh, s.ow])
 }
 
@@ -975,6 +1078,17 @@ impl FlexTrainOps for Flex {
         conv_transpose2d_forward(&x, &weight, &bias, geometry)
     }
 
+    fn flex_conv2d_affine_relu(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+        geometry: Geometry,
+    ) -> FlexTensor {
+        conv2d_affine_relu_forward(&x, &weight, &bias, [&scale, &shift], geometry)
+    }
+
     fn flex_batch_norm_relu(
         x: FlexTensor,
         gamma: FlexTensor,
@@ -1059,7 +1173,7 @@ impl Backward<Flex, 3> for ConvTranspose2dBackward {
             grads.register::<Flex>(node.id, tensor(db, vec![s.c_in]));
         }
         if let Some(node) = px {
-            let dx = conv_forward(&s, dy, w.storage(), &vec![0.0; s.c_out]);
+            let dx = conv_forward(&s, dy, w.storage(), &vec![0.0; s.c_out], false);
             grads.register::<Flex>(node.id, tensor(dx, xs));
         }
     }
@@ -1172,6 +1286,19 @@ impl<C: CheckpointStrategy> FlexTrainOps for Autodiff<Flex, C> {
             geometry,
             conv_transpose2d_forward,
         )
+    }
+
+    fn flex_conv2d_affine_relu(
+        x: AdTensor<C>,
+        weight: AdTensor<C>,
+        bias: AdTensor<C>,
+        scale: AdTensor<C>,
+        shift: AdTensor<C>,
+        geometry: Geometry,
+    ) -> AdTensor<C> {
+        // Differentiable as its two parts (seg-model only calls it off autodiff devices).
+        let y = Self::flex_conv2d(x, weight, bias, geometry);
+        Self::flex_affine_relu(y, scale, shift)
     }
 
     fn flex_batch_norm_relu(
@@ -1296,7 +1423,7 @@ mod tests {
             let s = ConvShape::new(xs, ws, g);
             let x = values(s.n * s.in_image(), 1);
             let w = values(ws.iter().product(), 2);
-            let y = conv_forward(&s, &x, &w, &vec![0.0; s.c_out]);
+            let y = conv_forward(&s, &x, &w, &vec![0.0; s.c_out], false);
             close(
                 &y,
                 &naive_conv(&s, &x, &w),
@@ -1311,7 +1438,7 @@ mod tests {
             banded.tile_floats = 1;
             assert!(banded.tiles().count() == s.oh && s.tiles().count() == 1);
             close(
-                &conv_forward(&banded, &x, &w, &vec![0.0; s.c_out]),
+                &conv_forward(&banded, &x, &w, &vec![0.0; s.c_out], false),
                 &y,
                 "banded forward",
             );
@@ -1334,6 +1461,51 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The fused inference kernel (affine folded into the weights, ReLU per band) against
+    /// convolution, bias, affine and ReLU one after the other, whole and in one-row bands.
+    #[test]
+    fn fused_conv_affine_relu_matches_its_parts() {
+        let g = Geometry {
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+        };
+        let (xs, ws) = ([3, 4, 7, 6], [5, 4, 3, 3]);
+        let s = ConvShape::new(xs, ws, g);
+        let x = values(s.n * s.in_image(), 11);
+        let w = values(ws.iter().product(), 12);
+        let (bias, scale, shift) = (values(5, 13), values(5, 14), values(5, 15));
+        let conv = conv_forward(&s, &x, &w, &vec![0.0; s.c_out], false);
+        let expected: Vec<f32> = conv
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let c = (i / s.positions()) % s.c_out;
+                ((v + bias[c]) * scale[c] + shift[c]).max(0.0)
+            })
+            .collect();
+        assert!(expected.contains(&0.0) && expected.iter().any(|&v| v > 0.0));
+        let t = |data: &[f32], shape: &[usize]| tensor(data.to_vec(), shape.to_vec());
+        let (xt, wt, bt) = (t(&x, &xs), t(&w, &ws), t(&bias, &[5]));
+        let (at, st) = (t(&scale, &[5]), t(&shift, &[5]));
+        let fused = conv2d_affine_relu_forward(&xt, &wt, &bt, [&at, &st], g);
+        close(fused.storage(), &expected, "fused");
+        let (folded, folded_bias): (Vec<f32>, Vec<f32>) = (
+            w.chunks(s.col_len())
+                .zip(&scale)
+                .flat_map(|(r, &a)| r.iter().map(move |v| v * a))
+                .collect(),
+            (0..5).map(|c| bias[c] * scale[c] + shift[c]).collect(),
+        );
+        let mut banded = s;
+        banded.tile_floats = 1;
+        close(
+            &conv_forward(&banded, &x, &folded, &folded_bias, true),
+            &expected,
+            "banded fused",
+        );
     }
 
     /// Batch norm + ReLU gradients against central finite differences of sum(out · dy).
