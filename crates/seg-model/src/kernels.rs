@@ -82,6 +82,8 @@ pub(crate) fn conv_block(
         return native::conv_block(pool, units, activation, x);
     }
     let x = match pool {
+        #[cfg(feature = "flex")]
+        Some(pool) if flex::applies(&x) => flex::max_pool2d(pool, x),
         Some(pool) => pool.forward(x),
         None => x,
     };
