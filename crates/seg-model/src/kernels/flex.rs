@@ -618,7 +618,6 @@ fn for_images(
 fn conv_forward(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32], relu: bool) -> Vec<f32> {
     let (col_len, positions) = (s.col_len(), s.positions());
     let parallel = !per_image_parallel(s.n);
-    let with_bias = bias.iter().any(|&b| b != 0.0);
     let mut y = vec![0.0; s.n * s.out_image()];
     for_images(&mut y, s.out_image(), s.n, s.tile_len(), |b, y_b, col| {
         let x_b = &x[b * s.in_image()..(b + 1) * s.in_image()];
@@ -633,28 +632,31 @@ fn conv_forward(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32], relu: bool) -
                 false,
                 parallel,
             );
-            if with_bias || relu {
-                for (plane, &c_bias) in y_b.chunks_exact_mut(positions).zip(bias) {
-                    let out = &mut plane[band.clone()];
-                    if relu {
-                        out.iter_mut().for_each(|v| *v = (*v + c_bias).max(0.0));
-                    } else {
-                        out.iter_mut().for_each(|v| *v += c_bias);
-                    }
-                }
-            }
+            bias_relu(y_b, bias, positions, band, relu);
         }
     });
     y
 }
 
-/// Adds `bias[c]` to every position of channel `c` of one image.
-fn add_bias(y_b: &mut [f32], bias: &[f32], positions: usize) {
-    if bias.iter().all(|&b| b == 0.0) {
+/// Adds `bias[c]` to the positions `band` of every channel `c` of one image, then (with
+/// `relu`) takes `max(0, ·)`; nothing to do for a zero bias without ReLU.
+fn bias_relu(
+    y_b: &mut [f32],
+    bias: &[f32],
+    positions: usize,
+    band: std::ops::Range<usize>,
+    relu: bool,
+) {
+    if !relu && bias.iter().all(|&b| b == 0.0) {
         return;
     }
     for (plane, &b) in y_b.chunks_exact_mut(positions).zip(bias) {
-        plane.iter_mut().for_each(|v| *v += b);
+        let out = &mut plane[band.clone()];
+        if relu {
+            out.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+        } else {
+            out.iter_mut().for_each(|v| *v += b);
+        }
     }
 }
 
@@ -986,17 +988,24 @@ fn conv2d_affine_relu_forward(
         scale.len(),
         shift.len()
     );
-    let folded: Vec<f32> = w
-        .storage::<f32>()
-        .chunks_exact(s.col_len().max(1))
-        .zip(scale)
-        .flat_map(|(row, &a)| row.iter().map(move |&v| v * a))
-        .collect();
-    let bias: Vec<f32> = (bias.storage::<f32>().iter().zip(scale).zip(shift))
-        .map(|((&b, &a), &t)| b * a + t)
-        .collect();
+    let (folded, bias) = fold_affine(w.storage(), bias.storage(), scale, shift);
     let y = conv_forward(&s, x.storage(), &folded, &bias, true);
     tensor(y, vec![s.n, s.c_out, s.oh, s.ow])
+}
+
+/// A per-output-channel affine folded into a convolution's weight (`[c_out, ...]`) and bias:
+/// `W'[o] = W[o]·scale[o]`, `b'[o] = bias[o]·scale[o] + shift[o]`.
+fn fold_affine(w: &[f32], bias: &[f32], scale: &[f32], shift: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let row = w.len() / scale.len().max(1);
+    let folded = w
+        .chunks_exact(row.max(1))
+        .zip(scale)
+        .flat_map(|(r, &a)| r.iter().map(move |&v| v * a))
+        .collect();
+    let bias = (bias.iter().zip(scale).zip(shift))
+        .map(|((&b, &a), &t)| b * a + t)
+        .collect();
+    (folded, bias)
 }
 
 /// The convolution that a transposed convolution of `x` (`[n, c_in, h, w]`) with `w`
@@ -1037,7 +1046,7 @@ fn conv_transpose2d_forward(
     let bias: &[f32] = bias.storage();
     if image > 0 {
         y.par_chunks_mut(image)
-            .for_each(|y_b| add_bias(y_b, bias, s.h * s.w));
+            .for_each(|y_b| bias_relu(y_b, bias, s.h * s.w, 0..s.h * s.w, false));
     }
     tensor(y, vec![s.n, s.c_in, s.h, s.w])
 }
@@ -1556,13 +1565,7 @@ mod tests {
         let (at, st) = (t(&scale, &[5]), t(&shift, &[5]));
         let fused = conv2d_affine_relu_forward(&xt, &wt, &bt, [&at, &st], g);
         close(fused.storage(), &expected, "fused");
-        let (folded, folded_bias): (Vec<f32>, Vec<f32>) = (
-            w.chunks(s.col_len())
-                .zip(&scale)
-                .flat_map(|(r, &a)| r.iter().map(move |v| v * a))
-                .collect(),
-            (0..5).map(|c| bias[c] * scale[c] + shift[c]).collect(),
-        );
+        let (folded, folded_bias) = fold_affine(&w, &bias, &scale, &shift);
         let mut banded = s;
         banded.tile_floats = 1;
         close(
