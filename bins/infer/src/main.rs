@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use pipeline::inference::{ImageResult, InferOptions, InferSummary, ModelChoice};
-use pipeline::progress::Progress;
+use pipeline::infer::{ImageResult, InferOptions, InferSummary};
+use pipeline::model_ref::ModelChoice;
+use pipeline::terminal::{self, Progress};
 use pipeline::{Flags, exit};
 
 /// Predict segmentation masks with a verified model: by default the registered model's alias
@@ -100,8 +101,11 @@ impl Cli {
 fn main() {
     let started = Instant::now();
     let cli = Cli::parse();
-    pipeline::cli::init_logging(cli.quiet);
-    let runtime = pipeline::cli::runtime();
+    terminal::init_logging(cli.quiet);
+    let runtime = match terminal::runtime() {
+        Ok(rt) => rt,
+        Err(e) => std::process::exit(terminal::report(&e)),
+    };
     let code = runtime.block_on(run(cli, started));
     runtime.shutdown_background();
     std::process::exit(code);
@@ -116,19 +120,19 @@ async fn run(cli: Cli, started: Instant) -> i32 {
         input: cli.input.clone(),
         commit: cli.commit,
         quiet: cli.quiet,
-        interrupted: pipeline::cli::interrupt_flag(),
+        interrupted: terminal::interrupt_flag(|| std::process::exit(exit::INTERRUPTED)),
         started: Some(started),
     };
     let json = cli.json;
     let emit = move |r: &ImageResult| {
         if json {
-            pipeline::cli::print_json(r, &r.input);
+            terminal::print_json(r, &r.input);
         }
     };
-    match pipeline::inference::infer(opts, &progress, emit).await {
+    match pipeline::infer::infer(opts, &progress, emit).await {
         Ok(summary) => {
             if cli.json {
-                if !pipeline::cli::print_json(&summary, "the summary") {
+                if !terminal::print_json(&summary, "the summary") {
                     return exit::ERROR;
                 }
             } else {
@@ -146,7 +150,7 @@ async fn run(cli: Cli, started: Instant) -> i32 {
             }
             exit::OK
         }
-        Err(e) => pipeline::cli::report(&e),
+        Err(e) => terminal::report(&e),
     }
 }
 

@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use pipeline::registration::{self, Registration, RunChoice};
+use pipeline::register::{self, Registration, RunChoice};
+use pipeline::terminal;
 use pipeline::{Flags, PipelineError, exit};
 
 /// Register a trained model: pick the run, verify the model's bytes in lakeFS, check the
@@ -46,14 +47,17 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
-    pipeline::cli::init_logging(cli.quiet);
-    let runtime = pipeline::cli::runtime();
+    terminal::init_logging(cli.quiet);
+    let runtime = match terminal::runtime() {
+        Ok(rt) => rt,
+        Err(e) => std::process::exit(terminal::report(&e)),
+    };
     let code = match runtime.block_on(run(&cli)) {
         Ok(r) => {
             print_result(&cli, &r);
             exit::OK
         }
-        Err(e) => pipeline::cli::report(&e),
+        Err(e) => terminal::report(&e),
     };
     std::process::exit(code);
 }
@@ -71,11 +75,11 @@ async fn run(cli: &Cli) -> Result<Registration, PipelineError> {
         (_, _, true) => RunChoice::Manual,
         _ => RunChoice::Newest,
     };
-    let run = registration::choose_run(&services, &config, &choice).await?;
+    let run = register::choose_run(&services, &config, &choice).await?;
     tracing::info!("run {} ({})", run.info.run_id, run.info.run_name);
-    let file = registration::verify_model(&services, &config, &run).await?;
+    let file = register::verify_model(&services, &config, &run).await?;
     tracing::info!("verified {} (sha256 matches the run)", file.display());
-    let unmet = registration::unmet_criteria(&config, &run)?;
+    let unmet = register::unmet_criteria(&config, &run)?;
     if !unmet.is_empty() && !cli.force {
         return Err(PipelineError::Criteria(format!(
             "{}; nothing registered (--force registers anyway)",
@@ -85,7 +89,7 @@ async fn run(cli: &Cli) -> Result<Registration, PipelineError> {
     if !unmet.is_empty() {
         tracing::warn!("registering with --force: {}", unmet.join("; "));
     }
-    registration::register(
+    register::register(
         &services,
         &config,
         &run,
@@ -97,7 +101,7 @@ async fn run(cli: &Cli) -> Result<Registration, PipelineError> {
 
 fn print_result(cli: &Cli, r: &Registration) {
     if cli.json {
-        pipeline::cli::print_json(r, "the result");
+        terminal::print_json(r, "the result");
         return;
     }
     println!(

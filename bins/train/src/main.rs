@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use pipeline::progress::Progress;
-use pipeline::training::{TrainOptions, TrainSummary};
-use pipeline::{Flags, exit};
+use pipeline::terminal::{self, Progress};
+use pipeline::train::{TrainOptions, TrainSummary};
+use pipeline::{Flags, PipelineError, exit};
 
 /// Train a segmentation model with full lineage (git commit -> lakeFS data commit -> MLflow
 /// run -> lakeFS model commit).
@@ -75,21 +75,31 @@ impl Cli {
 
 fn main() {
     let cli = Cli::parse();
-    pipeline::cli::init_logging(cli.quiet);
+    terminal::init_logging(cli.quiet);
     if cli.print_config {
-        match pipeline::config::load(cli.config.as_deref(), cli.flags()) {
-            Ok(loaded) => {
-                print!("{}", loaded.config.redacted_toml());
-                std::process::exit(exit::OK);
-            }
-            Err(e) => std::process::exit(pipeline::cli::report(&e.into())),
-        }
+        std::process::exit(print_config(&cli));
     }
-    let runtime = pipeline::cli::runtime();
+    let runtime = match terminal::runtime() {
+        Ok(rt) => rt,
+        Err(e) => std::process::exit(terminal::report(&e)),
+    };
     let code = runtime.block_on(run(cli));
     // Do not wait for blocking threads that may still hold a stopped training.
     runtime.shutdown_background();
     std::process::exit(code);
+}
+
+/// `--print-config`: the resolved configuration, secrets redacted; the exit code.
+fn print_config(cli: &Cli) -> i32 {
+    let shown = pipeline::config::load(cli.config.as_deref(), cli.flags())
+        .and_then(|loaded| loaded.config.redacted_toml());
+    match shown {
+        Ok(text) => {
+            print!("{text}");
+            exit::OK
+        }
+        Err(e) => terminal::report(&PipelineError::from(e)),
+    }
 }
 
 async fn run(cli: Cli) -> i32 {
@@ -101,13 +111,13 @@ async fn run(cli: Cli) -> i32 {
         run_name: cli.run_name.clone(),
         reproduce: cli.reproduce.clone(),
         quiet: cli.quiet,
-        interrupted: pipeline::cli::interrupt_flag(),
+        interrupted: terminal::interrupt_flag(|| std::process::exit(exit::INTERRUPTED)),
         code_dir: None,
     };
-    match pipeline::training::train(opts, &progress).await {
+    match pipeline::train::train(opts, &progress).await {
         Ok(summary) => {
             if cli.json {
-                if !pipeline::cli::print_json(&summary, "the summary") {
+                if !terminal::print_json(&summary, "the summary") {
                     return exit::ERROR;
                 }
             } else {
@@ -115,7 +125,7 @@ async fn run(cli: Cli) -> i32 {
             }
             exit::OK
         }
-        Err(e) => pipeline::cli::report(&e),
+        Err(e) => terminal::report(&e),
     }
 }
 

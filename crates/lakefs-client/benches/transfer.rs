@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use lakefs_client::{DEFAULT_CONCURRENCY, LakeFsClientBuilder, UploadDirOptions, UploadOptions};
+use lakefs_client::{
+    DEFAULT_CONCURRENCY, DownloadOptions, LakeFsClientBuilder, UploadDirOptions, UploadOptions,
+};
 use lakefs_local::{DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, ServerConfig};
 
 fn peak_rss_mib() -> f64 {
@@ -112,8 +114,8 @@ async fn main() {
                 "bench",
                 &branch,
                 "data/",
-                &work.path().join(format!("cache{i}")),
-                concurrency,
+                &DownloadOptions::new(work.path().join(format!("cache{i}")))
+                    .concurrency(concurrency),
             )
             .await
             .expect("download");

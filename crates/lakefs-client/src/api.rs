@@ -1,6 +1,7 @@
 //! Endpoints: health, setup, config, user, login, repositories, branches, commits, log, diff,
 //! merge and tags. Listings are streams that page with `after`/`amount`.
 
+use rest_transport::ClientError as _;
 use std::collections::BTreeMap;
 
 use futures::Stream;

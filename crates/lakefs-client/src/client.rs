@@ -7,7 +7,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::error::{LakeFsError, Result};
-use rest_transport::{Failure, RetryPolicy};
+use rest_transport::{ClientBuilder, ClientOptions, Failure, RetryPolicy};
 
 /// How the client authenticates.
 #[derive(Clone)]
@@ -44,11 +44,8 @@ pub struct LakeFsClientBuilder {
     endpoint: String,
     credentials: Credentials,
     token_login: bool,
-    connect_timeout: Duration,
-    request_timeout: Duration,
+    options: ClientOptions,
     transfer_timeout: Duration,
-    retry: RetryPolicy,
-    user_agent: String,
     page_size: usize,
 }
 
@@ -59,11 +56,11 @@ impl LakeFsClientBuilder {
             endpoint: endpoint.into(),
             credentials: Credentials::None,
             token_login: false,
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(60),
+            options: ClientOptions::new(format!(
+                "seg-mlops-lakefs-client/{}",
+                env!("CARGO_PKG_VERSION")
+            )),
             transfer_timeout: Duration::from_secs(3600),
-            retry: RetryPolicy::default(),
-            user_agent: format!("seg-mlops-lakefs-client/{}", env!("CARGO_PKG_VERSION")),
             page_size: 1000,
         }
     }
@@ -105,39 +102,15 @@ impl LakeFsClientBuilder {
         self
     }
 
-    /// Connect timeout (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Timeout of metadata calls (default 60 s).
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
     /// Timeout of one object upload or download (default 1 h).
     pub fn transfer_timeout(mut self, timeout: Duration) -> Self {
         self.transfer_timeout = timeout;
         self
     }
 
-    /// Retry policy.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
     /// Items per page of listings (1..=1000, default 1000).
     pub fn page_size(mut self, size: usize) -> Self {
         self.page_size = size.clamp(1, 1000);
-        self
-    }
-
-    /// User-Agent header.
-    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
-        self.user_agent = agent.into();
         self
     }
 
@@ -157,18 +130,18 @@ impl LakeFsClientBuilder {
                 self.endpoint
             )));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .user_agent(&self.user_agent)
+        let http = self
+            .options
+            .http_builder()
             .build()
             .map_err(|e| LakeFsError::Config(e.to_string()))?;
         let mut client = LakeFsClient {
             api,
             http,
             credentials: self.credentials.clone(),
-            request_timeout: self.request_timeout,
+            request_timeout: self.options.request_timeout,
             transfer_timeout: self.transfer_timeout,
-            retry: self.retry,
+            retry: self.options.retry,
             page_size: self.page_size,
         };
         if self.token_login {
@@ -185,6 +158,12 @@ impl LakeFsClientBuilder {
             client.credentials = Credentials::Token(token);
         }
         Ok(client)
+    }
+}
+
+impl ClientBuilder for LakeFsClientBuilder {
+    fn options_mut(&mut self) -> &mut ClientOptions {
+        &mut self.options
     }
 }
 

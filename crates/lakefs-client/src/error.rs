@@ -164,52 +164,35 @@ pub enum LakeFsError {
     },
 }
 
-impl rest_transport::Retryable for LakeFsError {
-    fn retry(&self) -> rest_transport::Retry {
-        use rest_transport::Retry;
+impl rest_transport::ClientError for LakeFsError {
+    fn kind(&self) -> rest_transport::ErrorKind {
+        use rest_transport::ErrorKind;
         match self {
-            Self::Transport { .. } | Self::Timeout { .. } | Self::Truncated { .. } => {
-                Retry::After(None)
-            }
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::Transport { .. } => ErrorKind::Unreachable,
+            Self::Timeout { .. } => ErrorKind::Timeout,
+            Self::Truncated { .. } => ErrorKind::Truncated,
             Self::Server {
                 status,
                 retry_after,
                 ..
-            } if rest_transport::status::is_transient(*status) => Retry::After(*retry_after),
-            _ => Retry::Never,
+            } => ErrorKind::Status {
+                status: *status,
+                retry_after: *retry_after,
+            },
+            _ => ErrorKind::Other,
+        }
+    }
+
+    fn last_attempt(&self) -> Option<&Self> {
+        match self {
+            Self::RetriesExhausted { last, .. } => Some(last),
+            _ => None,
         }
     }
 }
 
 impl LakeFsError {
-    /// Whether the same request may succeed if retried (408, 429, 500-504, transport, timeout,
-    /// truncated body).
-    pub fn is_retryable(&self) -> bool {
-        rest_transport::Retryable::retry(self) != rest_transport::Retry::Never
-    }
-
-    /// The error itself, or for [`LakeFsError::RetriesExhausted`] the last attempt's error.
-    pub fn cause(&self) -> &LakeFsError {
-        match self {
-            Self::RetriesExhausted { last, .. } => last.cause(),
-            e => e,
-        }
-    }
-
-    /// Whether the server could not be reached (also after retries).
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self.cause(), Self::Transport { .. })
-    }
-
-    /// Whether this is a 404.
-    pub fn is_not_found(&self) -> bool {
-        match self {
-            Self::NotFound { .. } => true,
-            Self::RetriesExhausted { last, .. } => last.is_not_found(),
-            _ => false,
-        }
-    }
-
     /// Whether this is a commit that had nothing to commit.
     pub fn is_nothing_to_commit(&self) -> bool {
         matches!(self, Self::NothingToCommit { .. })

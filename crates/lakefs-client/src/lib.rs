@@ -20,9 +20,10 @@ pub mod uri;
 pub use client::{Credentials, LakeFsClient, LakeFsClientBuilder};
 pub use error::{LakeFsError, Result};
 pub use objects::UploadOptions;
-pub use rest_transport::RetryPolicy;
+pub use rest_transport::{ClientBuilder, ClientError, ClientOptions, RetryPolicy};
 pub use sync::{
-    DEFAULT_CONCURRENCY, DownloadReport, SymlinkPolicy, UploadDirOptions, UploadReport,
+    DEFAULT_CONCURRENCY, DownloadOptions, DownloadReport, SymlinkPolicy, UploadDirOptions,
+    UploadReport,
 };
 pub use transaction::{CommitOptions, TransactionOutcome};
 pub use types::*;

@@ -47,6 +47,31 @@ impl Default for UploadDirOptions {
     }
 }
 
+/// Options of [`LakeFsClient::download_prefix`].
+#[derive(Debug, Clone)]
+pub struct DownloadOptions {
+    /// The cache folder: downloads land in `<cache_root>/<repo>/<commit id>/<prefix>`.
+    pub cache_root: PathBuf,
+    /// Transfers at once (default [`DEFAULT_CONCURRENCY`]).
+    pub concurrency: usize,
+}
+
+impl DownloadOptions {
+    /// Downloads into `cache_root` with the default concurrency.
+    pub fn new(cache_root: impl Into<PathBuf>) -> Self {
+        Self {
+            cache_root: cache_root.into(),
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+
+    /// The same with at most `concurrency` transfers at once.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+}
+
 /// What `upload_dir` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UploadReport {
@@ -253,20 +278,21 @@ impl LakeFsClient {
     }
 
     /// Downloads every object under the folder `prefix` at `reference` into
-    /// `cache_root/<repo>/<commit id>/<prefix>` (resolving the ref to its commit first) with at
-    /// most `concurrency` transfers. A folder already complete for that commit is reused as is;
+    /// `<cache_root>/<repo>/<commit id>/<prefix>` (resolving the ref to its commit first) with
+    /// at most `concurrency` transfers ([`DownloadOptions`]). A folder already complete for that commit is reused as is;
     /// after an interrupted download, files already present with the right checksum are kept.
     pub async fn download_prefix(
         &self,
         repo: &str,
         reference: &str,
         prefix: &str,
-        cache_root: &Path,
-        concurrency: usize,
+        opts: &DownloadOptions,
     ) -> Result<DownloadReport> {
+        let concurrency = opts.concurrency;
         let prefix = folder_prefix(prefix);
         let commit_id = self.resolve_commit(repo, reference).await?;
-        let dir = cache_root
+        let dir = opts
+            .cache_root
             .join(repo)
             .join(&commit_id)
             .join(prefix.trim_end_matches('/'));

@@ -251,7 +251,12 @@ async fn listed_paths_escaping_the_destination_are_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let err = client(&endpoint, test_support::fast_retry())
         .await
-        .download_prefix("repo", "main", "ds/", &dir.path().join("cache"), 4)
+        .download_prefix(
+            "repo",
+            "main",
+            "ds/",
+            &DownloadOptions::new(dir.path().join("cache")).concurrency(4),
+        )
         .await
         .expect_err("traversal");
     assert!(matches!(err, LakeFsError::UnsafePath { .. }), "{err}");

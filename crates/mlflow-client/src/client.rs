@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
-use rest_transport::{Failure, RetryPolicy};
+use rest_transport::{ClientBuilder, ClientOptions, Failure};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -43,10 +43,7 @@ impl std::fmt::Debug for Auth {
 pub struct MlflowClientBuilder {
     tracking_uri: String,
     auth: Auth,
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    retry: RetryPolicy,
-    user_agent: String,
+    options: ClientOptions,
 }
 
 impl MlflowClientBuilder {
@@ -55,10 +52,10 @@ impl MlflowClientBuilder {
         Self {
             tracking_uri: tracking_uri.into(),
             auth: Auth::None,
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(60),
-            retry: RetryPolicy::default(),
-            user_agent: format!("seg-mlops-mlflow-client/{}", env!("CARGO_PKG_VERSION")),
+            options: ClientOptions::new(format!(
+                "seg-mlops-mlflow-client/{}",
+                env!("CARGO_PKG_VERSION")
+            )),
         }
     }
 
@@ -88,30 +85,6 @@ impl MlflowClientBuilder {
         self
     }
 
-    /// Sets the connect timeout (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Sets the per-request timeout (default 60 s; artifact transfers use 10x this).
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
-    /// Sets the retry policy.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Sets the User-Agent.
-    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
-        self.user_agent = agent.into();
-        self
-    }
-
     /// Builds the client.
     pub fn build(self) -> Result<MlflowClient> {
         let base = url::Url::parse(self.tracking_uri.trim_end_matches('/')).map_err(|e| {
@@ -123,10 +96,10 @@ impl MlflowClientBuilder {
                 self.tracking_uri
             )));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .timeout(self.request_timeout)
-            .user_agent(&self.user_agent)
+        let http = self
+            .options
+            .http_builder()
+            .timeout(self.options.request_timeout)
             .build()
             .map_err(|e| MlflowError::Config(e.to_string()))?;
         Ok(MlflowClient {
@@ -135,6 +108,12 @@ impl MlflowClientBuilder {
             http,
             config: self,
         })
+    }
+}
+
+impl ClientBuilder for MlflowClientBuilder {
+    fn options_mut(&mut self) -> &mut ClientOptions {
+        &mut self.options
     }
 }
 
@@ -195,6 +174,7 @@ impl MlflowClient {
         Fut: std::future::Future<Output = Result<T>>,
     {
         self.config
+            .options
             .retry
             .run(attempt, |last, attempts, elapsed| {
                 MlflowError::RetriesExhausted {
@@ -207,7 +187,7 @@ impl MlflowClient {
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
-        self.config.request_timeout
+        self.config.options.request_timeout
     }
 
     /// Sends a JSON request and decodes the JSON answer, retrying idempotent calls.
@@ -371,6 +351,7 @@ impl MlflowClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rest_transport::ClientError as _;
 
     #[test]
     fn debug_hides_secrets() {

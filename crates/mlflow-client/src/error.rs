@@ -132,49 +132,30 @@ pub enum MlflowError {
     Config(String),
 }
 
-impl rest_transport::Retryable for MlflowError {
-    fn retry(&self) -> rest_transport::Retry {
-        use rest_transport::Retry;
+impl rest_transport::ClientError for MlflowError {
+    fn kind(&self) -> rest_transport::ErrorKind {
+        use rest_transport::ErrorKind;
         match self {
-            Self::Unreachable { .. } | Self::Timeout { .. } | Self::Truncated { .. } => {
-                Retry::After(None)
-            }
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::Unreachable { .. } => ErrorKind::Unreachable,
+            Self::Timeout { .. } => ErrorKind::Timeout,
+            Self::Truncated { .. } => ErrorKind::Truncated,
             Self::Api {
                 status,
                 retry_after,
                 ..
-            } if rest_transport::status::is_transient(*status) => Retry::After(*retry_after),
-            _ => Retry::Never,
-        }
-    }
-}
-
-impl MlflowError {
-    /// Whether retrying the same idempotent request may succeed (408, 429, 500-504,
-    /// unreachable, timeout, truncated body).
-    pub fn is_retryable(&self) -> bool {
-        rest_transport::Retryable::retry(self) != rest_transport::Retry::Never
-    }
-
-    /// The error itself, or for [`MlflowError::RetriesExhausted`] the last attempt's error.
-    pub fn cause(&self) -> &MlflowError {
-        match self {
-            Self::RetriesExhausted { last, .. } => last.cause(),
-            e => e,
+            } => ErrorKind::Status {
+                status: *status,
+                retry_after: *retry_after,
+            },
+            _ => ErrorKind::Other,
         }
     }
 
-    /// Whether the server could not be reached (also after retries).
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self.cause(), Self::Unreachable { .. })
-    }
-
-    /// Whether this is a not-found error.
-    pub fn is_not_found(&self) -> bool {
+    fn last_attempt(&self) -> Option<&Self> {
         match self {
-            Self::NotFound { .. } => true,
-            Self::RetriesExhausted { last, .. } => last.is_not_found(),
-            _ => false,
+            Self::RetriesExhausted { last, .. } => Some(last),
+            _ => None,
         }
     }
 }

@@ -18,7 +18,7 @@ pub mod types;
 pub use client::{Auth, MlflowClient, MlflowClientBuilder};
 pub use error::{MlflowError, Result};
 pub use registry::NewModelVersion;
-pub use rest_transport::RetryPolicy;
+pub use rest_transport::{ClientBuilder, ClientError, ClientOptions, RetryPolicy};
 pub use run_guard::RunGuard;
 pub use tracking::{NewRun, RunSearch, context_tag};
 pub use types::*;

@@ -3,6 +3,7 @@
 
 use futures::Stream;
 use reqwest::Method;
+use rest_transport::ClientError as _;
 use serde::Deserialize;
 use serde_json::json;
 

@@ -2,6 +2,7 @@
 //! interrupt, and FAILED (with a warning) when dropped without being ended, e.g. after an
 //! early `?` return or a panic.
 
+use rest_transport::ClientBuilder;
 use std::time::Duration;
 
 use crate::client::MlflowClient;

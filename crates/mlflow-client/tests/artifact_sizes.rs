@@ -2,6 +2,7 @@
 //! then comes from the artifact proxy's listing. A fake MLflow on loopback answers with a
 //! chunked body (no Content-Length) and a listing whose size is right or wrong.
 
+use mlflow_client::{ClientBuilder as _, ClientError as _};
 use std::time::Duration;
 
 use mlflow_client::{MlflowClientBuilder, MlflowError, RetryPolicy};

@@ -7,19 +7,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
-use lakefs_client::{CommitOptions, LakeFsClient, LakeFsError, UploadDirOptions};
-use seg_model::data::{DatasetStats, MaskEncoding, SegmentationDataset, SyntheticConfig};
+use lakefs_client::{
+    CommitOptions, DownloadOptions, LakeFsClient, LakeFsError, LakeFsUri, UploadDirOptions,
+};
+use seg_model::data::{DatasetStats, MaskEncoding, SegmentationDataset};
 
 use crate::config::Config;
 use crate::error::{PipelineError, Result};
-use crate::progress::Progress;
-
-/// Commit metadata key marking a data commit, and its value.
-pub const KIND_KEY: &str = "seg_mlops.kind";
-/// The value of [`KIND_KEY`] on data commits.
-pub const KIND_DATA: &str = "data";
-/// The value of [`KIND_KEY`] on model commits.
-pub const KIND_MODEL: &str = "model";
+use crate::run_record::{commit_meta, kinds};
+use crate::terminal::Progress;
 
 /// Where the training data came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,13 +61,12 @@ pub struct PreparedData {
 
 impl PreparedData {
     /// `lakefs://repo/D/<data folder>/`: the immutable URI of the data.
-    pub fn uri(&self, config: &Config) -> String {
-        format!(
-            "lakefs://{}/{}/{}",
-            config.lakefs.repository,
-            self.commit,
-            data_root(config)
-        )
+    pub fn uri(&self, config: &Config) -> Result<LakeFsUri> {
+        Ok(LakeFsUri::new(
+            &config.lakefs.repository,
+            &self.commit,
+            &data_root(config),
+        )?)
     }
 }
 
@@ -154,10 +149,9 @@ pub async fn prepare(
     prepared.committed = committed;
     prepared.source = source;
     tracing::info!(
-        "data: {} pairs at lakefs://{}/{} ({})",
+        "data: {} pairs at {} ({})",
         prepared.stats.pairs,
-        l.repository,
-        commit,
+        LakeFsUri::new(&l.repository, &commit, "")?,
         if committed { "new commit" } else { "unchanged" }
     );
     Ok(prepared)
@@ -176,12 +170,7 @@ async fn branch_has_data(lakefs: &LakeFsClient, config: &Config) -> Result<bool>
 /// and encoding.
 fn write_synthetic(config: &Config, progress: &Progress) -> Result<(PathBuf, MaskEncoding)> {
     let d = &config.data;
-    let synthetic = SyntheticConfig::new()
-        .with_count(d.synthetic_count)
-        .with_width(d.synthetic_size)
-        .with_height(d.synthetic_size)
-        .with_num_classes(d.synthetic_classes)
-        .with_seed(d.synthetic_seed);
+    let synthetic = config.synthetic();
     let dir = config.paths.cache_dir.join("synthetic").join(format!(
         "n{}-s{}-c{}-seed{}",
         d.synthetic_count, d.synthetic_size, d.synthetic_classes, d.synthetic_seed
@@ -231,16 +220,15 @@ async fn upload(
             .unwrap_or(0)
     };
     let metadata = BTreeMap::from([
-        (KIND_KEY.to_string(), KIND_DATA.to_string()),
+        (commit_meta::KIND.to_string(), kinds::DATA.to_string()),
         ("source".to_string(), source.to_string()),
         ("images".to_string(), count("images").to_string()),
         ("masks".to_string(), count("masks").to_string()),
     ]);
     let spinner = progress.spinner(&format!(
-        "uploading {} to lakefs://{}/{}",
+        "uploading {} to {}",
         dir.display(),
-        l.repository,
-        l.branch
+        LakeFsUri::new(&l.repository, &l.branch, "")?
     ));
     let opts = UploadDirOptions {
         mirror: true,
@@ -293,7 +281,7 @@ pub async fn data_commit(lakefs: &LakeFsClient, config: &Config) -> Result<Strin
     let mut log = std::pin::pin!(lakefs.log(&l.repository, &head));
     let mut candidate = None;
     while let Some(c) = log.try_next().await? {
-        if c.metadata.get(KIND_KEY).map(String::as_str) == Some(KIND_DATA) {
+        if c.metadata.get(commit_meta::KIND).map(String::as_str) == Some(kinds::DATA) {
             candidate = Some(c.id);
             break;
         }
@@ -325,23 +313,20 @@ pub async fn download_at(
     progress: &Progress,
 ) -> Result<PreparedData> {
     let l = &config.lakefs;
-    let cache = &config.paths.cache_dir;
-    let spinner = progress.spinner(&format!(
-        "downloading lakefs://{}/{commit}/{}",
-        l.repository,
-        data_root(config)
-    ));
+    let at = |path: &str| LakeFsUri::new(&l.repository, commit, path);
+    let download = DownloadOptions::new(&config.paths.cache_dir);
+    let spinner = progress.spinner(&format!("downloading {}", at(&data_root(config))?));
     let images = lakefs
-        .download_prefix(&l.repository, commit, &l.images_path, cache, 16)
+        .download_prefix(&l.repository, commit, &l.images_path, &download)
         .await?;
     let masks = lakefs
-        .download_prefix(&l.repository, commit, &l.masks_path, cache, 16)
+        .download_prefix(&l.repository, commit, &l.masks_path, &download)
         .await?;
     spinner.finish_and_clear();
     if images.files == 0 {
         return Err(PipelineError::Data(format!(
-            "lakefs://{}/{commit}/{} holds no images: upload a dataset with --data-dir DIR (images/ + masks/)",
-            l.repository, l.images_path
+            "{} holds no images: upload a dataset with --data-dir DIR (images/ + masks/)",
+            at(&l.images_path)?
         )));
     }
     let root = dataset_root(&images.dir, &masks.dir)?;
@@ -352,7 +337,7 @@ pub async fn download_at(
         move || dataset.verify()
     })
     .await
-    .map_err(|e| PipelineError::Data(format!("verification stopped: {e}")))?;
+    .map_err(|e| PipelineError::Internal(format!("the verification thread stopped: {e}")))?;
     spinner.finish_and_clear();
     let stats = verified?;
     let grey = stats

@@ -68,6 +68,9 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    /// A failure of this process itself (a worker thread that stopped, no async runtime).
+    #[error("{0}")]
+    Internal(String),
     /// The user interrupted (Ctrl-C).
     #[error(
         "interrupted (Ctrl-C or SIGTERM): nothing was merged into lakeFS; a started MLflow run is marked KILLED"

@@ -1,31 +1,30 @@
 //! pipeline: what the `train`, `register_model` and `infer` binaries share, between them and the
 //! libraries (bins -> pipeline -> seg-model, lakefs-client, mlflow-client).
 //!
-//! - [`cli`]: logging, Ctrl-C and the error line of every binary.
-//! - [`config`]: layered configuration (defaults < file < environment < flags), checked.
+//! The three steps are siblings that never import each other ([`train`], [`register`],
+//! [`infer`]); what they share has its own home:
+//!
+//! - [`config`]: layered configuration (defaults < file < environment < flags), typed and checked.
 //! - [`services`]: lakeFS and MLflow clients, checked to answer.
 //! - [`lineage`]: git facts for every run.
+//! - [`run_record`]: the MLflow and lakeFS vocabulary of a run (tag, param and commit-metadata
+//!   names, run URL) and ending a run FAILED or KILLED with its error.
+//! - [`model_ref`]: a model reference (alias, version, run) resolved to a verified local file.
 //! - [`data`]: training data in lakeFS: upload, data commit, cached download, verification.
-//! - [`observer`]: metrics to MLflow without stalling training; progress; Ctrl-C.
-//! - [`progress`]: progress bars on stderr.
-//! - [`inference`]: `infer`: resolve and verify the model, predict, score, version the masks.
-//! - [`registration`]: `register_model`: pick, verify, apply criteria, register.
-//! - [`report`]: the training curve and validation overlays.
-//! - [`training`]: `train` end to end.
+//! - [`terminal`]: progress, prompts and run tables, logging, signals, the one error line.
 //! - [`error`]: errors with exit codes.
 
-pub mod cli;
 pub mod config;
 pub mod data;
 pub mod error;
-pub mod inference;
+pub mod infer;
 pub mod lineage;
-pub mod observer;
-pub mod progress;
-pub mod registration;
-pub mod report;
+pub mod model_ref;
+pub mod register;
+pub mod run_record;
 pub mod services;
-pub mod training;
+pub mod terminal;
+pub mod train;
 
 pub use config::{Config, Flags, Loaded};
 pub use error::{PipelineError, Result, exit};

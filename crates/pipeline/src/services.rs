@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use lakefs_client::{LakeFsClient, LakeFsClientBuilder, LakeFsError};
+use lakefs_client::{
+    ClientBuilder as _, ClientError as _, LakeFsClient, LakeFsClientBuilder, LakeFsError,
+};
 use mlflow_client::{Auth, MlflowClient, MlflowClientBuilder, MlflowError};
 
 use crate::config::Config;

@@ -1,5 +1,7 @@
 //! rest-transport: the HTTP machinery that the lakeFS and MLflow clients share.
 //!
+//! - [`client`]: a client's options (timeouts, retries, user agent) with the builder methods
+//!   that set them, and the kinds of failure ([`ErrorKind`]) both clients classify into.
 //! - [`RetryPolicy`]: exponential backoff with jitter, honouring `Retry-After`, bounded in
 //!   attempts and in total time; serde-able with human-readable durations (`"30s"`).
 //! - [`stream`]: a file as a streamed request body, and a response streamed into a temporary
@@ -8,6 +10,7 @@
 //! - [`encode`]: percent-encoding of path segments and paths.
 //! - [`describe`]: what a transport failure was (timeout or unreachable) with its full cause.
 
+pub mod client;
 pub mod describe;
 pub mod encode;
 mod paging;
@@ -15,6 +18,7 @@ mod retry;
 pub mod status;
 pub mod stream;
 
+pub use client::{ClientBuilder, ClientError, ClientOptions, ErrorKind};
 pub use describe::{Failure, classify, error_chain};
 pub use paging::paginate;
 pub use retry::{Retry, RetryPolicy, Retryable};

@@ -10,7 +10,7 @@
 //! (python with torch; default $TORCH_VENV/bin/python), SEG_BENCH_BATCH_NORM=0 (no batch norm),
 //! SEG_BENCH_BACKENDS=flex,tch-cpu (which backends), SEG_BENCH_PROFILE=1 (forward/backward/optimiser split),
 //! SEG_BENCH_GENERIC=1 (each backend a second time with seg-model's own kernels off: burn's
-//! generic autodiff and modules, `set_native_kernels(false)`).
+//! generic autodiff and modules, `set_own_kernels(false)`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,9 +57,9 @@ struct Measure {
     infer: f64,
 }
 
-fn bench_backend((kind, native): (BackendKind, bool)) -> Measure {
-    seg_model::set_native_kernels(native);
-    let name = if native {
+fn bench_backend((kind, own): (BackendKind, bool)) -> Measure {
+    seg_model::set_own_kernels(own);
+    let name = if own {
         kind.to_string()
     } else {
         format!("{kind} (burn generic)")
@@ -110,7 +110,7 @@ fn bench_backend((kind, native): (BackendKind, bool)) -> Measure {
             times.push(t.elapsed().as_secs_f64());
         }
     }
-    seg_model::set_native_kernels(true);
+    seg_model::set_own_kernels(true);
     Measure {
         name,
         train,
@@ -213,7 +213,6 @@ fn rss_child() {
     let ds = kvasir().expect("kvasir-seg");
     let cfg = seg_model::TrainConfig::new()
         .with_epochs(1)
-        .with_valid_fraction(0.9)
         .with_batch_size(BATCH);
     let split = seg_model::data::Split::new(ds.len(), 0.9, 1).expect("split");
     seg_model::train(

@@ -54,8 +54,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_time_budget_secs(budget)
         .with_learning_rate(2e-3)
         .with_lr_schedule(seg_model::LrSchedule::Constant)
-        .with_selection_metric(seg_model::SelectionMetric::ForegroundDice);
-    let split = Split::new(ds.len(), config.valid_fraction, config.seed)?;
+        .with_selection_metric(seg_model::Metric::ForegroundDice);
+    let split = Split::new(ds.len(), 0.2, config.seed)?;
     let outcome = seg_model::train(
         &UNetConfig::new(),
         &config,

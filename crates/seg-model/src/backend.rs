@@ -3,13 +3,13 @@
 //! `flex` (default feature) is burn's pure-Rust CPU backend; `tch` links libtorch (CPU or CUDA).
 
 use burn::tensor::Device;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Result, SegError};
 
-/// The compute backend and device a model runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// The compute backend and device a model runs on; written as its name (`flex`, `tch-cpu`,
+/// `tch-cuda:N`) in configuration files, where a backend this build lacks is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     /// burn-flex, pure Rust CPU (rayon + SIMD).
     #[cfg(feature = "flex")]
@@ -64,10 +64,14 @@ impl BackendKind {
         {
             return Ok(Self::TchCuda(index));
         }
-        Err(SegError::InvalidConfig(format!(
-            "unknown backend {name:?}; this build offers: {} (build with `--features tch` for libtorch)",
-            Self::available().join(", ")
-        )))
+        Err(SegError::invalid(
+            "backend",
+            format!("{name:?}"),
+            format!(
+                "unknown backend {name:?}; this build offers: {} (build with `--features tch` for libtorch)",
+                Self::available().join(", ")
+            ),
+        ))
     }
 
     /// The burn device for this backend, without autodiff (inference).
@@ -86,6 +90,22 @@ impl BackendKind {
     /// The same device with autodiff, for training.
     pub fn training_device(self) -> Device {
         self.device().autodiff()
+    }
+}
+
+impl Serialize for BackendKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for BackendKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::parse(&name).map_err(|e| match e {
+            SegError::InvalidValue { allowed, .. } => serde::de::Error::custom(allowed),
+            other => serde::de::Error::custom(other),
+        })
     }
 }
 
@@ -112,5 +132,10 @@ mod tests {
         assert_eq!(kind, BackendKind::default_kind());
         let err = BackendKind::parse("quantum").expect_err("unknown backend");
         assert!(err.to_string().contains("quantum"), "{err}");
+        let kind: BackendKind =
+            serde_json::from_str(&serde_json::to_string(&kind).expect("ser")).expect("de");
+        assert_eq!(kind, BackendKind::default_kind());
+        let err = serde_json::from_str::<BackendKind>("\"quantum\"").expect_err("refused");
+        assert!(err.to_string().contains("this build offers"), "{err}");
     }
 }

@@ -95,6 +95,17 @@ pub enum SegError {
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// One setting outside what is allowed: `field` is seg-model's name for it (a field of
+    /// [`crate::TrainConfig`], [`crate::UNetConfig`], ...), so callers can name their own key.
+    #[error("invalid configuration: {field} = {value}: {allowed}")]
+    InvalidValue {
+        /// seg-model's name of the setting (`epochs`, `depth`, `lr_schedule.min_factor`, ...).
+        field: &'static str,
+        /// The value as given.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
     /// A checkpoint could not be used.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {
@@ -158,6 +169,15 @@ pub enum SegError {
 }
 
 impl SegError {
+    /// Builds a [`SegError::InvalidValue`].
+    pub fn invalid(field: &'static str, value: impl ToString, allowed: impl Into<String>) -> Self {
+        Self::InvalidValue {
+            field,
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+
     /// Builds a [`SegError::BufferSize`].
     pub fn buffer(
         what: &'static str,

@@ -16,7 +16,7 @@ pub mod data;
 pub mod error;
 pub mod evaluate;
 mod kernels;
-pub use kernels::set_native_kernels;
+pub use kernels::set_own_kernels;
 pub mod loss;
 pub mod metrics;
 pub mod model;
@@ -27,10 +27,10 @@ pub use backend::BackendKind;
 pub use checkpoint::{Checkpoint, CheckpointMeta, SavedCheckpoint};
 pub use error::{Result, SegError};
 pub use evaluate::{Evaluation, predict_ids};
-pub use metrics::{ConfusionMatrix, SegMetrics};
+pub use metrics::{ConfusionMatrix, Metric, SegMetrics};
 pub use model::{UNet, UNetConfig, UpsampleMode};
 pub use predict::{Prediction, Predictor};
 pub use train::{
-    BatchReport, EpochReport, Flow, LrSchedule, NoObserver, SelectionMetric, StopReason,
+    BatchReport, EpochReport, Flow, LrSchedule, LrScheduleKind, NoObserver, StopReason,
     TrainConfig, TrainEnd, TrainObserver, TrainOutcome, TrainStart, train,
 };

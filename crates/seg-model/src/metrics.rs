@@ -108,6 +108,126 @@ fn mean(values: &[Option<f64>]) -> f64 {
     }
 }
 
+/// The project's metric vocabulary, defined once: the names `train` logs to MLflow per epoch
+/// ([`Metric::epoch_name`], validation metrics) and for the run ([`Metric::name`], the best
+/// epoch's values), the names promotion criteria and `--best-by` read, and the metric that
+/// selects the best epoch (`train.selection_metric`, written as its epoch name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Metric {
+    /// Validation loss (lower is better).
+    #[serde(rename = "val_loss")]
+    Loss,
+    /// Mean IoU over classes.
+    #[serde(rename = "val_iou")]
+    Iou,
+    /// Mean Dice over classes.
+    #[serde(rename = "val_dice")]
+    Dice,
+    /// IoU of the foreground classes (classes 1..).
+    #[serde(rename = "val_foreground_iou")]
+    ForegroundIou,
+    /// Dice of the foreground classes (classes 1..).
+    #[serde(rename = "val_foreground_dice")]
+    ForegroundDice,
+    /// Fraction of labelled pixels predicted correctly.
+    #[serde(rename = "val_pixel_accuracy")]
+    PixelAccuracy,
+}
+
+impl Metric {
+    /// Every metric, in the order tables show them.
+    pub const ALL: [Self; 6] = [
+        Self::Loss,
+        Self::PixelAccuracy,
+        Self::Iou,
+        Self::Dice,
+        Self::ForegroundIou,
+        Self::ForegroundDice,
+    ];
+
+    /// The run-level name (the best epoch's value): `loss`, `accuracy` (the original script's
+    /// name), `iou`, `dice`, `foreground_iou`, `foreground_dice`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Loss => "loss",
+            Self::Iou => "iou",
+            Self::Dice => "dice",
+            Self::ForegroundIou => "foreground_iou",
+            Self::ForegroundDice => "foreground_dice",
+            Self::PixelAccuracy => "accuracy",
+        }
+    }
+
+    /// The per-epoch validation name: `val_loss`, `val_iou`, ..., `val_pixel_accuracy`.
+    pub const fn epoch_name(self) -> &'static str {
+        match self {
+            Self::Loss => "val_loss",
+            Self::Iou => "val_iou",
+            Self::Dice => "val_dice",
+            Self::ForegroundIou => "val_foreground_iou",
+            Self::ForegroundDice => "val_foreground_dice",
+            Self::PixelAccuracy => "val_pixel_accuracy",
+        }
+    }
+
+    /// The metric a run-level or per-epoch name stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == name || m.epoch_name() == name)
+    }
+
+    /// Whether lower values are better (the loss).
+    pub const fn lower_is_better(self) -> bool {
+        matches!(self, Self::Loss)
+    }
+
+    /// This metric's value for a pass with mean `loss` and metrics `m`.
+    pub fn value(self, loss: f64, m: &SegMetrics) -> f64 {
+        match self {
+            Self::Loss => loss,
+            Self::Iou => m.mean_iou,
+            Self::Dice => m.mean_dice,
+            Self::ForegroundIou => m.foreground_iou,
+            Self::ForegroundDice => m.foreground_dice,
+            Self::PixelAccuracy => m.pixel_accuracy,
+        }
+    }
+
+    /// The value oriented so that higher is better.
+    pub fn score(self, loss: f64, m: &SegMetrics) -> f64 {
+        let v = self.value(loss, m);
+        if self.lower_is_better() { -v } else { v }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.epoch_name())
+    }
+}
+
+/// Per-epoch and run-level names that are not validation metrics.
+pub mod keys {
+    /// Mean training loss of an epoch.
+    pub const TRAIN_LOSS: &str = "train_loss";
+    /// Loss of one training batch (step = global batch number).
+    pub const BATCH_LOSS: &str = "train_batch_loss";
+    /// Learning rate of an epoch.
+    pub const LEARNING_RATE: &str = "lr";
+    /// Training images per second of an epoch.
+    pub const IMAGES_PER_SEC: &str = "images_per_sec";
+    /// Wall seconds of an epoch.
+    pub const EPOCH_SECONDS: &str = "epoch_seconds";
+    /// The epoch whose model was kept (run level).
+    pub const BEST_EPOCH: &str = "best_epoch";
+
+    /// Validation IoU of class `c` in an epoch.
+    pub fn class_iou(c: usize) -> String {
+        format!("val_iou_class{c}")
+    }
+}
+
 /// Metrics of one evaluation pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegMetrics {
@@ -132,6 +252,18 @@ pub struct SegMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_metric_has_one_run_name_and_one_epoch_name() {
+        for m in Metric::ALL {
+            assert_eq!(Metric::from_name(m.name()), Some(m));
+            assert_eq!(Metric::from_name(m.epoch_name()), Some(m));
+            let json = serde_json::to_string(&m).expect("serialise");
+            assert_eq!(json, format!("\"{}\"", m.epoch_name()));
+        }
+        assert_eq!(Metric::from_name("valid_mean_iou"), None);
+        assert!(Metric::Loss.lower_is_better() && !Metric::Iou.lower_is_better());
+    }
 
     #[test]
     fn binary_example_by_hand() {

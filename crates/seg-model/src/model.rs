@@ -21,12 +21,16 @@ use burn::tensor::{Bool, Device, Int, Tensor};
 use crate::error::{Result, SegError};
 use crate::kernels;
 
-/// How the decoder doubles the spatial size.
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
+/// How the decoder doubles the spatial size (`"transpose"` or `"bilinear"` in configuration
+/// files and checkpoints; checkpoints written before 0.1 said `"Transpose"` / `"Bilinear"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UpsampleMode {
     /// A learned 2x2 transposed convolution with stride 2.
+    #[serde(alias = "Transpose")]
     Transpose,
     /// Bilinear interpolation followed by a 1x1 convolution that halves the channels.
+    #[serde(alias = "Bilinear")]
     Bilinear,
 }
 
@@ -56,26 +60,28 @@ pub struct UNetConfig {
 impl UNetConfig {
     /// Checks the values, naming the first one that is wrong.
     pub fn validate(&self) -> Result<()> {
-        let bad = |msg: String| Err(SegError::InvalidConfig(msg));
         if !matches!(self.in_channels, 1 | 3) {
-            return bad(format!(
-                "model.in_channels = {} (use 1 for greyscale or 3 for RGB)",
-                self.in_channels
+            return Err(SegError::invalid(
+                "in_channels",
+                self.in_channels,
+                "1 for greyscale or 3 for RGB",
             ));
         }
         if self.num_classes == 0 || self.num_classes > 254 {
-            return bad(format!(
-                "model.num_classes = {} (1 for binary, 2..=254 for multi-class)",
-                self.num_classes
+            return Err(SegError::invalid(
+                "num_classes",
+                self.num_classes,
+                "1 for binary, 2..=254 for multi-class",
             ));
         }
         if !(1..=6).contains(&self.depth) {
-            return bad(format!("model.depth = {} (use 1..=6)", self.depth));
+            return Err(SegError::invalid("depth", self.depth, "1..=6"));
         }
         if self.base_channels == 0 || self.base_channels > 256 {
-            return bad(format!(
-                "model.base_channels = {} (use 1..=256)",
-                self.base_channels
+            return Err(SegError::invalid(
+                "base_channels",
+                self.base_channels,
+                "1..=256",
             ));
         }
         Ok(())
@@ -86,10 +92,14 @@ impl UNetConfig {
         let step = 1usize << self.depth;
         if height == 0 || width == 0 || !height.is_multiple_of(step) || !width.is_multiple_of(step)
         {
-            return Err(SegError::InvalidConfig(format!(
-                "image size {height}x{width} must be a positive multiple of {step} (2^depth, depth = {})",
-                self.depth
-            )));
+            return Err(SegError::invalid(
+                "image_size",
+                format!("{height}x{width}"),
+                format!(
+                    "a positive multiple of {step} (2^depth, depth {}), e.g. 64, 128, 256",
+                    self.depth
+                ),
+            ));
         }
         Ok(())
     }

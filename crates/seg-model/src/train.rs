@@ -23,11 +23,12 @@ use crate::data::{
 use crate::error::{Result, SegError, backend_call};
 use crate::evaluate::{Evaluation, scalar};
 use crate::loss::{LossConfig, LossTargets, segmentation_loss};
-use crate::metrics::SegMetrics;
+use crate::metrics::{Metric, SegMetrics, keys};
 use crate::model::{UNet, UNetConfig};
 
 /// Learning-rate schedule over epochs.
-#[derive(Config, Debug, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LrSchedule {
     /// The base rate throughout.
     Constant,
@@ -45,7 +46,51 @@ pub enum LrSchedule {
     },
 }
 
+/// The shape of a [`LrSchedule`] without its numbers (how configuration files name it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrScheduleKind {
+    /// [`LrSchedule::Constant`].
+    Constant,
+    /// [`LrSchedule::Cosine`].
+    Cosine,
+    /// [`LrSchedule::Step`].
+    Step,
+}
+
 impl LrSchedule {
+    /// The schedule of `kind` with its numbers (the ones another kind uses are ignored),
+    /// checked: a cosine's `min_factor` in 0..=1, a step's `every` >= 1 and `gamma` in (0, 1].
+    pub fn new(kind: LrScheduleKind, min_factor: f64, every: usize, gamma: f64) -> Result<Self> {
+        let schedule = match kind {
+            LrScheduleKind::Constant => Self::Constant,
+            LrScheduleKind::Cosine => Self::Cosine { min_factor },
+            LrScheduleKind::Step => Self::Step { every, gamma },
+        };
+        schedule.validate()?;
+        Ok(schedule)
+    }
+
+    /// Checks the numbers, naming the first one that is wrong (`lr_schedule.min_factor`, ...).
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            Self::Cosine { min_factor } if !(0.0..=1.0).contains(&min_factor) => Err(
+                SegError::invalid("lr_schedule.min_factor", min_factor, "must be in 0..=1"),
+            ),
+            Self::Step { every: 0, .. } => Err(SegError::invalid(
+                "lr_schedule.every",
+                0,
+                "must be >= 1 (epochs between decays)",
+            )),
+            Self::Step { gamma, .. } if !(gamma > 0.0 && gamma <= 1.0) => Err(SegError::invalid(
+                "lr_schedule.gamma",
+                gamma,
+                "must be in (0, 1]",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The rate for `epoch` (1-based) of `epochs`; epoch 0 is an error.
     pub fn rate(&self, base: f64, epoch: usize, epochs: usize) -> Result<f64> {
         if epoch == 0 {
@@ -66,49 +111,6 @@ impl LrSchedule {
             }
             Self::Step { every, gamma } => base * gamma.powi(((epoch - 1) / every.max(1)) as i32),
         })
-    }
-}
-
-/// The metric that picks the best checkpoint and drives early stopping.
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
-pub enum SelectionMetric {
-    /// Mean IoU over classes (higher is better).
-    MeanIou,
-    /// Mean Dice over classes.
-    MeanDice,
-    /// IoU of the foreground classes.
-    ForegroundIou,
-    /// Dice of the foreground classes.
-    ForegroundDice,
-    /// Pixel accuracy.
-    PixelAccuracy,
-    /// Validation loss (lower is better).
-    ValidLoss,
-}
-
-impl SelectionMetric {
-    /// The value of this metric in a report (oriented so that higher is better).
-    fn score(&self, r: &EpochReport) -> f64 {
-        match self {
-            Self::MeanIou => r.metrics.mean_iou,
-            Self::MeanDice => r.metrics.mean_dice,
-            Self::ForegroundIou => r.metrics.foreground_iou,
-            Self::ForegroundDice => r.metrics.foreground_dice,
-            Self::PixelAccuracy => r.metrics.pixel_accuracy,
-            Self::ValidLoss => -r.valid_loss,
-        }
-    }
-
-    /// Name used in metric maps (`valid_mean_iou`, ...).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::MeanIou => "valid_mean_iou",
-            Self::MeanDice => "valid_mean_dice",
-            Self::ForegroundIou => "valid_foreground_iou",
-            Self::ForegroundDice => "valid_foreground_dice",
-            Self::PixelAccuracy => "valid_pixel_accuracy",
-            Self::ValidLoss => "valid_loss",
-        }
     }
 }
 
@@ -134,8 +136,8 @@ pub struct TrainConfig {
     #[config(default = 0)]
     pub early_stopping_patience: usize,
     /// Metric that selects the best epoch.
-    #[config(default = "SelectionMetric::MeanIou")]
-    pub selection_metric: SelectionMetric,
+    #[config(default = "Metric::Iou")]
+    pub selection_metric: Metric,
     /// Seed of initialisation, split, shuffling and augmentation.
     #[config(default = 42)]
     pub seed: u64,
@@ -145,9 +147,6 @@ pub struct TrainConfig {
     /// Training image width.
     #[config(default = 128)]
     pub image_width: usize,
-    /// Fraction of pairs held out for validation.
-    #[config(default = 0.2)]
-    pub valid_fraction: f64,
     /// Estimate per-channel mean/std from the training split (else identity normalisation).
     #[config(default = true)]
     pub estimate_normalization: bool,
@@ -167,52 +166,36 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// Checks every value, naming the first wrong one.
+    /// Checks every value, naming the first wrong one by its field (`epochs`, ...).
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(SegError::InvalidConfig(m));
         if self.epochs == 0 {
-            return bad("train.epochs = 0 (use at least 1)".into());
+            return Err(SegError::invalid("epochs", 0, "must be >= 1"));
         }
         if self.batch_size == 0 {
-            return bad("train.batch_size = 0 (use at least 1)".into());
+            return Err(SegError::invalid("batch_size", 0, "must be >= 1"));
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return bad(format!(
-                "train.learning_rate = {} (must be > 0)",
-                self.learning_rate
+            return Err(SegError::invalid(
+                "learning_rate",
+                self.learning_rate,
+                "must be a number > 0",
             ));
         }
         if !(self.time_budget_secs.is_finite() && self.time_budget_secs >= 0.0) {
-            return bad(format!(
-                "train.time_budget_secs = {} (must be >= 0)",
-                self.time_budget_secs
-            ));
-        }
-        if !(self.valid_fraction > 0.0 && self.valid_fraction < 1.0) {
-            return bad(format!(
-                "train.valid_fraction = {} (must be in (0, 1))",
-                self.valid_fraction
+            return Err(SegError::invalid(
+                "time_budget_secs",
+                self.time_budget_secs,
+                "must be >= 0 (0 = no budget)",
             ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(format!(
-                "train.weight_decay = {} (must be >= 0)",
-                self.weight_decay
+            return Err(SegError::invalid(
+                "weight_decay",
+                self.weight_decay,
+                "must be >= 0",
             ));
         }
-        match self.lr_schedule {
-            LrSchedule::Cosine { min_factor } if !(0.0..=1.0).contains(&min_factor) => {
-                return bad(format!(
-                    "lr_schedule cosine min_factor = {min_factor} (use 0..=1)"
-                ));
-            }
-            LrSchedule::Step { every, gamma } if every == 0 || !(gamma > 0.0 && gamma <= 1.0) => {
-                return bad(format!(
-                    "lr_schedule step every = {every}, gamma = {gamma} (every >= 1, 0 < gamma <= 1)"
-                ));
-            }
-            _ => {}
-        }
+        self.lr_schedule.validate()?;
         self.augment.validate()?;
         self.loss.validate()
     }
@@ -274,28 +257,45 @@ pub struct EpochReport {
 }
 
 impl EpochReport {
-    /// Flat `name -> value` map for experiment trackers.
+    /// The epoch's metrics under the project's per-epoch names ([`Metric::epoch_name`] and
+    /// [`keys`]), as `train` logs them with step = epoch.
     pub fn metric_map(&self) -> BTreeMap<String, f64> {
-        let m = &self.metrics;
-        let mut map = BTreeMap::from([
-            ("train_loss".to_string(), self.train_loss),
-            ("valid_loss".to_string(), self.valid_loss),
-            ("valid_mean_iou".to_string(), m.mean_iou),
-            ("valid_mean_dice".to_string(), m.mean_dice),
-            ("valid_foreground_iou".to_string(), m.foreground_iou),
-            ("valid_foreground_dice".to_string(), m.foreground_dice),
-            ("valid_pixel_accuracy".to_string(), m.pixel_accuracy),
-            ("learning_rate".to_string(), self.learning_rate),
-            (
-                "train_images_per_sec".to_string(),
-                self.train_images_per_sec,
-            ),
+        let mut map: BTreeMap<String, f64> = Metric::ALL
+            .iter()
+            .map(|m| {
+                (
+                    m.epoch_name().to_string(),
+                    m.value(self.valid_loss, &self.metrics),
+                )
+            })
+            .collect();
+        map.extend([
+            (keys::TRAIN_LOSS.to_string(), self.train_loss),
+            (keys::LEARNING_RATE.to_string(), self.learning_rate),
+            (keys::IMAGES_PER_SEC.to_string(), self.train_images_per_sec),
+            (keys::EPOCH_SECONDS.to_string(), self.seconds),
         ]);
-        for (c, iou) in m.per_class_iou.iter().enumerate() {
+        for (c, iou) in self.metrics.per_class_iou.iter().enumerate() {
             if let Some(v) = iou {
-                map.insert(format!("valid_iou_class{c}"), *v);
+                map.insert(keys::class_iou(c), *v);
             }
         }
+        map
+    }
+
+    /// The run-level metrics when this is the best epoch: [`Metric::name`] of each metric and
+    /// [`keys::BEST_EPOCH`].
+    pub fn final_metrics(&self) -> BTreeMap<String, f64> {
+        let mut map: BTreeMap<String, f64> = Metric::ALL
+            .iter()
+            .map(|m| {
+                (
+                    m.name().to_string(),
+                    m.value(self.valid_loss, &self.metrics),
+                )
+            })
+            .collect();
+        map.insert(keys::BEST_EPOCH.to_string(), self.epoch as f64);
         map
     }
 }
@@ -649,7 +649,7 @@ fn missing_model() -> SegError {
 
 /// Best-epoch selection and early stopping.
 struct Selection {
-    metric: SelectionMetric,
+    metric: Metric,
     patience: usize,
     best: Option<(f64, usize, UNet)>,
     since_best: usize,
@@ -657,7 +657,7 @@ struct Selection {
 }
 
 impl Selection {
-    fn new(metric: SelectionMetric, patience: usize) -> Self {
+    fn new(metric: Metric, patience: usize) -> Self {
         Self {
             metric,
             patience,
@@ -669,7 +669,7 @@ impl Selection {
 
     /// Scores an epoch; keeps its snapshot when it is the best so far (marking the report).
     fn consider(&mut self, mut report: EpochReport, snapshot: UNet) -> EpochReport {
-        let score = self.metric.score(&report);
+        let score = self.metric.score(report.valid_loss, &report.metrics);
         if self.best.as_ref().is_none_or(|(s, _, _)| score > *s) {
             report.is_best = true;
             self.best = Some((score, report.epoch, snapshot));
@@ -706,7 +706,7 @@ impl Selection {
             .find(|r| r.epoch == best_epoch)
             .ok_or_else(|| SegError::InvalidConfig("best epoch has no report".into()))?;
         let mut metric_map = best_report.metric_map();
-        metric_map.insert("best_epoch".into(), best_epoch as f64);
+        metric_map.extend(best_report.final_metrics());
         let meta = CheckpointMeta::new(
             run.model_config.clone(),
             run.dataset.encoding().clone(),

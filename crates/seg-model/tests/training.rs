@@ -90,7 +90,7 @@ fn binary_synthetic_reaches_iou_080_and_is_deterministic() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ds = synthetic(dir.path(), 2);
     let config = small_run(12);
-    let split = Split::new(ds.len(), config.valid_fraction, config.seed).expect("split");
+    let split = Split::new(ds.len(), 0.2, config.seed).expect("split");
     let backend = BackendKind::default_kind();
     let mut rec = Recorder {
         epochs: vec![],
@@ -187,7 +187,7 @@ fn multiclass_synthetic_learns() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ds = synthetic(dir.path(), 4);
     let config = small_run(15);
-    let split = Split::new(ds.len(), config.valid_fraction, config.seed).expect("split");
+    let split = Split::new(ds.len(), 0.2, config.seed).expect("split");
     let outcome = seg_model::train(
         &model(4),
         &config,
@@ -220,7 +220,7 @@ fn a_stopped_training_returns_the_best_model_so_far_or_a_typed_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ds = synthetic(dir.path(), 2);
     let config = small_run(4);
-    let split = Split::new(ds.len(), config.valid_fraction, config.seed).expect("split");
+    let split = Split::new(ds.len(), 0.2, config.seed).expect("split");
     let per_epoch = split.train.len().div_ceil(4);
     let backend = BackendKind::default_kind();
 

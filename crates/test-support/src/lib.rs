@@ -6,6 +6,7 @@
 //!
 //! A missing service is a loud failure naming the command that starts it, never a skip.
 
+use lakefs_client::ClientBuilder as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -860,7 +860,12 @@ pub async fn folder_sync(t: &Target) {
         .expect("commit");
     let cache = dir.path().join("cache");
     let dl = client
-        .download_prefix(&repo, "scratch", "ds/", &cache, 4)
+        .download_prefix(
+            &repo,
+            "scratch",
+            "ds/",
+            &DownloadOptions::new(&cache).concurrency(4),
+        )
         .await
         .expect("download_prefix");
     assert_eq!(
@@ -872,7 +877,12 @@ pub async fn folder_sync(t: &Target) {
         "B2"
     );
     let again = client
-        .download_prefix(&repo, &commit.id, "ds/", &cache, 4)
+        .download_prefix(
+            &repo,
+            &commit.id,
+            "ds/",
+            &DownloadOptions::new(&cache).concurrency(4),
+        )
         .await
         .expect("cached");
     assert_eq!(
@@ -901,13 +911,23 @@ pub async fn folder_sync(t: &Target) {
         .await
         .expect("commit");
     let ds = client
-        .download_prefix(&repo, "scratch", "ds", &cache, 4)
+        .download_prefix(
+            &repo,
+            "scratch",
+            "ds",
+            &DownloadOptions::new(&cache).concurrency(4),
+        )
         .await
         .expect("ds");
     assert_eq!(ds.files, 4, "ds holds 4 files; ds2/ is another folder");
     assert!(!ds.dir.join("2").exists() && !ds.dir.join("2/x.png").exists());
     let ds2 = client
-        .download_prefix(&repo, "scratch", "ds2", &cache, 4)
+        .download_prefix(
+            &repo,
+            "scratch",
+            "ds2",
+            &DownloadOptions::new(&cache).concurrency(4),
+        )
         .await
         .expect("ds2");
     assert_eq!(ds2.files, 1);

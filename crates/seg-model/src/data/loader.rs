@@ -25,14 +25,23 @@ pub struct Split {
 }
 
 impl Split {
+    /// Checks a validation fraction: strictly between 0 and 1.
+    pub fn check_fraction(valid_fraction: f64) -> Result<()> {
+        if valid_fraction > 0.0 && valid_fraction < 1.0 {
+            Ok(())
+        } else {
+            Err(SegError::invalid(
+                "valid_fraction",
+                valid_fraction,
+                "must be between 0 and 1 (e.g. 0.2)",
+            ))
+        }
+    }
+
     /// Shuffles `0..len` with `seed` and keeps `round(len * valid_fraction)` (at least 1) for
     /// validation. Fails when either side would be empty.
     pub fn new(len: usize, valid_fraction: f64, seed: u64) -> Result<Self> {
-        if !(0.0..1.0).contains(&valid_fraction) || valid_fraction == 0.0 {
-            return Err(SegError::InvalidConfig(format!(
-                "valid_fraction = {valid_fraction} must be in (0, 1)"
-            )));
-        }
+        Self::check_fraction(valid_fraction)?;
         let n_valid = ((len as f64 * valid_fraction).round() as usize).max(1);
         if len < 2 || n_valid >= len {
             return Err(SegError::InvalidConfig(format!(

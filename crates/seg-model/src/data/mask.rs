@@ -1,6 +1,7 @@
-//! How mask files encode class ids, and decoding them into one class id per pixel.
+//! How mask files encode class ids: decoding them into one class id per pixel, and encoding
+//! predicted ids back into mask files.
 
-use image::DynamicImage;
+use image::{DynamicImage, GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SegError};
@@ -15,6 +16,43 @@ pub struct ClassInfo {
     pub name: String,
     /// RGB colour.
     pub color: [u8; 3],
+}
+
+impl ClassInfo {
+    /// Parses a palette entry `"#RRGGBB name"` (the name may be left out: it is then the
+    /// colour).
+    pub fn parse_entry(entry: &str) -> Result<Self> {
+        let text = entry.trim();
+        let (hex, name) = text.split_once(' ').unwrap_or((text, ""));
+        let color = parse_hex_color(hex).map_err(|_| {
+            SegError::invalid(
+                "palette",
+                format!("{entry:?}"),
+                "write \"#RRGGBB name\" per class (e.g. \"#8429F6 land\")",
+            )
+        })?;
+        let name = name.trim();
+        Ok(Self {
+            name: if name.is_empty() {
+                hex_color(color)
+            } else {
+                name.to_string()
+            },
+            color,
+        })
+    }
+}
+
+/// The kind of a [`MaskEncoding`] without its parameters (how configuration files name it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskEncodingKind {
+    /// [`MaskEncoding::Binary`].
+    Binary,
+    /// [`MaskEncoding::Index`].
+    Index,
+    /// [`MaskEncoding::Palette`].
+    Palette,
 }
 
 /// How class ids are stored in mask files.
@@ -45,6 +83,51 @@ impl Default for MaskEncoding {
 }
 
 impl MaskEncoding {
+    /// The encoding of `kind` with its parameters (the ones another kind uses are ignored),
+    /// checked; `palette` holds `"#RRGGBB name"` entries in class order.
+    pub fn new(
+        kind: MaskEncodingKind,
+        binary_threshold: u8,
+        num_classes: usize,
+        palette: &[String],
+    ) -> Result<Self> {
+        let encoding = match kind {
+            MaskEncodingKind::Binary => Self::Binary {
+                threshold: binary_threshold,
+            },
+            MaskEncodingKind::Index => Self::Index { num_classes },
+            MaskEncodingKind::Palette => Self::Palette {
+                classes: palette
+                    .iter()
+                    .map(|e| ClassInfo::parse_entry(e))
+                    .collect::<Result<_>>()?,
+            },
+        };
+        encoding.validate()?;
+        Ok(encoding)
+    }
+
+    /// The mask file for class ids `ids` (one per pixel): binary as 0/255, index as the ids,
+    /// palette as the classes' colours; the inverse of [`MaskEncoding::decode`].
+    pub fn encode(&self, ids: &GrayImage) -> DynamicImage {
+        match self {
+            Self::Binary { .. } => {
+                let mut m = ids.clone();
+                for p in m.pixels_mut() {
+                    p.0[0] = if p.0[0] > 0 { 255 } else { 0 };
+                }
+                DynamicImage::ImageLuma8(m)
+            }
+            Self::Index { .. } => DynamicImage::ImageLuma8(ids.clone()),
+            Self::Palette { classes } => {
+                DynamicImage::ImageRgb8(RgbImage::from_fn(ids.width(), ids.height(), |x, y| {
+                    let id = usize::from(ids.get_pixel(x, y).0[0]);
+                    image::Rgb(classes.get(id).map_or([0, 0, 0], |c| c.color))
+                }))
+            }
+        }
+    }
+
     /// Number of task classes (background included).
     pub fn num_classes(&self) -> usize {
         match self {
@@ -75,19 +158,19 @@ impl MaskEncoding {
     pub fn validate(&self) -> Result<()> {
         let n = self.num_classes();
         if !(2..=254).contains(&n) {
-            return Err(SegError::InvalidConfig(format!(
-                "mask encoding has {n} classes; use 2..=254"
-            )));
+            return Err(SegError::invalid("num_classes", n, "2..=254 classes"));
         }
         if let Self::Palette { classes } = self {
             for (i, a) in classes.iter().enumerate() {
                 if let Some(b) = classes[..i].iter().find(|b| b.color == a.color) {
-                    return Err(SegError::InvalidConfig(format!(
-                        "palette colour {} is used by both {:?} and {:?}",
+                    return Err(SegError::invalid(
+                        "palette",
                         hex_color(a.color),
-                        b.name,
-                        a.name
-                    )));
+                        format!(
+                            "one colour per class, but {:?} and {:?} share it",
+                            b.name, a.name
+                        ),
+                    ));
                 }
             }
         }
@@ -170,8 +253,35 @@ pub fn default_color(i: usize) -> [u8; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::{GrayImage, Luma, Rgb, RgbImage};
+    use image::{Luma, Rgb};
     use std::path::Path;
+
+    #[test]
+    fn encoding_writes_what_decoding_reads() {
+        let mask = GrayImage::from_raw(2, 1, vec![0, 1]).expect("mask");
+        let binary = MaskEncoding::Binary { threshold: 127 };
+        assert_eq!(binary.encode(&mask).to_luma8().into_raw(), vec![0, 255]);
+        let index = MaskEncoding::Index { num_classes: 3 };
+        assert_eq!(index.encode(&mask).to_luma8().into_raw(), vec![0, 1]);
+        let palette = MaskEncoding::new(
+            MaskEncodingKind::Palette,
+            127,
+            0,
+            &["#010203 bg".to_string(), "#090807 fg".to_string()],
+        )
+        .expect("palette");
+        let painted = palette.encode(&mask);
+        assert_eq!(painted.to_rgb8().into_raw(), vec![1, 2, 3, 9, 8, 7]);
+        for enc in [binary, index, palette] {
+            let ids = enc
+                .decode(&enc.encode(&mask), Path::new("m.png"))
+                .expect("decode");
+            assert_eq!(ids, vec![0, 1], "{enc:?}");
+        }
+        let p = ClassInfo::parse_entry("#8429F6 land").expect("entry");
+        assert_eq!((p.name.as_str(), p.color), ("land", [0x84, 0x29, 0xF6]));
+        assert!(ClassInfo::parse_entry("#84 land").is_err());
+    }
 
     #[test]
     fn binary_thresholds_strictly_above() {

@@ -13,6 +13,6 @@ pub use dataset::{
     DatasetStats, IMAGE_EXTENSIONS, RawSample, SamplePaths, SegmentationDataset, decode_image,
 };
 pub use loader::{Batch, BatchLoader, LoaderConfig, Split};
-pub use mask::{ClassInfo, IGNORE_INDEX, MaskEncoding};
+pub use mask::{ClassInfo, IGNORE_INDEX, MaskEncoding, MaskEncodingKind};
 pub use preprocess::Preprocess;
 pub use synthetic::SyntheticConfig;

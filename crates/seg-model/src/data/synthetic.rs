@@ -52,6 +52,28 @@ impl SyntheticConfig {
         }
     }
 
+    /// Checks the values, naming the first wrong one (`count`, `num_classes`, `channels`).
+    pub fn validate(&self) -> Result<()> {
+        if self.count < 4 {
+            return Err(SegError::invalid(
+                "count",
+                self.count,
+                "must be >= 4 (a training and a validation split)",
+            ));
+        }
+        if !(2..=254).contains(&self.num_classes) {
+            return Err(SegError::invalid(
+                "num_classes",
+                self.num_classes,
+                "2..=254",
+            ));
+        }
+        if !matches!(self.channels, 1 | 3) {
+            return Err(SegError::invalid("channels", self.channels, "1 or 3"));
+        }
+        Ok(())
+    }
+
     /// Generates pair `index`: interleaved image pixels and class ids.
     pub fn generate(&self, index: usize) -> (Vec<u8>, Vec<u8>) {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed.wrapping_mul(1_000_003) ^ index as u64);
@@ -131,12 +153,7 @@ impl SyntheticConfig {
     /// (binary masks as 0/255, multi-class as index PNGs) and returns their mask encoding.
     pub fn write(&self, dir: &Path) -> Result<MaskEncoding> {
         use rayon::prelude::*;
-        if !(2..=254).contains(&self.num_classes) || !matches!(self.channels, 1 | 3) {
-            return Err(SegError::InvalidConfig(format!(
-                "synthetic: num_classes = {} (2..=254), channels = {} (1 or 3)",
-                self.num_classes, self.channels
-            )));
-        }
+        self.validate()?;
         for sub in ["images", "masks"] {
             let d = dir.join(sub);
             std::fs::create_dir_all(&d).map_err(|e| SegError::io("create", &d, e))?;

@@ -1,4 +1,5 @@
-//! The training observer: per-epoch (and per-step loss) metrics stream to MLflow through a
+//! The training observer: per-epoch metrics (seg-model's names, [`EpochReport::metric_map`])
+//! and per-step losses stream to MLflow through a
 //! channel drained by an async logger that batches and retries, so a slow or briefly
 //! unreachable MLflow never stalls or stops training; progress bars follow the same events;
 //! Ctrl-C stops training at the next batch with the best model so far.
@@ -10,32 +11,11 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use mlflow_client::{Metric, MlflowClient};
+use seg_model::metrics::keys;
 use seg_model::{BatchReport, EpochReport, Flow, StopReason, TrainObserver, TrainStart};
 use tokio::sync::mpsc;
 
-use crate::progress::Progress;
-
-/// The MLflow metrics of one epoch (step = epoch): seg-model's metric map under the names the
-/// pipeline logs (`valid_mean_iou` -> `val_iou`, `learning_rate` -> `lr`, ...), plus the
-/// epoch's wall seconds.
-pub fn epoch_metrics(r: &EpochReport) -> Vec<(String, f64)> {
-    let mut out: Vec<(String, f64)> = r
-        .metric_map()
-        .into_iter()
-        .map(|(key, value)| {
-            let name = match key.as_str() {
-                "valid_mean_iou" => "val_iou".to_string(),
-                "valid_mean_dice" => "val_dice".to_string(),
-                "learning_rate" => "lr".to_string(),
-                "train_images_per_sec" => "images_per_sec".to_string(),
-                other => other.replacen("valid_", "val_", 1),
-            };
-            (name, value)
-        })
-        .collect();
-    out.push(("epoch_seconds".to_string(), r.seconds));
-    out
-}
+use crate::terminal::Progress;
 
 /// Shortest time between two log calls while training runs.
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
@@ -247,14 +227,17 @@ impl TrainObserver for MlflowObserver {
             bar.set_message(format!("loss {:.4}  {:.1} img/s", r.loss, r.images_per_sec));
         }
         self.send(
-            vec![("train_batch_loss".to_string(), r.loss)],
+            vec![(keys::BATCH_LOSS.to_string(), r.loss)],
             i64::try_from(r.step).unwrap_or(i64::MAX),
         );
         self.stop_requested()
     }
 
     fn on_epoch_end(&mut self, r: &EpochReport) -> Flow {
-        self.send(epoch_metrics(r), i64::try_from(r.epoch).unwrap_or(i64::MAX));
+        self.send(
+            r.metric_map().into_iter().collect(),
+            i64::try_from(r.epoch).unwrap_or(i64::MAX),
+        );
         let line = format!(
             "epoch {:>3}/{}  train_loss {:.4}  val_loss {:.4}  val_iou {:.4}  val_dice {:.4}  acc {:.4}  {:.1} img/s  {:.1}s{}",
             r.epoch,

@@ -1,5 +1,14 @@
 //! Batched inference: images of any size -> model at the training size -> probabilities ->
 //! bilinear resize back to each image's own size -> class mask (threshold or argmax).
+//!
+//! - [`files`]: the loop over image files (decode, predict, score, hand over), as `infer` runs it.
+//! - [`score`]: a predicted mask against its ground-truth file.
+
+pub mod files;
+pub mod score;
+
+pub use files::{FileInput, FileOutcome, Predicted, predict_files};
+pub use score::{Truth, score_file};
 
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -54,6 +63,11 @@ impl Predictor {
     /// The checkpoint's metadata.
     pub fn meta(&self) -> &CheckpointMeta {
         &self.meta
+    }
+
+    /// Images per forward pass.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     /// Class probabilities `[n, classes, h, w]` at the training size for preprocessed inputs

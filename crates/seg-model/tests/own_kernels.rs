@@ -1,4 +1,4 @@
-//! seg-model's own kernels (`set_native_kernels`, on by default): on libtorch, training runs
+//! seg-model's own kernels (`set_own_kernels`, on by default): on libtorch, training runs
 //! conv blocks through libtorch's own autograd kernels; on flex, convolutions, transposed
 //! convolutions and batch norm + ReLU run on seg-model's im2col + gemm kernels with
 //! hand-written backward steps. They must compute what burn's generic autodiff computes: same
@@ -8,7 +8,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 use seg_model::loss::{LossConfig, LossTargets, segmentation_loss};
-use seg_model::{BackendKind, UNetConfig, UpsampleMode, set_native_kernels};
+use seg_model::{BackendKind, UNetConfig, UpsampleMode, set_own_kernels};
 
 /// Every float parameter's gradient (or value, when `grads` is None), flattened, in visit order.
 struct Collect<'a> {
@@ -40,8 +40,8 @@ struct Outcome {
     inference: Vec<f32>,
 }
 
-fn run(config: &UNetConfig, native: bool, kind: BackendKind) -> Outcome {
-    set_native_kernels(native);
+fn run(config: &UNetConfig, own: bool, kind: BackendKind) -> Outcome {
+    set_own_kernels(own);
     let device: Device = kind.training_device();
     device.seed(3);
     let model = config.init(&device).expect("model");
@@ -83,7 +83,7 @@ fn run(config: &UNetConfig, native: bool, kind: BackendKind) -> Outcome {
         .convert::<f32>()
         .try_to_vec()
         .expect("f32");
-    set_native_kernels(true);
+    set_own_kernels(true);
     Outcome {
         inference,
         logits: logits
@@ -103,25 +103,25 @@ fn assert_close(what: &str, a: &[f32], b: &[f32]) {
     let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(
         worst <= 2e-4 * scale + 1e-6,
-        "{what}: max |native - burn| = {worst:e} (max |value| {scale:e})"
+        "{what}: max |own kernels - burn| = {worst:e} (max |value| {scale:e})"
     );
 }
 
 fn compare(config: UNetConfig, kind: BackendKind) {
-    let native = run(&config, true, kind);
+    let own = run(&config, true, kind);
     let burn = run(&config, false, kind);
-    assert_close("logits", &native.logits, &burn.logits);
-    assert_close("loss", &[native.loss], &[burn.loss]);
-    assert_eq!(native.grads.len(), burn.grads.len(), "gradient count");
-    assert!(!native.grads.is_empty(), "no gradients collected");
-    for (i, (a, b)) in native.grads.iter().zip(&burn.grads).enumerate() {
+    assert_close("logits", &own.logits, &burn.logits);
+    assert_close("loss", &[own.loss], &[burn.loss]);
+    assert_eq!(own.grads.len(), burn.grads.len(), "gradient count");
+    assert!(!own.grads.is_empty(), "no gradients collected");
+    for (i, (a, b)) in own.grads.iter().zip(&burn.grads).enumerate() {
         assert_close(&format!("gradient of parameter {i}"), a, b);
     }
-    assert_eq!(native.state.len(), burn.state.len());
-    for (i, (a, b)) in native.state.iter().zip(&burn.state).enumerate() {
+    assert_eq!(own.state.len(), burn.state.len());
+    for (i, (a, b)) in own.state.iter().zip(&burn.state).enumerate() {
         assert_close(&format!("parameter/running statistic {i}"), a, b);
     }
-    assert_close("inference logits", &native.inference, &burn.inference);
+    assert_close("inference logits", &own.inference, &burn.inference);
 }
 
 /// The four configurations on one backend (the switch is per thread: each test sets its own).
@@ -135,7 +135,7 @@ fn compare_all(kind: BackendKind) {
 
 #[cfg(feature = "tch")]
 #[test]
-fn native_libtorch_kernels_match_burn_autodiff() {
+fn own_libtorch_kernels_match_burn_autodiff() {
     compare_all(BackendKind::TchCpu);
 }
 

@@ -1,8 +1,17 @@
-//! What every binary does at its edge: logs on stderr, Ctrl-C handling, one error line and
-//! the exit code.
+//! Everything the three binaries show a person or read from one: progress bars, prompts and
+//! run tables on stderr, logging, Ctrl-C, the one error line and JSON lines on stdout. The
+//! process exit itself lives in the binaries.
+
+mod progress;
+mod prompt;
+mod table;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use progress::Progress;
+pub use prompt::read_choice;
+pub use table::{Table, format_utc, truncate_chars};
 
 use crate::error::PipelineError;
 
@@ -15,6 +24,7 @@ pub fn init_logging(quiet: bool) {
     );
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A second call (tests) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -24,9 +34,10 @@ pub fn init_logging(quiet: bool) {
         .try_init();
 }
 
-/// Sets the returned flag on the first Ctrl-C or SIGTERM (work stops at the next safe point);
-/// a second one exits at once with 130. Call inside a tokio runtime.
-pub fn interrupt_flag() -> Arc<AtomicBool> {
+/// Sets the returned flag on the first Ctrl-C or SIGTERM (work stops at the next safe point)
+/// and calls `on_second` on a second one (the binaries exit there). Call inside a tokio
+/// runtime.
+pub fn interrupt_flag(on_second: impl FnOnce() + Send + 'static) -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let set = flag.clone();
     tokio::spawn(async move {
@@ -36,7 +47,7 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
             );
             set.store(true, Ordering::SeqCst);
             if interrupt().await {
-                std::process::exit(crate::error::exit::INTERRUPTED);
+                on_second();
             }
         }
     });
@@ -62,19 +73,12 @@ async fn interrupt() -> bool {
     }
 }
 
-/// The multi-threaded tokio runtime of a binary; exits with code 1 and one line when it cannot
-/// be started.
-pub fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_multi_thread()
+/// The multi-threaded tokio runtime of a binary.
+pub fn runtime() -> Result<tokio::runtime::Runtime, PipelineError> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(crate::error::exit::ERROR);
-        }
-    }
+        .map_err(|e| PipelineError::Internal(format!("cannot start the async runtime: {e}")))
 }
 
 /// Prints `error: <message>` as one line on stderr and returns the exit code.

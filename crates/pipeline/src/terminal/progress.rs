@@ -1,5 +1,5 @@
-//! Terminal output: progress bars and spinners on stderr (indicatif), hidden when stderr is not
-//! a terminal or with `--quiet`, so logs and `--json` stay clean.
+//! Progress bars and spinners on stderr (indicatif), hidden when stderr is not a terminal or
+//! with `--quiet`, so logs and `--json` stay clean.
 
 use std::io::IsTerminal;
 use std::time::Duration;

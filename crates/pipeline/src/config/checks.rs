@@ -1,0 +1,160 @@
+//! Every value with a range or a fixed set of choices, checked once by the crate that owns it
+//! (seg-model for the model, training and data settings, rest-transport for retries, this
+//! crate for servers, names and paths), and reported under its configuration key.
+
+use seg_model::SegError;
+use seg_model::data::Split;
+
+use super::{ConfigError, Criterion, Loaded};
+
+/// seg-model's names of training settings and their keys.
+const TRAIN_KEYS: &[(&str, &str)] = &[
+    ("epochs", "train.epochs"),
+    ("batch_size", "train.batch_size"),
+    ("learning_rate", "train.learning_rate"),
+    ("weight_decay", "train.weight_decay"),
+    ("time_budget_secs", "train.time_budget_secs"),
+    ("lr_schedule.min_factor", "train.lr_min_factor"),
+    ("lr_schedule.every", "train.lr_step_every"),
+    ("lr_schedule.gamma", "train.lr_step_gamma"),
+];
+
+/// seg-model's names of model settings and their keys.
+const MODEL_KEYS: &[(&str, &str)] = &[
+    ("base_channels", "model.base_channels"),
+    ("depth", "model.depth"),
+    ("image_size", "train.image_size"),
+];
+
+/// seg-model's names of data settings and their keys.
+const DATA_KEYS: &[(&str, &str)] = &[
+    ("num_classes", "data.num_classes"),
+    ("palette", "data.palette"),
+    ("valid_fraction", "data.valid_fraction"),
+];
+
+/// seg-model's names of synthetic-data settings and their keys.
+const SYNTHETIC_KEYS: &[(&str, &str)] = &[
+    ("count", "data.synthetic_count"),
+    ("num_classes", "data.synthetic_classes"),
+];
+
+/// Largest training image side.
+const MAX_IMAGE_SIZE: usize = 4096;
+
+/// Checks the loaded configuration.
+pub(super) fn check(loaded: &Loaded) -> Result<(), ConfigError> {
+    let c = &loaded.config;
+    let owned = |keys: &'static [(&'static str, &'static str)]| {
+        move |e: SegError| from_seg_model(loaded, e, keys)
+    };
+    c.train_config().map_err(owned(TRAIN_KEYS))?;
+    let unet = c.model_config(3, 2);
+    unet.validate().map_err(owned(MODEL_KEYS))?;
+    unet.check_input_size(c.train.image_size, c.train.image_size)
+        .map_err(owned(MODEL_KEYS))?;
+    if c.train.image_size > MAX_IMAGE_SIZE {
+        return Err(invalid(
+            loaded,
+            "train.image_size",
+            c.train.image_size.to_string(),
+            &format!("at most {MAX_IMAGE_SIZE}"),
+        ));
+    }
+    c.mask_encoding().map_err(owned(DATA_KEYS))?;
+    Split::check_fraction(c.data.valid_fraction).map_err(owned(DATA_KEYS))?;
+    c.synthetic().validate().map_err(owned(SYNTHETIC_KEYS))?;
+    for (i, text) in c.register.criteria.iter().enumerate() {
+        Criterion::parse(text).map_err(|e| {
+            invalid(
+                loaded,
+                &format!("register.criteria[{i}]"),
+                format!("{text:?}"),
+                &e,
+            )
+        })?;
+    }
+    check_services(loaded)?;
+    check_infer(loaded)?;
+    c.retry
+        .validate()
+        .map_err(|e| invalid(loaded, "retry", format!("{:?}", c.retry), &e))
+}
+
+/// The repository name and the two server URLs.
+fn check_services(loaded: &Loaded) -> Result<(), ConfigError> {
+    let c = &loaded.config;
+    let repo = &c.lakefs.repository;
+    if repo.is_empty()
+        || !repo
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(invalid(
+            loaded,
+            "lakefs.repository",
+            format!("{repo:?}"),
+            "lower-case letters, digits and '-' (lakeFS repository names)",
+        ));
+    }
+    for (key, url) in [
+        ("mlflow.tracking_uri", &c.mlflow.tracking_uri),
+        ("lakefs.endpoint", &c.lakefs.endpoint),
+    ] {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                loaded,
+                key,
+                format!("{url:?}"),
+                "must be an http:// or https:// URL",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `infer.*` values.
+fn check_infer(loaded: &Loaded) -> Result<(), ConfigError> {
+    let i = &loaded.config.infer;
+    if i.batch_size == 0 {
+        return Err(invalid(
+            loaded,
+            "infer.batch_size",
+            "0".into(),
+            "must be >= 1",
+        ));
+    }
+    if i.predictions_path.trim_matches('/').is_empty() {
+        return Err(invalid(
+            loaded,
+            "infer.predictions_path",
+            format!("{:?}", i.predictions_path),
+            "a folder in the repository, e.g. \"predictions/\"",
+        ));
+    }
+    Ok(())
+}
+
+fn invalid(loaded: &Loaded, key: &str, value: String, allowed: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value,
+        origin: loaded.source_of(key),
+        allowed: allowed.to_string(),
+    }
+}
+
+/// A seg-model check's error under the configuration key of the setting it names.
+fn from_seg_model(loaded: &Loaded, e: SegError, keys: &[(&str, &str)]) -> ConfigError {
+    match e {
+        SegError::InvalidValue {
+            field,
+            value,
+            allowed,
+        } => match keys.iter().find(|(f, _)| *f == field) {
+            Some((_, key)) => invalid(loaded, key, value, &allowed),
+            None => ConfigError::Parse(format!("{field} = {value}: {allowed}")),
+        },
+        other => ConfigError::Parse(other.to_string()),
+    }
+}

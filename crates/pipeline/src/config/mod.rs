@@ -1,0 +1,271 @@
+//! The layered configuration of the three binaries: `configs/default.toml` (built in) <
+//! `--config FILE` < environment (`MLFLOW_TRACKING_*`, `LAKECTL_*`, `SEG_<SECTION>__<KEY>`) <
+//! command-line flags. Values deserialise into their owners' types ([`sections`]); each value
+//! is checked once, by the crate that owns it ([`checks`]); an invalid one is one line naming
+//! the key, the value, where it came from (figment's metadata, [`sources`]) and what is
+//! allowed. Secrets are never printed: [`Config::redacted`] is what `--print-config` and MLflow
+//! see.
+
+mod checks;
+pub mod criteria;
+pub mod sections;
+pub mod sources;
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use figment::value::Value;
+
+use seg_model::data::{MaskEncoding, SyntheticConfig};
+use seg_model::{BackendKind, LrSchedule, TrainConfig, UNetConfig};
+
+pub use criteria::Criterion;
+pub use sections::*;
+pub use sources::{DEFAULT_TOML, DEFAULTS};
+
+/// Shown instead of a secret.
+pub const REDACTED: &str = "***";
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file, a variable or a flag does not parse, has the wrong type or an unknown key.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// A value of the right type outside what is allowed.
+    #[error("invalid configuration: {key} = {value} (from {origin}): {allowed}")]
+    Invalid {
+        /// Dotted key (`train.batch_size`).
+        key: String,
+        /// The value as given.
+        value: String,
+        /// Where it came from (file, variable, flag, default).
+        origin: String,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// The `--config` file is missing, unreadable or not TOML.
+    #[error("cannot read the config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why (with line and column for TOML errors).
+        reason: String,
+    },
+}
+
+/// Values given as command-line flags, as `(dotted key, value)`.
+#[derive(Debug, Clone)]
+pub struct Flags(sources::Values);
+
+impl Default for Flags {
+    fn default() -> Self {
+        Self(sources::Values::new("command-line flag"))
+    }
+}
+
+impl Flags {
+    /// No flags.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `other`'s values, replacing the ones of the same keys.
+    pub fn merge(&mut self, other: Flags) -> &mut Self {
+        self.0.extend(other.0);
+        self
+    }
+
+    /// Sets `key` (dotted) when `value` is given.
+    pub fn set<T: Into<Value>>(&mut self, key: &str, value: Option<T>) -> &mut Self {
+        if let Some(v) = value {
+            self.0.insert(key, v.into());
+        }
+        self
+    }
+}
+
+/// A loaded, checked configuration with the source of each value.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The values.
+    pub config: Config,
+    figment: Figment,
+}
+
+impl Loaded {
+    /// Where `key` (dotted) got its value: the file, variable, flag or defaults.
+    pub fn source_of(&self, key: &str) -> String {
+        sources::describe(self.figment.find_metadata(key), key)
+    }
+}
+
+/// Loads the configuration: defaults < `file` < the process environment < `flags`, then
+/// checks it.
+pub fn load(file: Option<&Path>, flags: Flags) -> Result<Loaded, ConfigError> {
+    load_with_env(file, flags, std::env::vars())
+}
+
+/// [`load`] with the environment given as `(variable, value)` pairs.
+pub fn load_with_env(
+    file: Option<&Path>,
+    flags: Flags,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, ConfigError> {
+    let mut figment = Figment::from(sources::defaults());
+    let build_default = BackendKind::default_kind();
+    if build_default.to_string() != "flex" {
+        // A build without flex trains on what it has unless told otherwise.
+        let mut layer = sources::Values::new("this build's default backend (no flex compiled in)");
+        layer.insert("train.backend", Value::from(build_default.to_string()));
+        figment = figment.merge(layer);
+    }
+    if let Some(path) = file {
+        check_toml_file(path)?;
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment
+        .merge(sources::EnvVars::from_vars(vars))
+        .merge(flags.0);
+    let config: Config = figment.extract().map_err(|e| {
+        let lines: Vec<String> = e
+            .into_iter()
+            .map(|err| {
+                let key = err.path.join(".");
+                let source = sources::describe(err.metadata.as_ref(), &key);
+                let at = if key.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at {key}")
+                };
+                format!("{}{at} (from {source})", err.kind)
+            })
+            .collect();
+        ConfigError::Parse(lines.join("; "))
+    })?;
+    let loaded = Loaded { config, figment };
+    checks::check(&loaded)?;
+    Ok(loaded)
+}
+
+/// The `--config` file exists and is TOML; a syntax error names its line and column.
+fn check_toml_file(path: &Path) -> Result<(), ConfigError> {
+    let file_error = |reason: String| ConfigError::File {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    toml::from_str::<toml::Value>(&text).map_err(|e| {
+        let at = e.span().map_or(String::new(), |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(" at line {line}, column {column}")
+        });
+        file_error(format!("not valid TOML{at}: {}", e.message()))
+    })?;
+    Ok(())
+}
+
+impl Config {
+    /// seg-model's training configuration.
+    pub fn train_config(&self) -> Result<TrainConfig, seg_model::SegError> {
+        let t = &self.train;
+        let schedule = LrSchedule::new(
+            t.lr_schedule,
+            t.lr_min_factor,
+            t.lr_step_every,
+            t.lr_step_gamma,
+        )?;
+        let config = TrainConfig::new()
+            .with_epochs(t.epochs)
+            .with_batch_size(t.batch_size)
+            .with_learning_rate(t.learning_rate)
+            .with_weight_decay(t.weight_decay)
+            .with_lr_schedule(schedule)
+            .with_early_stopping_patience(t.early_stopping_patience)
+            .with_selection_metric(t.selection_metric)
+            .with_seed(t.seed)
+            .with_image_height(t.image_size)
+            .with_image_width(t.image_size)
+            .with_time_budget_secs(t.time_budget_secs)
+            .with_augment(if t.augment {
+                seg_model::data::AugmentConfig::new()
+            } else {
+                seg_model::data::AugmentConfig::none()
+            });
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The U-Net for `in_channels` inputs and `task_classes` classes (2 = binary sigmoid).
+    pub fn model_config(&self, in_channels: usize, task_classes: usize) -> UNetConfig {
+        let m = &self.model;
+        UNetConfig::new()
+            .with_in_channels(in_channels)
+            .with_num_classes(if task_classes == 2 { 1 } else { task_classes })
+            .with_base_channels(m.base_channels)
+            .with_depth(m.depth)
+            .with_batch_norm(m.batch_norm)
+            .with_upsample(m.upsample)
+    }
+
+    /// The mask encoding of the data.
+    pub fn mask_encoding(&self) -> Result<MaskEncoding, seg_model::SegError> {
+        let d = &self.data;
+        MaskEncoding::new(
+            d.mask_encoding,
+            d.binary_threshold,
+            d.num_classes,
+            &d.palette,
+        )
+    }
+
+    /// The synthetic dataset used when no data exists anywhere.
+    pub fn synthetic(&self) -> SyntheticConfig {
+        let d = &self.data;
+        SyntheticConfig::new()
+            .with_count(d.synthetic_count)
+            .with_width(d.synthetic_size)
+            .with_height(d.synthetic_size)
+            .with_num_classes(d.synthetic_classes)
+            .with_seed(d.synthetic_seed)
+    }
+
+    /// The backend of inference: `infer.backend`, or `train.backend` when that is empty.
+    pub fn infer_backend(&self) -> BackendKind {
+        self.infer.backend.unwrap_or(self.train.backend)
+    }
+
+    /// The storage namespace of a new repository.
+    pub fn storage_namespace(&self) -> String {
+        if self.lakefs.storage_namespace.is_empty() {
+            format!("local://{}", self.lakefs.repository)
+        } else {
+            self.lakefs.storage_namespace.clone()
+        }
+    }
+
+    /// A copy with every secret replaced by [`REDACTED`].
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        c.lakefs.secret_access_key = REDACTED.into();
+        if c.mlflow.password.is_some() {
+            c.mlflow.password = Some(REDACTED.into());
+        }
+        if c.mlflow.token.is_some() {
+            c.mlflow.token = Some(REDACTED.into());
+        }
+        c
+    }
+
+    /// The redacted configuration as TOML.
+    pub fn redacted_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(&self.redacted())
+            .map_err(|e| ConfigError::Parse(format!("cannot render the configuration: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests;

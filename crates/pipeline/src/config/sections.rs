@@ -1,0 +1,230 @@
+//! The typed sections of the configuration: every value deserialises straight into its owner's
+//! type (seg-model's [`UpsampleMode`], [`LrScheduleKind`], [`Metric`], [`BackendKind`],
+//! [`MaskEncodingKind`]; rest-transport's [`RetryPolicy`]), so serde refuses unknown values
+//! and names what is allowed; unknown keys are refused too.
+
+use std::path::PathBuf;
+
+use lakefs_client::RetryPolicy;
+use seg_model::data::MaskEncodingKind;
+use seg_model::{BackendKind, LrScheduleKind, Metric, UpsampleMode};
+use serde::{Deserialize, Serialize};
+
+/// MLflow: where and which experiment. Credentials come from MLflow's own variables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlflowSection {
+    /// Tracking server URL.
+    pub tracking_uri: String,
+    /// Experiment name.
+    pub experiment: String,
+    /// Basic-auth user (`MLFLOW_TRACKING_USERNAME`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic-auth password (`MLFLOW_TRACKING_PASSWORD`; secret).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Bearer token (`MLFLOW_TRACKING_TOKEN`; secret).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// lakeFS: server, credentials, repository and the paths inside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeFsSection {
+    /// Server URL (`LAKECTL_SERVER_ENDPOINT_URL`).
+    pub endpoint: String,
+    /// Access key id (`LAKECTL_CREDENTIALS_ACCESS_KEY_ID`).
+    pub access_key_id: String,
+    /// Secret (`LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY`; secret).
+    pub secret_access_key: String,
+    /// Repository.
+    pub repository: String,
+    /// Branch that data and models are merged into.
+    pub branch: String,
+    /// Storage namespace for a new repository ("" = `local://<repository>`).
+    pub storage_namespace: String,
+    /// Folder of the images in the repository.
+    pub images_path: String,
+    /// Folder of the masks in the repository.
+    pub masks_path: String,
+    /// Folder of the models in the repository.
+    pub models_path: String,
+}
+
+/// Local folders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsSection {
+    /// Local data folder (`images/` + `masks/`).
+    pub data_dir: PathBuf,
+    /// Where checkpoints are written.
+    pub models_dir: PathBuf,
+    /// Download cache, keyed by lakeFS commit id.
+    pub cache_dir: PathBuf,
+}
+
+/// The dataset: encoding, split, synthetic fallback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// binary | index | palette.
+    pub mask_encoding: MaskEncodingKind,
+    /// Binary: foreground strictly above this grey value.
+    pub binary_threshold: u8,
+    /// Index: number of classes.
+    pub num_classes: usize,
+    /// Palette: `"#RRGGBB name"` per class, in class order.
+    pub palette: Vec<String>,
+    /// Fraction of pairs held out for validation.
+    pub valid_fraction: f64,
+    /// Seed of the split.
+    pub split_seed: u64,
+    /// Synthetic data: pairs.
+    pub synthetic_count: usize,
+    /// Synthetic data: side in pixels.
+    pub synthetic_size: u32,
+    /// Synthetic data: classes (2 = binary).
+    pub synthetic_classes: usize,
+    /// Synthetic data: seed.
+    pub synthetic_seed: u64,
+}
+
+/// The U-Net architecture (input channels and classes come from the data).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Channels of the first stage.
+    pub base_channels: usize,
+    /// Down-sampling steps.
+    pub depth: usize,
+    /// Batch normalisation.
+    pub batch_norm: bool,
+    /// transpose | bilinear.
+    pub upsample: UpsampleMode,
+}
+
+/// Training hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    /// Base learning rate (Adam).
+    pub learning_rate: f64,
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Epochs.
+    pub epochs: usize,
+    /// Training images are resized to this square side.
+    pub image_size: usize,
+    /// flex | tch | tch-cuda:N.
+    pub backend: BackendKind,
+    /// Seed of initialisation, shuffling and augmentation.
+    pub seed: u64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// cosine | constant | step.
+    pub lr_schedule: LrScheduleKind,
+    /// Cosine: final rate as a fraction of the base.
+    pub lr_min_factor: f64,
+    /// Step: epochs between decays.
+    pub lr_step_every: usize,
+    /// Step: decay factor.
+    pub lr_step_gamma: f64,
+    /// Epochs without improvement before stopping (0 = never).
+    pub early_stopping_patience: usize,
+    /// The metric that picks the best epoch, by its per-epoch name (`val_iou`, ...).
+    pub selection_metric: Metric,
+    /// Training augmentations on or off.
+    pub augment: bool,
+    /// Wall-clock budget in seconds (0 = none).
+    pub time_budget_secs: f64,
+    /// Validation overlays logged to MLflow.
+    pub overlay_samples: usize,
+}
+
+/// register_model: the registered model and what a version must meet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterSection {
+    /// Registered model name.
+    pub model_name: String,
+    /// Its description.
+    pub description: String,
+    /// Alias set on a new version.
+    pub alias: String,
+    /// Promotion criteria: `"<metric> <op> <value>"`.
+    pub criteria: Vec<String>,
+}
+
+/// infer: where masks go, how they are computed, where `--commit` versions them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferSection {
+    /// Where masks are written (the inputs' relative paths are kept).
+    pub output_dir: PathBuf,
+    /// Images per forward pass.
+    pub batch_size: usize,
+    /// flex | tch | tch-cuda:N; empty (none) = train.backend.
+    #[serde(with = "empty_is_none")]
+    pub backend: Option<BackendKind>,
+    /// Also write colour overlays under `<output_dir>/overlays/`.
+    pub overlay: bool,
+    /// lakeFS folder that `--commit` writes to (`<predictions_path>/<model>-v<version>/`).
+    pub predictions_path: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// MLflow.
+    pub mlflow: MlflowSection,
+    /// lakeFS.
+    pub lakefs: LakeFsSection,
+    /// Local folders.
+    pub paths: PathsSection,
+    /// Data.
+    pub data: DataSection,
+    /// Model.
+    pub model: ModelSection,
+    /// Training.
+    pub train: TrainSection,
+    /// Registration.
+    pub register: RegisterSection,
+    /// Inference.
+    pub infer: InferSection,
+    /// Retries of both HTTP clients.
+    pub retry: RetryPolicy,
+}
+
+/// `""` for none: `infer.backend = ""` means "as `train.backend`".
+mod empty_is_none {
+    use seg_model::BackendKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<BackendKind>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(kind) => serializer.collect_str(kind),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<BackendKind>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        BackendKind::parse(&text).map(Some).map_err(|e| match e {
+            seg_model::SegError::InvalidValue { allowed, .. } => {
+                serde::de::Error::custom(format!("empty (= train.backend) or {allowed}"))
+            }
+            other => serde::de::Error::custom(other),
+        })
+    }
+}

@@ -1,0 +1,239 @@
+//! Loading, layering and checking the configuration.
+
+use super::sources::DEFAULTS;
+use super::*;
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_mirror_the_original_config() {
+    let c = load_with_env(None, Flags::new(), vars(&[]))
+        .expect("defaults load")
+        .config;
+    assert_eq!(c.mlflow.tracking_uri, "http://localhost:5000");
+    assert_eq!(c.mlflow.experiment, "Image Segmentation");
+    assert_eq!(c.lakefs.endpoint, "http://localhost:8003");
+    assert_eq!(c.lakefs.access_key_id, "AKIAIOSFOLKFSSAMPLES");
+    assert_eq!(c.lakefs.repository, "image-segmentation-local-repo");
+    assert_eq!(c.lakefs.images_path, "data/images");
+    assert_eq!(c.train.learning_rate, 0.001);
+    assert_eq!(c.train.batch_size, 16);
+    assert_eq!(c.train.epochs, 10);
+    assert_eq!(c.train.image_size, 64);
+    assert_eq!(c.register.model_name, "image_segmentation_model");
+    assert_eq!(c.retry.max_total, std::time::Duration::from_secs(120));
+}
+
+#[test]
+fn layers_apply_in_order_and_errors_name_key_value_and_source() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("run.toml");
+    std::fs::write(&file, "[train]\nepochs = 3\nbatch_size = 4\n").expect("write");
+    let mut flags = Flags::new();
+    flags.set("train.image_size", Some(32));
+    let loaded =
+        load_with_env(Some(&file), flags, vars(&[("SEG_TRAIN__BATCH_SIZE", "8")])).expect("load");
+    assert_eq!(loaded.config.train.epochs, 3, "file over defaults");
+    assert_eq!(loaded.config.train.batch_size, 8, "environment over file");
+    assert_eq!(loaded.config.train.image_size, 32, "flags over everything");
+    assert!(loaded.source_of("train.epochs").contains("run.toml"));
+    assert_eq!(
+        loaded.source_of("train.batch_size"),
+        "environment variable SEG_TRAIN__BATCH_SIZE"
+    );
+    assert_eq!(loaded.source_of("train.image_size"), "command-line flag");
+
+    let text = load_with_env(
+        Some(&file),
+        Flags::new(),
+        vars(&[("SEG_TRAIN__BATCH_SIZE", "0")]),
+    )
+    .expect_err("zero batch")
+    .to_string();
+    assert!(
+        text.contains("train.batch_size = 0")
+            && text.contains("SEG_TRAIN__BATCH_SIZE")
+            && text.contains(">= 1"),
+        "{text}"
+    );
+    let text = load_with_env(None, Flags::new(), vars(&[("SEG_TRAIN__EPOCHS", "many")]))
+        .expect_err("not a number")
+        .to_string();
+    assert!(
+        text.contains("many") && text.contains("SEG_TRAIN__EPOCHS"),
+        "{text}"
+    );
+
+    let mut flags = Flags::new();
+    flags.set("train.learning_rate", Some(-1.0));
+    let text = load_with_env(None, flags, vars(&[]))
+        .expect_err("negative rate")
+        .to_string();
+    assert!(
+        text.contains("train.learning_rate = -1") && text.contains("command-line flag"),
+        "{text}"
+    );
+    let mut flags = Flags::new();
+    flags.set("train.backend", Some("cuda-magic"));
+    let text = load_with_env(None, flags, vars(&[]))
+        .expect_err("backend")
+        .to_string();
+    assert!(
+        text.contains("train.backend") && text.contains("flex"),
+        "{text}"
+    );
+
+    std::fs::write(&file, "[train]\nepoch = 3\n").expect("write");
+    let text = load_with_env(Some(&file), Flags::new(), vars(&[]))
+        .expect_err("unknown key")
+        .to_string();
+    assert!(
+        text.contains("epoch") && text.contains("run.toml"),
+        "{text}"
+    );
+    std::fs::write(&file, "[data]\nmask_encoding = \"rle\"\n").expect("write");
+    let text = load_with_env(Some(&file), Flags::new(), vars(&[]))
+        .expect_err("encoding")
+        .to_string();
+    assert!(text.contains("rle") && text.contains("binary"), "{text}");
+    std::fs::write(&file, "this is not toml [").expect("write");
+    let text = load_with_env(Some(&file), Flags::new(), vars(&[]))
+        .expect_err("not toml")
+        .to_string();
+    assert!(text.contains("not valid TOML"), "{text}");
+    let text = load_with_env(
+        Some(&dir.path().join("missing.toml")),
+        Flags::new(),
+        vars(&[]),
+    )
+    .expect_err("missing")
+    .to_string();
+    assert!(text.contains("missing.toml"), "{text}");
+}
+
+#[test]
+fn tool_variables_set_their_keys_and_secrets_are_redacted() {
+    let loaded = load_with_env(
+        None,
+        Flags::new(),
+        vars(&[
+            ("LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY", "s3cr3t-from-env"),
+            ("MLFLOW_TRACKING_TOKEN", "12345"),
+            ("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999"),
+        ]),
+    )
+    .expect("load");
+    let c = &loaded.config;
+    assert_eq!(c.lakefs.secret_access_key, "s3cr3t-from-env");
+    assert_eq!(
+        c.mlflow.token.as_deref(),
+        Some("12345"),
+        "a numeric token stays text"
+    );
+    assert_eq!(c.mlflow.tracking_uri, "http://127.0.0.1:5999");
+    assert_eq!(
+        loaded.source_of("mlflow.tracking_uri"),
+        "environment variable MLFLOW_TRACKING_URI"
+    );
+    let shown = c.redacted_toml().expect("render");
+    assert!(
+        !shown.contains("s3cr3t") && !shown.contains("12345"),
+        "{shown}"
+    );
+    assert!(shown.contains(REDACTED));
+}
+
+#[test]
+fn unknown_enum_values_are_refused_naming_key_value_source_and_choices() {
+    let text = load_with_env(
+        None,
+        Flags::new(),
+        vars(&[("SEG_MODEL__UPSAMPLE", "bilinar")]),
+    )
+    .expect_err("a misspelt up-sampling mode")
+    .to_string();
+    for want in [
+        "model.upsample",
+        "bilinar",
+        "environment variable SEG_MODEL__UPSAMPLE",
+        "transpose",
+        "bilinear",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from {text}");
+    }
+    for (var, value, key, choice) in [
+        (
+            "SEG_TRAIN__LR_SCHEDULE",
+            "cosin",
+            "train.lr_schedule",
+            "cosine",
+        ),
+        (
+            "SEG_TRAIN__SELECTION_METRIC",
+            "iou",
+            "train.selection_metric",
+            "val_iou",
+        ),
+        (
+            "SEG_DATA__MASK_ENCODING",
+            "rgb",
+            "data.mask_encoding",
+            "palette",
+        ),
+        ("SEG_INFER__BACKEND", "gpu", "infer.backend", "flex"),
+    ] {
+        let text = load_with_env(None, Flags::new(), vars(&[(var, value)]))
+            .expect_err(var)
+            .to_string();
+        assert!(
+            text.contains(key)
+                && text.contains(value)
+                && text.contains(var)
+                && text.contains(choice),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn seg_model_checks_are_reported_under_their_keys() {
+    for (var, value, key) in [
+        ("SEG_TRAIN__LR_MIN_FACTOR", "2.0", "train.lr_min_factor"),
+        ("SEG_MODEL__DEPTH", "9", "model.depth"),
+        ("SEG_TRAIN__IMAGE_SIZE", "60", "train.image_size"),
+        ("SEG_DATA__VALID_FRACTION", "1.5", "data.valid_fraction"),
+        ("SEG_DATA__SYNTHETIC_COUNT", "2", "data.synthetic_count"),
+        ("SEG_TRAIN__EPOCHS", "0", "train.epochs"),
+    ] {
+        let text = load_with_env(None, Flags::new(), vars(&[(var, value)]))
+            .expect_err(var)
+            .to_string();
+        assert!(
+            text.contains(&format!("{key} = ")) && text.contains(var),
+            "{var}: {text}"
+        );
+    }
+    let loaded = load_with_env(None, Flags::new(), vars(&[])).expect("defaults");
+    assert_eq!(loaded.source_of("train.epochs"), DEFAULTS);
+    assert_eq!(loaded.config.train.selection_metric, seg_model::Metric::Iou);
+    assert_eq!(
+        loaded.config.model.upsample,
+        seg_model::UpsampleMode::Transpose
+    );
+}
+
+#[test]
+fn a_config_file_that_is_not_toml_names_line_and_column() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[train]\nepochs = 3\nbatch_size = = 4\n").expect("write");
+    let text = load_with_env(Some(&file), Flags::new(), vars(&[]))
+        .expect_err("not toml")
+        .to_string();
+    assert!(text.contains("line 3"), "{text}");
+}

@@ -1,0 +1,263 @@
+//! `infer`: pick a registered model (alias, version) or a training run ([`crate::model_ref`]),
+//! predict masks for the inputs with the checkpoint's own preprocessing, write them at each
+//! image's original size in the training data's class encoding, score them against ground
+//! truth where it exists, and optionally version the predictions in lakeFS with an MLflow
+//! inference run linked both ways.
+//!
+//! - [`inputs`]: what to predict and its ground truth.
+//! - [`outputs`]: where masks and overlays go.
+//! - [`predict`]: the prediction loop's wiring to seg-model.
+//! - [`publish`]: versioning the predictions (`--commit`).
+
+pub mod inputs;
+mod outputs;
+mod predict;
+mod publish;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use seg_model::data::IMAGE_EXTENSIONS;
+use seg_model::metrics::SegMetrics;
+use serde::Serialize;
+
+use crate::config::Flags;
+use crate::error::{PipelineError, Result};
+use crate::model_ref::{self, ModelChoice, ResolvedModel};
+use crate::services;
+use crate::terminal::Progress;
+
+pub use inputs::InputSpec;
+
+/// How to run `infer`.
+#[derive(Debug, Clone, Default)]
+pub struct InferOptions {
+    /// `--config FILE`.
+    pub config_file: Option<PathBuf>,
+    /// Values from flags (`infer.*`, `register.alias`, ...).
+    pub flags: Flags,
+    /// Which model (none: the configured alias).
+    pub choice: Option<ModelChoice>,
+    /// `--input`.
+    pub input: Option<String>,
+    /// `--commit`: version the predictions in lakeFS and log an MLflow inference run.
+    pub commit: bool,
+    /// `--quiet`.
+    pub quiet: bool,
+    /// Set by the binary on Ctrl-C.
+    pub interrupted: Arc<AtomicBool>,
+    /// When the process started (for the time to the first mask).
+    pub started: Option<Instant>,
+}
+
+/// Pixel metrics against ground truth.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TruthMetrics {
+    /// Images that had a ground-truth mask.
+    pub images: usize,
+    /// Mean IoU over classes (background included).
+    pub iou: f64,
+    /// Mean Dice over classes.
+    pub dice: f64,
+    /// IoU of the foreground classes.
+    pub foreground_iou: f64,
+    /// Dice of the foreground classes.
+    pub foreground_dice: f64,
+    /// Fraction of labelled pixels predicted correctly.
+    pub pixel_accuracy: f64,
+    /// IoU per class name (null: class absent from truth and prediction).
+    pub per_class_iou: BTreeMap<String, Option<f64>>,
+}
+
+impl TruthMetrics {
+    fn from_summary(images: usize, m: &SegMetrics, names: &[String]) -> Self {
+        Self {
+            images,
+            iou: m.mean_iou,
+            dice: m.mean_dice,
+            foreground_iou: m.foreground_iou,
+            foreground_dice: m.foreground_dice,
+            pixel_accuracy: m.pixel_accuracy,
+            per_class_iou: names
+                .iter()
+                .cloned()
+                .zip(m.per_class_iou.iter().copied())
+                .collect(),
+        }
+    }
+}
+
+/// One predicted image (a `--json` line).
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageResult {
+    /// Always `"image"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The input file (local path; the lakeFS object for lakeFS inputs).
+    pub input: String,
+    /// The mask written.
+    pub mask: PathBuf,
+    /// The overlay written (with `--overlay`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<PathBuf>,
+    /// Width of the image and mask.
+    pub width: u32,
+    /// Height of the image and mask.
+    pub height: u32,
+    /// Fraction of pixels per class name.
+    pub class_fractions: BTreeMap<String, f64>,
+    /// Mean probability of the winning class.
+    pub mean_confidence: f32,
+    /// Milliseconds spent on this image (decode, its share of the batch, write).
+    pub ms: f64,
+    /// IoU / Dice / accuracy of this image against its ground truth, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truth: Option<ImageTruth>,
+}
+
+/// One image's scores against its ground truth.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageTruth {
+    /// The ground-truth mask file.
+    pub mask: PathBuf,
+    /// Mean IoU over the classes present.
+    pub iou: f64,
+    /// Mean Dice over the classes present.
+    pub dice: f64,
+    /// Pixel accuracy.
+    pub pixel_accuracy: f64,
+}
+
+/// What `infer` did (the last `--json` line).
+#[derive(Debug, Clone, Serialize)]
+pub struct InferSummary {
+    /// Always `"summary"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The model used.
+    pub model: ResolvedModel,
+    /// What was predicted.
+    pub input_ref: String,
+    /// Masks written.
+    pub images: usize,
+    /// Inputs that could not be read (each reported on stderr).
+    pub failed: usize,
+    /// The failed inputs.
+    pub failed_inputs: Vec<String>,
+    /// Where the masks are.
+    pub output_dir: PathBuf,
+    /// Scores over all inputs that have ground truth.
+    pub metrics: Option<TruthMetrics>,
+    /// The backend used.
+    pub backend: String,
+    /// Seconds of the prediction loop.
+    pub seconds: f64,
+    /// Images per second of the prediction loop.
+    pub images_per_sec: f64,
+    /// Seconds from process start to the first mask on disk.
+    pub first_mask_secs: Option<f64>,
+    /// lakeFS commit of the predictions (`--commit`).
+    pub predictions_commit: Option<String>,
+    /// `lakefs://repo/<commit>/predictions/<label>/` (`--commit`).
+    pub predictions_uri: Option<String>,
+    /// The MLflow inference run (`--commit`).
+    pub inference_run_id: Option<String>,
+    /// The MLflow inference run in the UI.
+    pub inference_run_url: Option<String>,
+}
+
+/// Runs `infer`; `emit` gets each image as its mask is written (the `--json` lines).
+pub async fn infer(
+    opts: InferOptions,
+    progress: &Progress,
+    emit: impl FnMut(&ImageResult) + Send + 'static,
+) -> Result<InferSummary> {
+    let config = crate::config::load(opts.config_file.as_deref(), opts.flags.clone())?.config;
+    let spec = InputSpec::from_arg(opts.input.as_deref());
+    if spec == InputSpec::Stdin && opts.choice == Some(ModelChoice::Interactive) {
+        return Err(PipelineError::Usage(
+            "--interactive reads the choice from stdin, so --input - cannot read paths from it: pass --run-id, or a folder".into(),
+        ));
+    }
+    let services = services::connect(&config).await?;
+    let choice = opts
+        .choice
+        .clone()
+        .unwrap_or_else(|| ModelChoice::Alias(config.register.alias.clone()));
+    let model = model_ref::resolve(&services, &config, &choice).await?;
+    progress.println(&format!(
+        "model {} ({}, run {}, sha256 {} verified)",
+        model.label(),
+        model.model_uri,
+        model.run_id,
+        &model.model_sha256[..model.model_sha256.len().min(12)]
+    ));
+    let output_dir = config.infer.output_dir.clone();
+    std::fs::create_dir_all(&output_dir).map_err(PipelineError::io("create", &output_dir))?;
+    let inputs = inputs::gather(&services, &config, &model, &spec, &output_dir, progress).await?;
+    if inputs.items.is_empty() {
+        return Err(PipelineError::Data(format!(
+            "no images in {} (extensions: {})",
+            inputs.input_ref,
+            IMAGE_EXTENSIONS.join(", ")
+        )));
+    }
+    let backend = config.infer_backend();
+    tracing::info!(
+        "predicting {} images from {} on {backend} into {}",
+        inputs.items.len(),
+        inputs.input_ref,
+        output_dir.display()
+    );
+    let loop_input = predict::LoopInput {
+        outputs: outputs::assign(&inputs.items, &output_dir)?,
+        items: inputs.items,
+        output_dir: output_dir.clone(),
+        overlay: config.infer.overlay,
+        model_file: model.local.clone(),
+        sha256: model.model_sha256.clone(),
+        backend,
+        batch_size: config.infer.batch_size,
+        interrupted: opts.interrupted.clone(),
+        progress: progress.clone(),
+    };
+    let outcome = tokio::task::spawn_blocking(move || predict::run(loop_input, emit))
+        .await
+        .map_err(|e| PipelineError::Internal(format!("the prediction thread stopped: {e}")))??;
+    let mut summary = InferSummary {
+        kind: "summary",
+        input_ref: inputs.input_ref,
+        images: outcome.written.len(),
+        failed: outcome.failed.len(),
+        failed_inputs: outcome.failed.clone(),
+        output_dir,
+        metrics: (outcome.truth_images > 0).then(|| {
+            let summary = outcome.confusion.summary();
+            TruthMetrics::from_summary(outcome.truth_images, &summary, &outcome.class_names)
+        }),
+        backend: backend.to_string(),
+        seconds: outcome.seconds,
+        images_per_sec: outcome.written.len() as f64 / outcome.seconds.max(1e-9),
+        first_mask_secs: opts
+            .started
+            .zip(outcome.first_mask)
+            .map(|(s, f)| f.duration_since(s).as_secs_f64()),
+        predictions_commit: None,
+        predictions_uri: None,
+        inference_run_id: None,
+        inference_run_url: None,
+        model,
+    };
+    if opts.commit {
+        if summary.images == 0 {
+            return Err(PipelineError::Data(
+                "no mask was written, so there is nothing to commit".into(),
+            ));
+        }
+        publish::commit(&services, &config, &outcome, &mut summary, progress).await?;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,187 @@
+//! The vocabulary of a run, written once: the tags and commit-metadata keys that `train`,
+//! `register_model` and `infer` write and read back, the file names of a stored model, the
+//! run's address in the MLflow UI, the tags every run carries about its code, and ending a run
+//! FAILED or KILLED with its error.
+
+use mlflow_client::{ClientError as _, MlflowClient, RunGuard, RunStatus, Tag};
+
+use crate::error::{Result, exit};
+use crate::lineage::GitInfo;
+
+/// The model file's name inside its run folder.
+pub const MODEL_FILE: &str = "model.segm";
+/// The metadata file beside it.
+pub const MODEL_META_FILE: &str = "model.json";
+
+/// Tags of MLflow runs and model versions.
+pub mod tags {
+    /// What kind of run this is ([`super::kinds`]).
+    pub const KIND: &str = "seg_mlops.kind";
+    /// Git commit of the code.
+    pub const GIT_COMMIT: &str = "git_commit_hash";
+    /// Uncommitted changes in the work tree.
+    pub const GIT_DIRTY: &str = "git_dirty";
+    /// Git branch.
+    pub const GIT_BRANCH: &str = "git_branch";
+    /// lakeFS repository.
+    pub const LAKEFS_REPO: &str = "lakefs_repo";
+    /// Data commit D.
+    pub const DATA_COMMIT: &str = "lakefs_data_commit";
+    /// `lakefs://repo/D/<data folder>/`.
+    pub const DATA_URI: &str = "lakefs_data_uri";
+    /// Model commit M.
+    pub const MODEL_COMMIT: &str = "lakefs_model_commit";
+    /// `lakefs://repo/<branch>/models/...` (mutable, as the original logged).
+    pub const MODEL_PATH: &str = "model_path";
+    /// `lakefs://repo/<M>/models/...` (immutable).
+    pub const MODEL_URI: &str = "model_uri";
+    /// sha256 of the model file.
+    pub const MODEL_SHA256: &str = "model_sha256";
+    /// The MLflow 3 logged model of the run.
+    pub const LOGGED_MODEL_ID: &str = "logged_model_id";
+    /// The run this one reproduces.
+    pub const REPRODUCED_FROM: &str = "reproduced_from";
+    /// Why the run failed.
+    pub const ERROR: &str = "error";
+    /// The registered model's name (inference runs).
+    pub const MODEL_NAME: &str = "model_name";
+    /// The model version used (absent when picked by run).
+    pub const MODEL_VERSION: &str = "model_version";
+    /// The training run of the model (inference runs).
+    pub const TRAINING_RUN: &str = "training_run_id";
+    /// What was predicted (lakeFS URI at a commit, local folder, file, or stdin).
+    pub const INPUT_REF: &str = "input_ref";
+    /// The lakeFS commit holding the predictions.
+    pub const PREDICTIONS_COMMIT: &str = "lakefs_predictions_commit";
+    /// `lakefs://repo/<commit>/<predictions folder>/`.
+    pub const PREDICTIONS_URI: &str = "predictions_uri";
+    /// A version registered although the criteria were not met.
+    pub const FORCED: &str = "forced";
+}
+
+/// Values of [`tags::KIND`] on runs and of [`commit_meta::KIND`] on lakeFS commits.
+pub mod kinds {
+    /// A training run.
+    pub const TRAINING: &str = "training";
+    /// An inference run.
+    pub const INFERENCE: &str = "inference";
+    /// A data commit.
+    pub const DATA: &str = "data";
+    /// A model commit.
+    pub const MODEL: &str = "model";
+    /// A predictions commit.
+    pub const PREDICTIONS: &str = "predictions";
+}
+
+/// Metadata keys of lakeFS commits.
+pub mod commit_meta {
+    /// What the commit holds ([`super::kinds`]).
+    pub const KIND: &str = "seg_mlops.kind";
+    /// The MLflow run that made it.
+    pub const MLFLOW_RUN_ID: &str = "mlflow_run_id";
+    /// The data commit a model was trained on.
+    pub const DATA_COMMIT: &str = "data_commit";
+    /// sha256 of a model file.
+    pub const SHA256: &str = "sha256";
+    /// The model's object path.
+    pub const MODEL_PATH: &str = "model_path";
+    /// A model's final metrics (JSON).
+    pub const METRICS: &str = "metrics";
+}
+
+/// The MLflow UI address of a run (credentials in the tracking URI are left out).
+pub fn run_url(tracking_uri: &str, experiment_id: &str, run_id: &str) -> String {
+    format!(
+        "{}/#/experiments/{experiment_id}/runs/{run_id}",
+        without_credentials(tracking_uri).trim_end_matches('/')
+    )
+}
+
+/// `url` without a user name or password (what may be printed, logged or stored).
+pub fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            // Both setters only fail on URLs that cannot have credentials at all.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The tags every run carries about its code: git commit (and MLflow's own source tags),
+/// whether the work tree was dirty, the branch; `source` is the binary's name.
+pub fn code_tags(git: &GitInfo, source: &str) -> Vec<Tag> {
+    let mut t = vec![
+        Tag::new(tags::GIT_COMMIT, &git.commit),
+        Tag::new(tags::GIT_DIRTY, git.dirty.to_string()),
+        Tag::new("mlflow.source.git.commit", &git.commit),
+        Tag::new("mlflow.source.name", source),
+        Tag::new("mlflow.source.type", "LOCAL"),
+    ];
+    if let Some(branch) = &git.branch {
+        t.push(Tag::new(tags::GIT_BRANCH, branch));
+        t.push(Tag::new("mlflow.source.git.branch", branch));
+    }
+    t
+}
+
+/// Longest error text kept in the run's `error` tag.
+const MAX_ERROR_TAG: usize = 4000;
+
+/// Ends the run of `guard` after `result`: FINISHED on success; otherwise tagged with the
+/// error and ended KILLED (interrupted) or FAILED, with a warning naming anything that could
+/// not be recorded. Gives `result` back (or the failure to finish the run).
+pub async fn end_run<T>(mlflow: &MlflowClient, guard: RunGuard, result: Result<T>) -> Result<T> {
+    let e = match result {
+        Ok(value) => {
+            guard.finish().await?;
+            return Ok(value);
+        }
+        Err(e) => e,
+    };
+    let run_id = guard.run_id().to_string();
+    let status = if e.exit_code() == exit::INTERRUPTED {
+        RunStatus::Killed
+    } else {
+        RunStatus::Failed
+    };
+    let text = e.to_string();
+    let tag = if text.len() > MAX_ERROR_TAG {
+        let mut end = MAX_ERROR_TAG;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        tracing::warn!("the error tag of run {run_id} keeps the first {end} bytes of the error");
+        format!("{}...", &text[..end])
+    } else {
+        text
+    };
+    if let Err(tag_err) = mlflow.set_tag(&run_id, tags::ERROR, &tag).await {
+        tracing::warn!("could not tag MLflow run {run_id} with its error: {tag_err}");
+    }
+    if let Err(end_err) = guard.end(status).await {
+        let why = if end_err.is_unreachable() {
+            "MLflow is unreachable".to_string()
+        } else {
+            end_err.to_string()
+        };
+        tracing::warn!("could not end MLflow run {run_id} as {status:?}: {why}");
+    }
+    Err(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            run_url("http://user:s3cret@host:5000/", "1", "r"),
+            "http://host:5000/#/experiments/1/runs/r"
+        );
+        assert_eq!(without_credentials("http://host:5000"), "http://host:5000");
+    }
+}

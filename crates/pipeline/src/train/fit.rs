@@ -1,0 +1,120 @@
+//! The training itself: seg-model's loop on a blocking thread (it is synchronous and CPU-bound)
+//! while its metrics stream to MLflow through the logger, flushed before anything is stored.
+//! A stopped run keeps its best model locally and uploads nothing.
+
+use std::time::{Duration, Instant};
+
+use seg_model::data::Split;
+use seg_model::{
+    BackendKind, SegError, StopReason, TrainConfig, TrainEnd, TrainOutcome, UNetConfig,
+};
+
+use super::RunContext;
+use super::observer::{MetricLogger, MlflowObserver};
+use super::store;
+use crate::error::{PipelineError, Result};
+
+/// What one run trains: the split, the U-Net, seg-model's training settings, the backend.
+pub(super) struct Plan {
+    /// Training and validation indices.
+    pub split: Split,
+    /// The architecture.
+    pub model: UNetConfig,
+    /// Epochs, rates, schedule, selection.
+    pub train: TrainConfig,
+    /// Where it runs.
+    pub backend: BackendKind,
+}
+
+impl Plan {
+    /// The plan of the run in `ctx`.
+    pub(super) fn new(ctx: &RunContext<'_>) -> Result<Self> {
+        let (config, data) = (ctx.config, ctx.data);
+        let split = Split::new(
+            data.dataset.len(),
+            config.data.valid_fraction,
+            config.data.split_seed,
+        )?;
+        let classes = data.dataset.encoding().num_classes();
+        Ok(Self {
+            split,
+            model: config.model_config(data.in_channels, classes),
+            train: config.train_config()?,
+            backend: config.train.backend,
+        })
+    }
+}
+
+/// How often the logger retries MLflow while training runs, and how long it keeps trying at
+/// the end.
+const LOG_RETRY_EVERY: Duration = Duration::from_secs(2);
+const LOG_FLUSH_BUDGET: Duration = Duration::from_secs(120);
+
+/// Trains per `plan`; returns the outcome and the seconds the loop took, once every metric
+/// is in MLflow. A stop (Ctrl-C, MLflow gone) keeps the best model so far locally.
+pub(super) async fn fit(ctx: &RunContext<'_>, plan: &Plan) -> Result<(TrainOutcome, f64)> {
+    let logger = MetricLogger::start(
+        ctx.services.mlflow.clone(),
+        ctx.run_id.clone(),
+        LOG_RETRY_EVERY,
+        LOG_FLUSH_BUDGET,
+    );
+    let observer = MlflowObserver::new(
+        logger.sender(),
+        ctx.opts.interrupted.clone(),
+        ctx.progress.clone(),
+        plan.train.epochs,
+    );
+    let started = Instant::now();
+    let outcome = run_training(plan, ctx.data.dataset.clone(), observer).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let report = logger.finish().await;
+    let outcome = outcome?;
+    if let TrainEnd::Stopped { epoch, reason } = &outcome.end {
+        tracing::info!("logged {} metric values before stopping", report.logged);
+        let (epoch, reason) = (*epoch, reason.clone());
+        let saved = store::save_local(ctx.config, &ctx.run_id, outcome.model, outcome.meta)?;
+        ctx.progress.println(&format!(
+            "stopped in epoch {epoch}; the best model so far is at {} (not uploaded)",
+            saved.path.display()
+        ));
+        return Err(match reason {
+            StopReason::Interrupted => PipelineError::Interrupted,
+            StopReason::ObserverFailed(why) => {
+                PipelineError::Model(SegError::ObserverFailed { epoch, reason: why })
+            }
+        });
+    }
+    if report.lost > 0 {
+        return Err(PipelineError::Lineage(format!(
+            "{} metric values could not be logged to MLflow ({}); nothing was stored in lakeFS",
+            report.lost,
+            report.last_error.unwrap_or_default()
+        )));
+    }
+    tracing::debug!("{} metric values logged", report.logged);
+    Ok((outcome, seconds))
+}
+
+/// Trains on a blocking thread (burn's loop is synchronous and CPU-bound).
+async fn run_training(
+    plan: &Plan,
+    dataset: seg_model::data::SegmentationDataset,
+    mut observer: MlflowObserver,
+) -> Result<TrainOutcome> {
+    let (model, train, split, backend) = (
+        plan.model.clone(),
+        plan.train.clone(),
+        plan.split.clone(),
+        plan.backend,
+    );
+    tokio::task::spawn_blocking(move || {
+        seg_model::train(&model, &train, &dataset, &split, backend, &mut observer)
+    })
+    .await
+    .map_err(|e| PipelineError::Internal(format!("the training thread stopped: {e}")))?
+    .map_err(|e| match e {
+        SegError::Interrupted { .. } => PipelineError::Interrupted,
+        e => PipelineError::Model(e),
+    })
+}

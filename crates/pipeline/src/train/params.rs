@@ -1,0 +1,171 @@
+//! What a training run records before it trains: its tags (code, data), its params (every
+//! training, model and data setting, and facts about the data), its dataset inputs; and the
+//! flags that replay a run's params (`--reproduce`).
+
+use mlflow_client::{Dataset, DatasetInput, Param, Run, Tag, context_tag};
+use seg_model::UNetConfig;
+use seg_model::data::Split;
+
+use crate::config::{Config, Flags};
+use crate::data::{self, PreparedData};
+use crate::error::{PipelineError, Result};
+use crate::lineage::GitInfo;
+use crate::run_record::{self, kinds, tags};
+
+/// The tags a training run starts with: its kind, its code and its data.
+pub(super) fn run_tags(
+    config: &Config,
+    git: &GitInfo,
+    data: &PreparedData,
+    reproduced: Option<&Run>,
+) -> Result<Vec<Tag>> {
+    let mut t = run_record::code_tags(git, "train");
+    t.extend([
+        Tag::new(tags::KIND, kinds::TRAINING),
+        Tag::new(tags::LAKEFS_REPO, &config.lakefs.repository),
+        Tag::new(tags::DATA_COMMIT, &data.commit),
+        Tag::new(tags::DATA_URI, data.uri(config)?.to_string()),
+    ]);
+    if let Some(run) = reproduced {
+        t.push(Tag::new(tags::REPRODUCED_FROM, &run.info.run_id));
+    }
+    Ok(t)
+}
+
+/// Params: every training, model and data setting (names as in the config; `train.` keys
+/// without their prefix, as the original logged `learning_rate`, `batch_size`, ...).
+pub(super) fn config_params(config: &Config) -> Result<Vec<Param>> {
+    let value = serde_json::to_value(config).map_err(|e| {
+        PipelineError::Internal(format!(
+            "cannot turn the configuration into MLflow params: {e}"
+        ))
+    })?;
+    let mut out = Vec::new();
+    for section in ["train", "model", "data"] {
+        let Some(map) = value.get(section).and_then(|v| v.as_object()) else {
+            return Err(PipelineError::Internal(format!(
+                "the configuration has no [{section}] table to log"
+            )));
+        };
+        for (key, v) in map {
+            let name = if section == "train" {
+                key.clone()
+            } else {
+                format!("{section}.{key}")
+            };
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            out.push(Param::new(name, text));
+        }
+    }
+    Ok(out)
+}
+
+/// Params that describe the run rather than set it (not replayed by `--reproduce`).
+const RUN_FACT_PARAMS: &[&str] = &[
+    "device",
+    "dataset_size",
+    "train_size",
+    "valid_size",
+    "in_channels",
+    "classes",
+    "unet_config",
+    "parameters",
+];
+
+/// Every param of a training run: the settings and the facts of this run's data and model.
+pub(super) fn run_params(
+    config: &Config,
+    data: &PreparedData,
+    split: &Split,
+    model: &UNetConfig,
+) -> Result<Vec<Param>> {
+    let mut params = config_params(config)?;
+    let unet = serde_json::to_string(model).map_err(|e| {
+        PipelineError::Internal(format!("cannot write the U-Net config as JSON: {e}"))
+    })?;
+    params.extend([
+        Param::new("device", config.train.backend.to_string()),
+        Param::new("dataset_size", data.dataset.len().to_string()),
+        Param::new("train_size", split.train.len().to_string()),
+        Param::new("valid_size", split.valid.len().to_string()),
+        Param::new("in_channels", data.in_channels.to_string()),
+        Param::new("classes", data.dataset.encoding().num_classes().to_string()),
+        Param::new("unet_config", unet),
+    ]);
+    Ok(params)
+}
+
+/// Flags that set every logged setting of `run` back (for `--reproduce`). A run without the
+/// params of a training run is refused.
+pub fn reproduce_flags(run: &Run) -> Result<Flags> {
+    if run.tag(tags::KIND) == Some(kinds::INFERENCE) || run.param("learning_rate").is_none() {
+        return Err(PipelineError::NotFound(format!(
+            "--reproduce {}: not a training run (it has no training params); pick a run that `train` made",
+            run.info.run_id
+        )));
+    }
+    let mut flags = Flags::new();
+    for p in &run.data.params {
+        let key = if p.key.contains('.') {
+            p.key.clone()
+        } else {
+            format!("train.{}", p.key)
+        };
+        let section_ok = ["train.", "model.", "data."]
+            .iter()
+            .any(|s| key.starts_with(s));
+        if !section_ok || RUN_FACT_PARAMS.contains(&p.key.as_str()) {
+            continue;
+        }
+        // Params are text: numbers, booleans and lists were written as JSON, strings as is.
+        let value = serde_json::from_str::<serde_json::Value>(&p.value)
+            .ok()
+            .and_then(|j| figment::value::Value::serialize(j).ok())
+            .unwrap_or_else(|| figment::value::Value::from(p.value.clone()));
+        flags.set(&key, Some(value));
+    }
+    Ok(flags)
+}
+
+/// The datasets of the run as MLflow inputs, one per split (MLflow keeps one input per
+/// dataset name and digest): digest = D (MLflow keeps 36 characters; the source has all of it),
+/// source = the lakeFS URI at D, context = training / validation, profile = the split's size.
+pub(super) fn dataset_inputs(
+    config: &Config,
+    data: &PreparedData,
+    split: &Split,
+) -> Result<Vec<DatasetInput>> {
+    let source = serde_json::json!({ "uri": data.uri(config)?.to_string() }).to_string();
+    let name = format!(
+        "{}/{}",
+        config.lakefs.repository,
+        data::data_root(config).trim_end_matches('/')
+    );
+    Ok([
+        ("training", split.train.len()),
+        ("validation", split.valid.len()),
+    ]
+    .into_iter()
+    .map(|(context, rows)| DatasetInput {
+        tags: vec![context_tag(context)],
+        dataset: Dataset {
+            name: format!("{} ({context} split)", name.trim_end_matches('/')),
+            digest: data.commit.chars().take(36).collect(),
+            source_type: "lakefs".into(),
+            source: source.clone(),
+            schema: None,
+            profile: Some(
+                serde_json::json!({
+                    "num_rows": rows,
+                    "pairs": data.stats.pairs,
+                    "classes": data.dataset.encoding().num_classes(),
+                })
+                .to_string(),
+            ),
+        },
+    })
+    .collect())
+}

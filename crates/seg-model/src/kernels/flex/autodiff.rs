@@ -1,0 +1,239 @@
+//! The hand-written backward steps of the flex kernels on `Autodiff<Flex>`.
+
+use super::*;
+
+/// A float tensor of the autodiff flex backend.
+type AdTensor<C> = FloatTensor<Autodiff<Flex, C>>;
+
+/// What a convolution's backward step needs: its input, weight and geometry.
+#[derive(Debug, Clone)]
+pub(super) struct ConvState {
+    pub(super) x: FlexTensor,
+    pub(super) w: FlexTensor,
+    pub(super) g: Geometry,
+}
+
+/// Backward of `flex_conv2d`.
+#[derive(Debug)]
+pub(super) struct Conv2dBackward;
+
+impl Backward<Flex, 3> for Conv2dBackward {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<ConvState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let [px, pw, pb] = ops.parents;
+        let ConvState { x, w, g } = ops.state;
+        let ((x, xs), (w, ws), (dy, _)) = (view(&x), view(&w), view(&dy));
+        let s = ConvShape::new(dims4(&xs), dims4(&ws), g);
+        let dy: &[f32] = dy.storage();
+        if let Some(node) = pw {
+            let dw = conv_weight_grad(&s, x.storage(), dy);
+            grads.register::<Flex>(node.id, tensor(dw, ws.clone()));
+        }
+        if let Some(node) = pb {
+            let db = channel_sums(dy, s.n, s.c_out, s.positions());
+            grads.register::<Flex>(node.id, tensor(db, vec![s.c_out]));
+        }
+        if let Some(node) = px {
+            let dx = conv_input_grad(&s, dy, w.storage());
+            grads.register::<Flex>(node.id, tensor(dx, xs));
+        }
+    }
+}
+
+/// Backward of `flex_conv_transpose2d`: the adjoint convolution's forward gives the input
+/// gradient, its weight gradient (input `dy`, output gradient `x`) the weight's.
+#[derive(Debug)]
+pub(super) struct ConvTranspose2dBackward;
+
+impl Backward<Flex, 3> for ConvTranspose2dBackward {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<ConvState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let [px, pw, pb] = ops.parents;
+        let ConvState { x, w, g } = ops.state;
+        let ((x, xs), (w, ws), (dy, _)) = (view(&x), view(&w), view(&dy));
+        let s = adjoint_shape(&xs, &ws, g);
+        let dy: &[f32] = dy.storage();
+        if let Some(node) = pw {
+            let dw = conv_weight_grad(&s, dy, x.storage());
+            grads.register::<Flex>(node.id, tensor(dw, ws.clone()));
+        }
+        if let Some(node) = pb {
+            let db = channel_sums(dy, s.n, s.c_in, s.h * s.w);
+            grads.register::<Flex>(node.id, tensor(db, vec![s.c_in]));
+        }
+        if let Some(node) = px {
+            let dx = conv_forward(&s, dy, w.storage(), &vec![0.0; s.c_out], false);
+            grads.register::<Flex>(node.id, tensor(dx, xs));
+        }
+    }
+}
+
+/// What batch norm + ReLU's backward step needs.
+#[derive(Debug, Clone)]
+pub(super) struct NormState {
+    pub(super) x: FlexTensor,
+    pub(super) gamma: FlexTensor,
+    pub(super) beta: FlexTensor,
+    pub(super) mean: Vec<f32>,
+    pub(super) variance: Vec<f32>,
+    pub(super) epsilon: f64,
+}
+
+/// Backward of `flex_batch_norm_relu`.
+#[derive(Debug)]
+pub(super) struct NormReluBackward;
+
+impl Backward<Flex, 3> for NormReluBackward {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<NormState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let [px, pg, pb] = ops.parents;
+        let st = ops.state;
+        let ((x, xs), (gamma, _), (beta, _), (dy, _)) =
+            (view(&st.x), view(&st.gamma), view(&st.beta), view(&dy));
+        let [n, c, positions] = flat3(&xs);
+        let (dx, dgamma, dbeta) = norm_relu_backward(
+            x.storage(),
+            dy.storage(),
+            [n, c, positions],
+            gamma.storage(),
+            beta.storage(),
+            &st.mean,
+            &st.variance,
+            st.epsilon,
+        );
+        if let Some(node) = px {
+            grads.register::<Flex>(node.id, tensor(dx, xs));
+        }
+        if let Some(node) = pg {
+            grads.register::<Flex>(node.id, tensor(dgamma, vec![c]));
+        }
+        if let Some(node) = pb {
+            grads.register::<Flex>(node.id, tensor(dbeta, vec![c]));
+        }
+    }
+}
+
+/// Records a convolution-like op: `forward` computes the output from (x, w, bias), `op` is
+/// its backward step.
+pub(super) fn tracked_conv<C: CheckpointStrategy, O: Backward<Flex, 3, State = ConvState>>(
+    op: O,
+    [x, w, b]: [AdTensor<C>; 3],
+    g: Geometry,
+    forward: fn(&FlexTensor, &FlexTensor, &FlexTensor, Geometry) -> FlexTensor,
+) -> AdTensor<C> {
+    let out = forward(x.primitive(), w.primitive(), b.primitive(), g);
+    match op
+        .prepare::<C>([x.node(), w.node(), b.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let state = ConvState {
+                x: x.into_primitive(),
+                w: w.into_primitive(),
+                g,
+            };
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+impl<C: CheckpointStrategy> FlexTrainOps for Autodiff<Flex, C> {
+    /// Composed from differentiable ops (the model calls the fused kernel only without
+    /// autodiff).
+    fn flex_affine_relu(x: AdTensor<C>, scale: AdTensor<C>, shift: AdTensor<C>) -> AdTensor<C> {
+        use burn::backend::ops::{ActivationOps, FloatTensorOps};
+        use burn::tensor::Shape;
+        let c = x.primitive().layout().shape().get(1).copied().unwrap_or(0);
+        let per_channel = || Shape::new([1, c, 1, 1]);
+        let scale = Self::float_reshape(scale, per_channel());
+        let shift = Self::float_reshape(shift, per_channel());
+        Self::relu(Self::float_add(Self::float_mul(x, scale), shift))
+    }
+
+    fn flex_conv2d(
+        x: AdTensor<C>,
+        weight: AdTensor<C>,
+        bias: AdTensor<C>,
+        geometry: Geometry,
+    ) -> AdTensor<C> {
+        tracked_conv::<C, _>(Conv2dBackward, [x, weight, bias], geometry, conv2d_forward)
+    }
+
+    fn flex_conv_transpose2d(
+        x: AdTensor<C>,
+        weight: AdTensor<C>,
+        bias: AdTensor<C>,
+        geometry: Geometry,
+    ) -> AdTensor<C> {
+        tracked_conv::<C, _>(
+            ConvTranspose2dBackward,
+            [x, weight, bias],
+            geometry,
+            conv_transpose2d_forward,
+        )
+    }
+
+    fn flex_max_pool2x2(x: AdTensor<C>) -> AdTensor<C> {
+        // burn's differentiable pooling (seg-model only calls this off autodiff devices).
+        use burn::backend::ops::ModuleOps;
+        Self::max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], false)
+    }
+
+    fn flex_conv2d_affine_relu(
+        x: AdTensor<C>,
+        weight: AdTensor<C>,
+        bias: AdTensor<C>,
+        scale: AdTensor<C>,
+        shift: AdTensor<C>,
+        geometry: Geometry,
+    ) -> AdTensor<C> {
+        // Differentiable as its two parts (seg-model only calls it off autodiff devices).
+        let y = Self::flex_conv2d(x, weight, bias, geometry);
+        Self::flex_affine_relu(y, scale, shift)
+    }
+
+    fn flex_batch_norm_relu(
+        x: AdTensor<C>,
+        gamma: AdTensor<C>,
+        beta: AdTensor<C>,
+        epsilon: f64,
+    ) -> NormOutput<Self> {
+        let shape = x.primitive().layout().shape().to_vec();
+        let c = shape.get(1).copied().unwrap_or(0);
+        let out = norm_relu(x.primitive(), gamma.primitive(), beta.primitive(), epsilon);
+        let stats = |v: &[f32]| Autodiff::<Flex, C>::from_inner(tensor(v.to_vec(), vec![c]));
+        let (mean, variance) = (stats(&out.mean), stats(&out.variance));
+        let output = tensor(out.output, shape);
+        let output = match NormReluBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = NormState {
+                    x: x.into_primitive(),
+                    gamma: gamma.into_primitive(),
+                    beta: beta.into_primitive(),
+                    mean: out.mean,
+                    variance: out.variance,
+                    epsilon,
+                };
+                prep.finish(state, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        };
+        NormOutput {
+            output,
+            mean,
+            variance,
+        }
+    }
+}

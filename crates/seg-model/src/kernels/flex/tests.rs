@@ -1,0 +1,217 @@
+//! The flex kernels against their definitions.
+
+use super::*;
+
+/// Direct convolution by definition, for checking im2col + gemm.
+fn naive_conv(s: &ConvShape, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let mut y = vec![0.0; s.n * s.out_image()];
+    for b in 0..s.n {
+        for o in 0..s.c_out {
+            for oy in 0..s.oh {
+                for ox in 0..s.ow {
+                    let mut acc = 0.0;
+                    for c in 0..s.c_in {
+                        for ki in 0..s.kh {
+                            for kj in 0..s.kw {
+                                let iy = (oy * s.g.stride[0] + ki * s.g.dilation[0]) as isize
+                                    - s.g.padding[0] as isize;
+                                let ix = (ox * s.g.stride[1] + kj * s.g.dilation[1]) as isize
+                                    - s.g.padding[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                                    continue;
+                                }
+                                let xv =
+                                    x[((b * s.c_in + c) * s.h + iy as usize) * s.w + ix as usize];
+                                let wv = w[((o * s.c_in + c) * s.kh + ki) * s.kw + kj];
+                                acc += xv * wv;
+                            }
+                        }
+                    }
+                    y[((b * s.c_out + o) * s.oh + oy) * s.ow + ox] = acc;
+                }
+            }
+        }
+    }
+    y
+}
+
+fn values(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let v = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
+            (v % 1000) as f32 / 500.0 - 1.0
+        })
+        .collect()
+}
+
+fn close(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+            "{what}[{i}]: {x} vs {y}"
+        );
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum()
+}
+
+/// Forward against the definition, and both gradients against the adjoint identity
+/// <conv(x, w), dy> = <x, dx(dy)> = <w, dw(x, dy)>, across strides, padding and dilation.
+#[test]
+fn conv_matches_definition_and_adjoints() {
+    let cases = [
+        ([2, 3, 9, 7], [4, 3, 3, 3], [1, 1], [1, 1], [1, 1]),
+        ([3, 2, 8, 8], [5, 2, 3, 3], [2, 2], [1, 1], [1, 1]),
+        ([1, 4, 10, 9], [3, 4, 3, 2], [1, 2], [2, 0], [2, 1]),
+        ([2, 5, 6, 6], [2, 5, 1, 1], [1, 1], [0, 0], [1, 1]),
+        ([2, 1, 5, 5], [3, 1, 5, 5], [1, 1], [0, 0], [1, 1]),
+    ];
+    for (xs, ws, stride, padding, dilation) in cases {
+        let g = Geometry {
+            stride,
+            padding,
+            dilation,
+        };
+        let s = ConvShape::new(xs, ws, g);
+        let x = values(s.n * s.in_image(), 1);
+        let w = values(ws.iter().product(), 2);
+        let y = conv_forward(&s, &x, &w, &vec![0.0; s.c_out], false);
+        close(
+            &y,
+            &naive_conv(&s, &x, &w),
+            &format!("forward {xs:?} {ws:?}"),
+        );
+        let dy = values(y.len(), 3);
+        let dx = conv_input_grad(&s, &dy, &w);
+        close(&dx, &col2im_input_grad(&s, &dy, &w), "input gradient forms");
+        let dw = conv_weight_grad(&s, &x, &dy);
+        // One output row per im2col tile gives the same results as whole images.
+        let mut banded = s;
+        banded.tile_floats = 1;
+        assert!(banded.tiles().count() == s.oh && s.tiles().count() == 1);
+        close(
+            &conv_forward(&banded, &x, &w, &vec![0.0; s.c_out], false),
+            &y,
+            "banded forward",
+        );
+        close(
+            &conv_input_grad(&banded, &dy, &w),
+            &dx,
+            "banded input gradient",
+        );
+        close(&col2im_input_grad(&banded, &dy, &w), &dx, "banded col2im");
+        close(
+            &conv_weight_grad(&banded, &x, &dy),
+            &dw,
+            "banded weight gradient",
+        );
+        let reference = dot(&y, &dy);
+        for (got, what) in [(dot(&x, &dx), "input"), (dot(&w, &dw), "weight")] {
+            assert!(
+                (got - reference).abs() <= 1e-3 * (1.0 + reference.abs()),
+                "{what} gradient of {xs:?} {ws:?}: {got} vs {reference}"
+            );
+        }
+    }
+}
+
+/// The fused inference kernel (affine folded into the weights, ReLU per band) against
+/// convolution, bias, affine and ReLU one after the other, whole and in one-row bands.
+#[test]
+fn fused_conv_affine_relu_matches_its_parts() {
+    let g = Geometry {
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+    };
+    let (xs, ws) = ([3, 4, 7, 6], [5, 4, 3, 3]);
+    let s = ConvShape::new(xs, ws, g);
+    let x = values(s.n * s.in_image(), 11);
+    let w = values(ws.iter().product(), 12);
+    let (bias, scale, shift) = (values(5, 13), values(5, 14), values(5, 15));
+    let conv = conv_forward(&s, &x, &w, &vec![0.0; s.c_out], false);
+    let expected: Vec<f32> = conv
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = (i / s.positions()) % s.c_out;
+            ((v + bias[c]) * scale[c] + shift[c]).max(0.0)
+        })
+        .collect();
+    assert!(expected.contains(&0.0) && expected.iter().any(|&v| v > 0.0));
+    let t = |data: &[f32], shape: &[usize]| tensor(data.to_vec(), shape.to_vec());
+    let (xt, wt, bt) = (t(&x, &xs), t(&w, &ws), t(&bias, &[5]));
+    let (at, st) = (t(&scale, &[5]), t(&shift, &[5]));
+    let fused = conv2d_affine_relu_forward(&xt, &wt, &bt, [&at, &st], g);
+    close(fused.storage(), &expected, "fused");
+    let (folded, folded_bias) = fold_affine(&w, &bias, &scale, &shift);
+    let mut banded = s;
+    banded.tile_floats = 1;
+    close(
+        &conv_forward(&banded, &x, &folded, &folded_bias, true),
+        &expected,
+        "banded fused",
+    );
+}
+
+/// The 2x2 max-pool against its definition, odd sizes included.
+#[test]
+fn max_pool2x2_matches_definition() {
+    let dims = [2, 3, 5, 7];
+    let x = values(dims.iter().product(), 21);
+    let got = max_pool2x2(&x, dims);
+    let (h, w) = (dims[2], dims[3]);
+    let mut expected = Vec::new();
+    for plane in x.chunks(h * w) {
+        for oy in 0..h / 2 {
+            for ox in 0..w / 2 {
+                let at = |y: usize, x: usize| plane[(2 * oy + y) * w + 2 * ox + x];
+                let m = [at(0, 1), at(1, 0), at(1, 1)]
+                    .into_iter()
+                    .fold(at(0, 0), f32::max);
+                expected.push(m);
+            }
+        }
+    }
+    assert_eq!(got, expected);
+}
+
+/// Batch norm + ReLU gradients against central finite differences of sum(out · dy).
+#[test]
+fn norm_relu_gradient_matches_finite_differences() {
+    let dims = [2, 3, 5];
+    let x = values(30, 7);
+    let gamma = vec![1.5, -0.7, 0.9];
+    let beta = vec![0.1, 0.2, -0.3];
+    let dy = values(30, 9);
+    let eps = 1e-5;
+    let loss = |x: &[f32], gamma: &[f32], beta: &[f32]| {
+        dot(&norm_relu_forward(x, dims, gamma, beta, eps).output, &dy)
+    };
+    let f = norm_relu_forward(&x, dims, &gamma, &beta, eps);
+    let (dx, dgamma, dbeta) =
+        norm_relu_backward(&x, &dy, dims, &gamma, &beta, &f.mean, &f.variance, eps);
+    let h = 1e-2f32;
+    let numeric = |v: &[f32], i: usize, eval: &dyn Fn(&[f32]) -> f64| {
+        let (mut up, mut down) = (v.to_vec(), v.to_vec());
+        up[i] += h;
+        down[i] -= h;
+        (eval(&up) - eval(&down)) / (2.0 * f64::from(h))
+    };
+    for (i, &d) in dx.iter().enumerate() {
+        let n = numeric(&x, i, &|v| loss(v, &gamma, &beta));
+        assert!((n - f64::from(d)).abs() < 2e-2, "dx[{i}]: {d} vs {n}");
+    }
+    for i in 0..3 {
+        let n = numeric(&gamma, i, &|v| loss(&x, v, &beta));
+        assert!((n - f64::from(dgamma[i])).abs() < 2e-2, "dgamma[{i}]");
+        let n = numeric(&beta, i, &|v| loss(&x, &gamma, v));
+        assert!((n - f64::from(dbeta[i])).abs() < 2e-2, "dbeta[{i}]");
+    }
+}
