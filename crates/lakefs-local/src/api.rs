@@ -5,18 +5,18 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use md5::Md5;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::server::AppState;
-use crate::store::{CommitRec, CommitRequest, Entry, MergeRequest, RepoRec, StoreError, now_secs};
+use crate::state::AppState;
+use crate::store::{
+    BlobInfo, CommitRec, CommitRequest, Entry, MergeRequest, RepoRec, StoreError, now_secs,
+};
 
 /// An error answered as `{"message": ...}` with its status.
 pub struct ApiError(pub StatusCode, pub String);
@@ -27,12 +27,30 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The status lakeFS answers a store error of this kind with.
+fn status_of(e: &StoreError) -> StatusCode {
+    match e {
+        StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+        StoreError::Conflict(_) => StatusCode::CONFLICT,
+        StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+        StoreError::Forbidden(_) => StatusCode::FORBIDDEN,
+        StoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self(
-            StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            e.message,
-        )
+        Self(status_of(&e), e.message().to_string())
+    }
+}
+
+/// The `metadata` of a commit or merge body: absent or null is none; anything but an object
+/// of strings is refused.
+fn metadata_of(body: &Value) -> ApiResult<BTreeMap<String, String>> {
+    match &body["metadata"] {
+        Value::Null => Ok(BTreeMap::new()),
+        value => serde_json::from_value(value.clone())
+            .map_err(|e| bad(format!("metadata must be an object of string values: {e}"))),
     }
 }
 
@@ -116,7 +134,7 @@ fn commit_json(c: &CommitRec) -> Value {
 fn stats_json(state: &AppState, path: &str, e: &Entry) -> Value {
     json!({
         "path": path, "path_type": "object",
-        "physical_address": format!("local://{}", state.blob_path(&e.blob).display()),
+        "physical_address": format!("local://{}", state.blobs.path(&e.blob).display()),
         "checksum": e.checksum, "size_bytes": e.size, "mtime": e.mtime,
         "metadata": e.metadata, "content_type": e.content_type,
     })
@@ -418,8 +436,7 @@ pub async fn commit(
     let message = body["message"]
         .as_str()
         .ok_or_else(|| bad("message is required"))?;
-    let metadata: BTreeMap<String, String> =
-        serde_json::from_value(body["metadata"].clone()).unwrap_or_default();
+    let metadata = metadata_of(&body)?;
     let request = CommitRequest {
         message: message.to_string(),
         metadata,
@@ -524,8 +541,7 @@ pub async fn merge(
     Path((repo, source, dest)): Path<(String, String, String)>,
     OptionalJson(body): OptionalJson,
 ) -> ApiResult<Response> {
-    let metadata: BTreeMap<String, String> =
-        serde_json::from_value(body["metadata"].clone()).unwrap_or_default();
+    let metadata = metadata_of(&body)?;
     let strategy = body["strategy"].as_str().filter(|s| !s.is_empty());
     if let Some(s) = strategy
         && !matches!(s, "source-wins" | "dest-wins")
@@ -545,9 +561,9 @@ pub async fn merge(
     match merged {
         Ok(reference) => Ok(Json(json!({ "reference": reference })).into_response()),
         // The spec's 409 body is a MergeResult (deprecated in favour of Error): send both fields.
-        Err(e) if e.status == 409 => Ok((
+        Err(StoreError::Conflict(message)) => Ok((
             StatusCode::CONFLICT,
-            Json(json!({ "message": e.message, "reference": "" })),
+            Json(json!({ "message": message, "reference": "" })),
         )
             .into_response()),
         Err(e) => Err(e.into()),
@@ -613,40 +629,11 @@ pub async fn upload_object(
             Some((canonical_key(key), v.to_str().ok()?.to_string()))
         })
         .collect();
-    let (blob, checksum, size, stored_type) = if content_type.starts_with("multipart/form-data") {
-        let mut multipart = Multipart::from_request(request, &())
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        let mut found = None;
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|e| bad(e.to_string()))?
-        {
-            if field.name() == Some("content") {
-                let ct = field
-                    .content_type()
-                    .unwrap_or("application/octet-stream")
-                    .to_string();
-                let (b, c, s) = state
-                    .write_blob(field.map(|r| r.map_err(std::io::Error::other)))
-                    .await?;
-                found = Some((b, c, s, ct));
-                break;
-            }
-        }
-        found.ok_or_else(|| bad("multipart upload needs a part named \"content\""))?
-    } else {
-        let stream = request
-            .into_body()
-            .into_data_stream()
-            .map(|r| r.map_err(std::io::Error::other));
-        let (b, c, s) = state.write_blob(stream).await?;
-        (b, c, s, content_type)
-    };
+    let (BlobInfo { sha256, md5, size }, stored_type) =
+        receive_body(&state, request, content_type).await?;
     let entry = Entry {
-        blob,
-        checksum,
+        blob: sha256,
+        checksum: md5,
         size,
         mtime: now_secs(),
         metadata,
@@ -666,7 +653,42 @@ pub async fn upload_object(
     ))
 }
 
-use axum::extract::FromRequest;
+/// An upload's bytes into a blob: the raw body, or the multipart part named `content`; with the
+/// content type to store.
+async fn receive_body(
+    state: &AppState,
+    request: Request,
+    content_type: String,
+) -> ApiResult<(BlobInfo, String)> {
+    if !content_type.starts_with("multipart/form-data") {
+        let stream = request
+            .into_body()
+            .into_data_stream()
+            .map(|r| r.map_err(std::io::Error::other));
+        return Ok((state.blobs.write(stream).await?, content_type));
+    }
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad(e.to_string()))?
+    {
+        if field.name() == Some("content") {
+            let ct = field
+                .content_type()
+                .unwrap_or("application/octet-stream")
+                .to_string();
+            let blob = state
+                .blobs
+                .write(field.map(|r| r.map_err(std::io::Error::other)))
+                .await?;
+            return Ok((blob, ct));
+        }
+    }
+    Err(bad("multipart upload needs a part named \"content\""))
+}
 
 /// `DELETE /repositories/{repository}/branches/{branch}/objects`.
 pub async fn delete_object(
@@ -693,10 +715,13 @@ pub async fn delete_objects(
     let mut errors = Vec::new();
     for p in paths {
         if let Err(e) = store.stage(&repo, &branch, &p, None) {
-            if e.status == 404 && store.branch_commit(&repo, &branch).is_err() {
+            if matches!(e, StoreError::NotFound(_)) && store.branch_commit(&repo, &branch).is_err()
+            {
                 return Err(e.into());
             }
-            errors.push(json!({ "status_code": e.status, "message": e.message, "path": p }));
+            errors.push(
+                json!({ "status_code": status_of(&e).as_u16(), "message": e.message(), "path": p }),
+            );
         }
     }
     Ok(Json(json!({ "errors": errors })))
@@ -802,6 +827,69 @@ fn parse_range(range: &str, size: u64) -> Option<(u64, u64)> {
     (start <= end && start < size).then_some((start, end))
 }
 
+/// The headers of an object's answer: status (206 for a range), length, ETag, type, date,
+/// range and user metadata.
+fn object_headers(
+    e: &Entry,
+    etag: String,
+    range: Option<(u64, u64)>,
+    len: u64,
+) -> axum::http::response::Builder {
+    let mut builder = Response::builder()
+        .status(if range.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        })
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ETAG, etag)
+        .header(
+            header::CONTENT_TYPE,
+            if e.content_type.is_empty() {
+                "application/octet-stream"
+            } else {
+                &e.content_type
+            },
+        )
+        .header(
+            header::LAST_MODIFIED,
+            httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(e.mtime.max(0) as u64),
+            ),
+        )
+        .header(header::ACCEPT_RANGES, "bytes");
+    if let Some((start, end)) = range {
+        builder = builder.header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{end}/{}", e.size),
+        );
+    }
+    for (k, v) in &e.metadata {
+        if let Ok(value) = HeaderValue::from_str(v) {
+            builder = builder.header(format!("X-Lakefs-Meta-{k}"), value);
+        }
+    }
+    builder
+}
+
+/// `len` bytes of an object's blob from `start`, streamed.
+async fn blob_body(state: &AppState, e: &Entry, start: u64, len: u64) -> ApiResult<Body> {
+    let path = state.blobs.path(&e.blob);
+    let internal = |err: std::io::Error| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("blob {}: {err}", e.blob),
+        )
+    };
+    let mut file = tokio::fs::File::open(&path).await.map_err(internal)?;
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(internal)?;
+    Ok(Body::from_stream(
+        tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024),
+    ))
+}
+
 /// `GET` (and `HEAD`) `/repositories/{repository}/refs/{ref}/objects`, with `Range`.
 pub async fn get_object(
     State(state): State<Arc<AppState>>,
@@ -830,92 +918,13 @@ pub async fn get_object(
     };
     let (start, end) = range.unwrap_or((0, e.size.saturating_sub(1)));
     let len = if e.size == 0 { 0 } else { end - start + 1 };
-    let mut builder = Response::builder()
-        .status(if range.is_some() {
-            StatusCode::PARTIAL_CONTENT
-        } else {
-            StatusCode::OK
-        })
-        .header(header::CONTENT_LENGTH, len)
-        .header(header::ETAG, etag)
-        .header(
-            header::CONTENT_TYPE,
-            if e.content_type.is_empty() {
-                "application/octet-stream"
-            } else {
-                &e.content_type
-            },
-        )
-        .header(
-            header::LAST_MODIFIED,
-            httpdate::fmt_http_date(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(e.mtime.max(0) as u64),
-            ),
-        )
-        .header(header::ACCEPT_RANGES, "bytes");
-    if range.is_some() {
-        builder = builder.header(
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{end}/{}", e.size),
-        );
-    }
-    for (k, v) in &e.metadata {
-        if let Ok(value) = HeaderValue::from_str(v) {
-            builder = builder.header(format!("X-Lakefs-Meta-{k}"), value);
-        }
-    }
+    let builder = object_headers(&e, etag, range, len);
     let body = if method == axum::http::Method::HEAD || len == 0 {
         Body::empty()
     } else {
-        let path = state.blob_path(&e.blob);
-        let mut file = tokio::fs::File::open(&path).await.map_err(|err| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("blob {}: {err}", e.blob),
-            )
-        })?;
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|err| ApiError(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?;
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-            file.take(len),
-            256 * 1024,
-        ))
+        blob_body(&state, &e, start, len).await?
     };
     builder
         .body(body)
         .map_err(|err| ApiError(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))
-}
-
-impl AppState {
-    /// Streams bytes into a content-addressed blob: a temporary file (MD5 and sha256 computed
-    /// on the way, fsynced), renamed to `blobs/<sha256>`. Returns (sha256, md5, size).
-    pub async fn write_blob<S>(&self, mut stream: S) -> ApiResult<(String, String, u64)>
-    where
-        S: futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin,
-    {
-        let internal =
-            |e: std::io::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-        let tmp = tempfile::NamedTempFile::new_in(self.tmp_dir()).map_err(internal)?;
-        let (file, tmp_path) = tmp.into_parts();
-        let mut out = tokio::fs::File::from_std(file);
-        let (mut md5, mut sha) = (Md5::new(), Sha256::new());
-        let mut size = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| bad(format!("upload interrupted: {e}")))?;
-            md5.update(&chunk);
-            sha.update(&chunk);
-            size += chunk.len() as u64;
-            out.write_all(&chunk).await.map_err(internal)?;
-        }
-        out.flush().await.map_err(internal)?;
-        out.sync_all().await.map_err(internal)?;
-        let sha = hex::encode(sha.finalize());
-        let dest = self.blob_path(&sha);
-        if let Some(dir) = dest.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(internal)?;
-        }
-        tmp_path.persist(&dest).map_err(|e| internal(e.error))?;
-        Ok((sha, hex::encode(md5.finalize()), size))
-    }
 }

@@ -1,10 +1,9 @@
-//! The server: shared state, authentication (basic auth or login tokens on every API call but
-//! health and login), an optional response tap for conformance tests, routing, and serving.
+//! The server: authentication (basic auth or login tokens on every API call but health and
+//! login), the optional response tap of conformance tests, routing, and serving.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -13,9 +12,10 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use rand::Rng;
+use base64::Engine as _;
 
 use crate::api::{self, ApiError};
+use crate::state::{AppState, Tap, TapRecord};
 use crate::store::{Store, StoreError};
 
 /// Access key id of lakeFS's documented sample credentials, the ones `configs/default.toml`
@@ -23,24 +23,6 @@ use crate::store::{Store, StoreError};
 pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIAIOSFOLKFSSAMPLES";
 /// Secret of lakeFS's documented sample credentials (local use only).
 pub const DEFAULT_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-/// One response the server sent, recorded when a tap is installed.
-#[derive(Debug, Clone)]
-pub struct TapRecord {
-    /// HTTP method.
-    pub method: String,
-    /// Route template (`/api/v1/repositories/{repository}`), as in the OpenAPI spec.
-    pub route: String,
-    /// Status code.
-    pub status: u16,
-    /// Content type.
-    pub content_type: String,
-    /// Body (JSON responses only).
-    pub body: Vec<u8>,
-}
-
-/// Where recorded responses go.
-pub type Tap = Arc<Mutex<Vec<TapRecord>>>;
 
 /// Configuration of a server.
 #[derive(Debug, Clone)]
@@ -67,87 +49,14 @@ impl ServerConfig {
     }
 }
 
-/// State shared by the handlers.
-#[derive(Debug)]
-pub struct AppState {
-    store: Mutex<Store>,
-    root: PathBuf,
-    access_key_id: String,
-    secret_access_key: String,
-    tokens: Mutex<HashMap<String, i64>>,
-    tap: Option<Tap>,
-    /// Server start, seconds since epoch.
-    pub started: i64,
-}
-
-impl AppState {
-    /// Locks the store (never held across an await).
-    pub fn store(&self) -> MutexGuard<'_, Store> {
-        self.store
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Path of a blob (no lock taken).
-    pub fn blob_path(&self, sha: &str) -> PathBuf {
-        crate::store::blob_path(&self.root, sha)
-    }
-
-    /// Folder for temporary uploads (no lock taken).
-    pub fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
-    }
-
-    /// Whether the key pair is this server's.
-    pub fn check_key(&self, id: &str, secret: &str) -> bool {
-        id == self.access_key_id && secret == self.secret_access_key
-    }
-
-    /// A new login token and its expiry (seconds since epoch, one hour).
-    pub fn issue_token(&self) -> (String, i64) {
-        let bytes: [u8; 24] = rand::rng().random();
-        let token = hex::encode(bytes);
-        let expires = crate::store::now_secs() + 3600;
-        self.tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(token.clone(), expires);
-        (token, expires)
-    }
-
-    fn token_valid(&self, token: &str) -> bool {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(token)
-            .is_some_and(|exp| *exp > crate::store::now_secs())
-    }
-}
-
 fn basic_credentials(value: &str) -> Option<(String, String)> {
     let encoded = value.strip_prefix("Basic ")?;
-    let decoded = base64_decode(encoded.trim())?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((id.to_string(), secret.to_string()))
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut buf = 0u32;
-    let mut bits = 0;
-    for c in s.bytes().filter(|c| *c != b'=') {
-        let v = TABLE.iter().position(|t| *t == c)? as u32;
-        buf = (buf << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -251,17 +160,32 @@ async fn json_errors(req: Request, next: Next) -> Response {
 /// The router for `config` (opens the store).
 pub fn router(config: &ServerConfig) -> Result<Router, StoreError> {
     let store = Store::open(&config.data_dir)?;
-    let state = Arc::new(AppState {
-        store: Mutex::new(store),
-        root: config.data_dir.clone(),
-        access_key_id: config.access_key_id.clone(),
-        secret_access_key: config.secret_access_key.clone(),
-        tokens: Mutex::new(HashMap::new()),
-        tap: config.tap.clone(),
-        started: crate::store::now_secs(),
-    });
-    let repo = "/repositories/{repository}";
-    let api_routes = Router::new()
+    let state = Arc::new(AppState::new(
+        store,
+        &config.access_key_id,
+        &config.secret_access_key,
+        config.tap.clone(),
+    ));
+    let api_routes = server_routes()
+        .merge(branch_routes())
+        .merge(ref_routes())
+        .fallback(api::not_implemented);
+    Ok(Router::new()
+        .nest("/api/v1", api_routes)
+        .fallback(api::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(state.clone(), record))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(json_errors))
+        .with_state(state))
+}
+
+/// The path of a repository's routes.
+const REPO: &str = "/repositories/{repository}";
+
+/// Health, setup, configuration, users, login and repositories.
+fn server_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/healthcheck", get(api::healthcheck))
         .route("/setup_lakefs", get(api::setup_state).post(api::setup))
         .route("/config", get(api::config))
@@ -274,81 +198,69 @@ pub fn router(config: &ServerConfig) -> Result<Router, StoreError> {
             get(api::list_repositories).post(api::create_repository),
         )
         .route(
-            repo,
+            REPO,
             get(api::get_repository).delete(api::delete_repository),
         )
         .route(
-            &format!("{repo}/branches"),
+            &format!("{REPO}/tags"),
+            get(api::list_tags).post(api::create_tag),
+        )
+        .route(
+            &format!("{REPO}/tags/{{tag}}"),
+            get(api::get_tag).delete(api::delete_tag),
+        )
+}
+
+/// Branches: create, read, reset, commit, diff, and the objects written on them.
+fn branch_routes() -> Router<Arc<AppState>> {
+    let branch = format!("{REPO}/branches/{{branch}}");
+    Router::new()
+        .route(
+            &format!("{REPO}/branches"),
             get(api::list_branches).post(api::create_branch),
         )
         .route(
-            &format!("{repo}/branches/{{branch}}"),
+            &branch,
             get(api::get_branch)
                 .delete(api::delete_branch)
                 .put(api::reset_branch),
         )
+        .route(&format!("{branch}/commits"), post(api::commit))
+        .route(&format!("{branch}/diff"), get(api::diff_branch))
         .route(
-            &format!("{repo}/branches/{{branch}}/commits"),
-            post(api::commit),
-        )
-        .route(
-            &format!("{repo}/branches/{{branch}}/diff"),
-            get(api::diff_branch),
-        )
-        .route(
-            &format!("{repo}/branches/{{branch}}/objects"),
+            &format!("{branch}/objects"),
             post(api::upload_object).delete(api::delete_object),
         )
         .route(
-            &format!("{repo}/branches/{{branch}}/objects/delete"),
+            &format!("{branch}/objects/delete"),
             post(api::delete_objects),
         )
+        .route(&format!("{branch}/objects/copy"), post(api::copy_object))
+}
+
+/// Anything read at a ref: commits, log, diff, merge, objects.
+fn ref_routes() -> Router<Arc<AppState>> {
+    let at = format!("{REPO}/refs/{{ref}}");
+    Router::new()
         .route(
-            &format!("{repo}/branches/{{branch}}/objects/copy"),
-            post(api::copy_object),
-        )
-        .route(
-            &format!("{repo}/commits/{{commitId}}"),
+            &format!("{REPO}/commits/{{commitId}}"),
             get(api::get_commit),
         )
-        .route(&format!("{repo}/refs/{{ref}}/commits"), get(api::log))
+        .route(&format!("{at}/commits"), get(api::log))
         .route(
-            &format!("{repo}/refs/{{leftRef}}/diff/{{rightRef}}"),
+            &format!("{REPO}/refs/{{leftRef}}/diff/{{rightRef}}"),
             get(api::diff_refs),
         )
         .route(
-            &format!("{repo}/refs/{{sourceRef}}/merge/{{destinationBranch}}"),
+            &format!("{REPO}/refs/{{sourceRef}}/merge/{{destinationBranch}}"),
             post(api::merge),
         )
         .route(
-            &format!("{repo}/refs/{{ref}}/objects"),
+            &format!("{at}/objects"),
             get(api::get_object).head(api::get_object),
         )
-        .route(
-            &format!("{repo}/refs/{{ref}}/objects/stat"),
-            get(api::stat_object),
-        )
-        .route(
-            &format!("{repo}/refs/{{ref}}/objects/ls"),
-            get(api::list_objects),
-        )
-        .route(
-            &format!("{repo}/tags"),
-            get(api::list_tags).post(api::create_tag),
-        )
-        .route(
-            &format!("{repo}/tags/{{tag}}"),
-            get(api::get_tag).delete(api::delete_tag),
-        )
-        .fallback(api::not_implemented);
-    Ok(Router::new()
-        .nest("/api/v1", api_routes)
-        .fallback(api::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .route_layer(middleware::from_fn_with_state(state.clone(), record))
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(middleware::from_fn(json_errors))
-        .with_state(state))
+        .route(&format!("{at}/objects/stat"), get(api::stat_object))
+        .route(&format!("{at}/objects/ls"), get(api::list_objects))
 }
 
 /// A running server (for tests and embedding): its address; dropping it stops the server.
@@ -421,7 +333,7 @@ pub enum ServeError {
 
 /// Starts a server on `listen` (port 0 picks a free port) in the current tokio runtime.
 pub async fn spawn(config: ServerConfig, listen: &str) -> Result<RunningServer, ServeError> {
-    let app = router(&config).map_err(|e| ServeError::Store(e.message))?;
+    let app = router(&config).map_err(|e| ServeError::Store(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| ServeError::Bind {
@@ -452,11 +364,4 @@ pub async fn spawn(config: ServerConfig, listen: &str) -> Result<RunningServer, 
         shutdown: Some(tx),
         handle: Some(handle),
     })
-}
-
-/// Checks that `dir` can hold a store (used by the binary before binding).
-pub fn check_data_dir(dir: &Path) -> Result<(), ServeError> {
-    Store::open(dir)
-        .map(|_| ())
-        .map_err(|e| ServeError::Store(e.message))
 }

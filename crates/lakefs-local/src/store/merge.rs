@@ -1,0 +1,174 @@
+//! Merging a ref into a branch as lakeFS does: refused onto a branch with uncommitted changes,
+//! "no changes" when the source is already merged, a fast-forward when the destination is an
+//! ancestor of the source, else a three-way merge from the common ancestor of highest
+//! generation, where a path both sides changed differently is a conflict unless a strategy
+//! (`source-wins`, `dest-wins`) picks a side.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::persistence::now_secs;
+use super::records::{CommitRec, Entry, Tree};
+use super::{Store, StoreError};
+
+/// How to merge.
+#[derive(Debug, Clone, Default)]
+pub struct MergeRequest {
+    /// Merge-commit message (default "Merge 'src' into 'dest'").
+    pub message: Option<String>,
+    /// Merge-commit metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// `source-wins` or `dest-wins` for conflicting paths.
+    pub strategy: Option<String>,
+    /// Committer.
+    pub committer: String,
+    /// Create a merge commit even when nothing changes.
+    pub allow_empty: bool,
+}
+
+impl Store {
+    /// Merges `source` into branch `dest`; returns the destination's new commit id.
+    pub fn merge(
+        &mut self,
+        repo: &str,
+        source: &str,
+        dest: &str,
+        request: MergeRequest,
+    ) -> Result<String, StoreError> {
+        let src = self.resolve(repo, source)?.commit;
+        let dst = self.branch_commit(repo, dest)?;
+        if self
+            .repo(repo)?
+            .staging
+            .get(dest)
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(StoreError::Invalid(format!(
+                "branch {dest} has uncommitted changes; commit or reset them before merging"
+            )));
+        }
+        let dst_ancestors = self.ancestors(repo, &dst)?;
+        if dst_ancestors.contains(&src) && !request.allow_empty {
+            return Err(StoreError::Invalid(
+                "no changes: the source is already merged into the destination".into(),
+            ));
+        }
+        let src_ancestors = self.ancestors(repo, &src)?;
+        if src_ancestors.contains(&dst) {
+            let r = self.repo_mut(repo)?;
+            r.branches.insert(dest.to_string(), src.clone());
+            let r = self.repo(repo)?;
+            self.save_refs(r)?;
+            return Ok(src);
+        }
+        let base = self.merge_base(repo, &src_ancestors, &dst_ancestors)?;
+        let (b, s, d) = (
+            self.commit_tree(repo, &base)?,
+            self.commit_tree(repo, &src)?,
+            self.commit_tree(repo, &dst)?,
+        );
+        let merged = three_way(&b, &s, &d, request.strategy.as_deref())?;
+        let parents = [dst, src];
+        self.commit_merge(repo, source, dest, parents, merged, request)
+    }
+
+    /// The common ancestor of highest generation.
+    fn merge_base(
+        &self,
+        repo: &str,
+        a: &HashSet<String>,
+        b: &HashSet<String>,
+    ) -> Result<String, StoreError> {
+        let r = self.repo(repo)?;
+        a.intersection(b)
+            .filter_map(|id| r.commits.get(id))
+            .max_by_key(|c| c.generation)
+            .map(|c| c.id.clone())
+            .ok_or_else(|| StoreError::Invalid("no common ancestor".into()))
+    }
+
+    /// Writes the merge commit of `tree` with `parents` (destination first) and moves `dest`.
+    fn commit_merge(
+        &mut self,
+        repo: &str,
+        source: &str,
+        dest: &str,
+        parents: [String; 2],
+        tree: Tree,
+        request: MergeRequest,
+    ) -> Result<String, StoreError> {
+        let mut r = self
+            .repos
+            .remove(repo)
+            .ok_or_else(|| StoreError::NotFound(format!("repository not found: {repo}")))?;
+        let result = (|| {
+            let meta_range_id = self.put_tree(&mut r, tree)?;
+            let c = self.put_commit(
+                &mut r,
+                CommitRec {
+                    id: String::new(),
+                    parents: parents.to_vec(),
+                    committer: request.committer,
+                    message: request
+                        .message
+                        .unwrap_or_else(|| format!("Merge '{source}' into '{dest}'")),
+                    creation_date: now_secs(),
+                    meta_range_id,
+                    metadata: request.metadata,
+                    generation: 0,
+                },
+            )?;
+            r.branches.insert(dest.to_string(), c.id.clone());
+            self.save_refs(&r)?;
+            Ok(c.id)
+        })();
+        self.repos.insert(repo.to_string(), r);
+        result
+    }
+}
+
+/// The three-way merge of `source` and `dest` from `base`: each path takes the side that
+/// changed it; both sides changing it differently is a conflict unless `strategy` picks one.
+fn three_way(
+    base: &Tree,
+    source: &Tree,
+    dest: &Tree,
+    strategy: Option<&str>,
+) -> Result<Tree, StoreError> {
+    let mut merged = dest.clone();
+    let mut conflicts = Vec::new();
+    let paths: HashSet<&String> = base
+        .keys()
+        .chain(source.keys())
+        .chain(dest.keys())
+        .collect();
+    let same = |x: Option<&Entry>, y: Option<&Entry>| x.map(|e| &e.blob) == y.map(|e| &e.blob);
+    for path in paths {
+        let (b, s, d) = (base.get(path), source.get(path), dest.get(path));
+        let pick = if same(s, b) || same(s, d) {
+            d
+        } else if same(d, b) {
+            s
+        } else {
+            match strategy {
+                Some("source-wins") => s,
+                Some("dest-wins") => d,
+                _ => {
+                    conflicts.push(path.clone());
+                    continue;
+                }
+            }
+        };
+        match pick {
+            Some(e) => merged.insert(path.clone(), e.clone()),
+            None => merged.remove(path),
+        };
+    }
+    if conflicts.is_empty() {
+        return Ok(merged);
+    }
+    conflicts.sort();
+    Err(StoreError::Conflict(format!(
+        "merge conflict: {}",
+        conflicts.join(", ")
+    )))
+}
