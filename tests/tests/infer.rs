@@ -1,4 +1,5 @@
 //! `infer` end to end, after a test training and registration on tiny synthetic data.
+#![allow(clippy::too_many_lines)] // end-to-end scenarios read best in one piece
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,4 +1,5 @@
 //! `register_model` end to end, after test trainings on tiny synthetic data.
+#![allow(clippy::too_many_lines)] // end-to-end scenarios read best in one piece
 
 use e2e::Stack;
 use futures::TryStreamExt;

@@ -1,4 +1,5 @@
 //! `train` end to end: lakefs-local + real MLflow, tiny synthetic data, 1-2 epochs.
+#![allow(clippy::too_many_lines)] // end-to-end scenarios read best in one piece
 
 use std::time::Duration;
 

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lakefs_client::{
-    DEFAULT_CONCURRENCY, DownloadOptions, LakeFsClientBuilder, UploadDirOptions, UploadOptions,
+    DEFAULT_CONCURRENCY, DownloadOptions, LakeFsClient, LakeFsClientBuilder, UploadDirOptions,
+    UploadOptions,
 };
 use lakefs_local::{DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, ServerConfig};
 
@@ -74,6 +75,23 @@ async fn main() {
         "lakefs-local transfer benchmark: kvasir-seg {files} files, {mb:.1} MB; default concurrency {DEFAULT_CONCURRENCY}"
     );
 
+    folder_transfers(&client, &kvasir, work.path(), files, mb).await;
+    big_file_transfers(&client, &server, work.path()).await;
+    println!(
+        "peak RSS of this process (client and server): {:.0} MiB",
+        peak_rss_mib()
+    );
+    server.stop().await;
+}
+
+/// kvasir-seg uploaded and downloaded sequentially and at the default concurrency.
+async fn folder_transfers(
+    client: &LakeFsClient,
+    kvasir: &Path,
+    work: &Path,
+    files: usize,
+    mb: f64,
+) {
     let mut up = Vec::new();
     let mut down = Vec::new();
     for (i, concurrency) in [1, DEFAULT_CONCURRENCY].into_iter().enumerate() {
@@ -85,7 +103,7 @@ async fn main() {
         let t = Instant::now();
         let report = client
             .upload_dir(
-                &kvasir,
+                kvasir,
                 "bench",
                 &branch,
                 "data",
@@ -114,8 +132,7 @@ async fn main() {
                 "bench",
                 &branch,
                 "data/",
-                &DownloadOptions::new(work.path().join(format!("cache{i}")))
-                    .concurrency(concurrency),
+                &DownloadOptions::new(work.join(format!("cache{i}"))).concurrency(concurrency),
             )
             .await
             .expect("download");
@@ -133,12 +150,19 @@ async fn main() {
         up[0] / up[1],
         down[0] / down[1]
     );
+}
 
+/// One large file uploaded by the client and by curl (median of 3), then downloaded.
+async fn big_file_transfers(
+    client: &LakeFsClient,
+    server: &lakefs_local::RunningServer,
+    work: &Path,
+) {
     let big_mb: usize = std::env::var("SEG_BENCH_BIG_MB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
-    let big = work.path().join("big.bin");
+    let big = work.join("big.bin");
     {
         use std::io::Write;
         let mut f = std::io::BufWriter::new(std::fs::File::create(&big).expect("create"));
@@ -202,21 +226,11 @@ async fn main() {
     );
     let t = Instant::now();
     client
-        .download_object(
-            "bench",
-            "main",
-            "big1.bin",
-            &work.path().join("big-back.bin"),
-        )
+        .download_object("bench", "main", "big1.bin", &work.join("big-back.bin"))
         .await
         .expect("download big");
     println!(
         "single {big_mb} MiB file download (MD5 verified): {:.1} MB/s",
         size / t.elapsed().as_secs_f64()
     );
-    println!(
-        "peak RSS of this process (client and server): {:.0} MiB",
-        peak_rss_mib()
-    );
-    server.stop().await;
 }

@@ -7,7 +7,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::error::{LakeFsError, Result};
-use rest_transport::{ClientBuilder, ClientOptions, Failure, RetryPolicy};
+use rest_transport::{ClientBuilder, ClientError as _, ClientOptions, RetryPolicy};
 
 /// How the client authenticates.
 #[derive(Clone)]
@@ -122,14 +122,8 @@ impl LakeFsClientBuilder {
         } else {
             format!("{trimmed}/api/v1")
         };
-        let parsed = url::Url::parse(&api)
+        rest_transport::base_url(&api)
             .map_err(|e| LakeFsError::Config(format!("endpoint {:?}: {e}", self.endpoint)))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(LakeFsError::Config(format!(
-                "endpoint {:?} must be http:// or https://",
-                self.endpoint
-            )));
-        }
         let http = self
             .options
             .http_builder()
@@ -265,15 +259,7 @@ impl LakeFsClient {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        self.retry
-            .run(attempt, |last, attempts, elapsed| {
-                LakeFsError::RetriesExhausted {
-                    last: Box::new(last),
-                    attempts,
-                    seconds: elapsed.as_secs_f64(),
-                }
-            })
-            .await
+        self.retry.run_client(attempt).await
     }
 
     /// Sends a request with optional JSON body and query; returns the successful response.
@@ -348,17 +334,7 @@ impl LakeFsClient {
         e: reqwest::Error,
         timeout: Duration,
     ) -> LakeFsError {
-        match rest_transport::classify(&e) {
-            Failure::Timeout => LakeFsError::Timeout {
-                request: label.to_string(),
-                seconds: timeout.as_secs_f64(),
-            },
-            Failure::Unreachable(reason) => LakeFsError::Transport {
-                request: label.to_string(),
-                endpoint: self.api.clone(),
-                reason,
-            },
-        }
+        LakeFsError::no_answer(label, &self.api, &e, timeout)
     }
 
     pub(crate) async fn status_error(&self, label: &str, resp: Response) -> LakeFsError {

@@ -164,33 +164,14 @@ pub enum LakeFsError {
     },
 }
 
-impl rest_transport::ClientError for LakeFsError {
-    fn kind(&self) -> rest_transport::ErrorKind {
-        use rest_transport::ErrorKind;
-        match self {
-            Self::NotFound { .. } => ErrorKind::NotFound,
-            Self::Transport { .. } => ErrorKind::Unreachable,
-            Self::Timeout { .. } => ErrorKind::Timeout,
-            Self::Truncated { .. } => ErrorKind::Truncated,
-            Self::Server {
-                status,
-                retry_after,
-                ..
-            } => ErrorKind::Status {
-                status: *status,
-                retry_after: *retry_after,
-            },
-            _ => ErrorKind::Other,
-        }
-    }
-
-    fn last_attempt(&self) -> Option<&Self> {
-        match self {
-            Self::RetriesExhausted { last, .. } => Some(last),
-            _ => None,
-        }
-    }
-}
+rest_transport::client_error!(LakeFsError {
+    not_found: NotFound,
+    unreachable: Transport { endpoint },
+    timeout: Timeout,
+    truncated: Truncated,
+    status: Server,
+    exhausted: RetriesExhausted,
+});
 
 impl LakeFsError {
     /// Whether this is a commit that had nothing to commit.

@@ -2,6 +2,7 @@
 //! own server. Every JSON response the server sends is validated against its operation's
 //! schema in the official OpenAPI spec (`../shared/specs/lakefs-openapi.yml`). The same suite
 //! runs against a real lakeFS in `real_lakefs.rs` when one is configured.
+#![allow(clippy::too_many_lines)] // end-to-end scenarios read best in one piece
 
 mod suite;
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
-use rest_transport::{ClientBuilder, ClientOptions, Failure};
+use rest_transport::{ClientBuilder, ClientError as _, ClientOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -87,15 +87,13 @@ impl MlflowClientBuilder {
 
     /// Builds the client.
     pub fn build(self) -> Result<MlflowClient> {
-        let base = url::Url::parse(self.tracking_uri.trim_end_matches('/')).map_err(|e| {
-            MlflowError::Config(format!("tracking URI {:?}: {e}", self.tracking_uri))
-        })?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(MlflowError::Config(format!(
-                "tracking URI {:?} must be http:// or https:// (file stores are not served over REST)",
-                self.tracking_uri
-            )));
-        }
+        let base =
+            rest_transport::base_url(self.tracking_uri.trim_end_matches('/')).map_err(|e| {
+                MlflowError::Config(format!(
+                    "tracking URI {:?}: {e} (file stores are not served over REST)",
+                    self.tracking_uri
+                ))
+            })?;
         let http = self
             .options
             .http_builder()
@@ -173,17 +171,7 @@ impl MlflowClient {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        self.config
-            .options
-            .retry
-            .run(attempt, |last, attempts, elapsed| {
-                MlflowError::RetriesExhausted {
-                    last: Box::new(last),
-                    attempts,
-                    seconds: elapsed.as_secs_f64(),
-                }
-            })
-            .await
+        self.config.options.retry.run_client(attempt).await
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
@@ -248,17 +236,7 @@ impl MlflowClient {
         e: reqwest::Error,
         timeout: Duration,
     ) -> MlflowError {
-        match rest_transport::classify(&e) {
-            Failure::Timeout => MlflowError::Timeout {
-                request: label.to_string(),
-                seconds: timeout.as_secs_f64(),
-            },
-            Failure::Unreachable(reason) => MlflowError::Unreachable {
-                request: label.to_string(),
-                url: self.base.clone(),
-                reason,
-            },
-        }
+        MlflowError::no_answer(label, &self.base, &e, timeout)
     }
 
     /// The error of a response whose status is not a success (reads its body).
@@ -351,7 +329,6 @@ impl MlflowClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rest_transport::ClientError as _;
 
     #[test]
     fn debug_hides_secrets() {

@@ -132,33 +132,14 @@ pub enum MlflowError {
     Config(String),
 }
 
-impl rest_transport::ClientError for MlflowError {
-    fn kind(&self) -> rest_transport::ErrorKind {
-        use rest_transport::ErrorKind;
-        match self {
-            Self::NotFound { .. } => ErrorKind::NotFound,
-            Self::Unreachable { .. } => ErrorKind::Unreachable,
-            Self::Timeout { .. } => ErrorKind::Timeout,
-            Self::Truncated { .. } => ErrorKind::Truncated,
-            Self::Api {
-                status,
-                retry_after,
-                ..
-            } => ErrorKind::Status {
-                status: *status,
-                retry_after: *retry_after,
-            },
-            _ => ErrorKind::Other,
-        }
-    }
-
-    fn last_attempt(&self) -> Option<&Self> {
-        match self {
-            Self::RetriesExhausted { last, .. } => Some(last),
-            _ => None,
-        }
-    }
-}
+rest_transport::client_error!(MlflowError {
+    not_found: NotFound,
+    unreachable: Unreachable { url },
+    timeout: Timeout,
+    truncated: Truncated,
+    status: Api,
+    exhausted: RetriesExhausted,
+});
 
 /// Result alias of the MLflow client.
 pub type Result<T, E = MlflowError> = std::result::Result<T, E>;

@@ -1,6 +1,7 @@
 //! Artifacts through the proxy of a real MLflow server: a 50 MB round trip with flat memory
 //! (this file is its own test binary, so the process's peak RSS is this test's alone),
 //! listing and deletion.
+#![allow(clippy::too_many_lines)] // end-to-end scenarios read best in one piece
 
 use std::io::{Read, Write};
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! MLflow's own Python client (from the test server's venv) reads what the Rust client wrote:
 //! params, metrics and their history, tags, dataset inputs, a model version by alias, and an
 //! artifact.
+#![allow(clippy::too_many_lines)] // end-to-end scenarios read best in one piece
 
 use mlflow_client::*;
 

@@ -1,5 +1,6 @@
 //! Tracking against a real MLflow server: experiments, runs, batching, pagination, history,
 //! non-finite values, dataset inputs, logged models, the run guard and error mapping.
+#![allow(clippy::too_many_lines)] // end-to-end scenarios read best in one piece
 
 use std::time::Duration;
 

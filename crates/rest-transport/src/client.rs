@@ -3,8 +3,10 @@
 //! of failure that callers match on (not found, unreachable, timeout, a transient status),
 //! from which retrying follows.
 
+use std::future::Future;
 use std::time::Duration;
 
+use crate::describe::{Failure, classify};
 use crate::retry::{Retry, RetryPolicy, Retryable};
 
 /// Timeouts, retries and the user agent of a client.
@@ -37,6 +39,19 @@ impl ClientOptions {
             .connect_timeout(self.connect_timeout)
             .user_agent(&self.user_agent)
     }
+}
+
+/// `text` as the base URL of a REST server: it must parse and be `http://` or `https://`;
+/// otherwise why not, in words.
+pub fn base_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "must be http:// or https://, not {}://",
+            url.scheme()
+        ));
+    }
+    Ok(url)
 }
 
 /// The builder methods every client has, over its [`ClientOptions`].
@@ -91,15 +106,35 @@ pub enum ErrorKind {
     Other,
 }
 
-/// An error of a REST client: its kind, and the last attempt's error when retries ran out.
-/// Retrying (transport failures, timeouts, truncated bodies and 408/429/5xx but 501 are
-/// retried, honouring `Retry-After`) and the questions callers ask follow from these two.
+/// An error of a REST client: its kind, the last attempt's error when retries ran out, and
+/// the errors a request without an answer becomes. Retrying (transport failures, timeouts,
+/// truncated bodies and 408/429/5xx but 501 are retried, honouring `Retry-After`) and the
+/// questions callers ask follow from these. [`client_error!`](crate::client_error) implements
+/// it from the names of a client's variants.
 pub trait ClientError: Sized {
     /// The kind of this error itself.
     fn kind(&self) -> ErrorKind;
 
     /// The last attempt's error when this one says that retries ran out.
     fn last_attempt(&self) -> Option<&Self>;
+
+    /// `request` ran past its timeout of `seconds`.
+    fn timeout(request: &str, seconds: f64) -> Self;
+
+    /// The server at `url` could not be reached for `request`; the full cause.
+    fn unreachable(request: &str, url: &str, reason: String) -> Self;
+
+    /// Retries ran out after `attempts` in `seconds`; `last` is the last attempt's error.
+    fn exhausted(last: Self, attempts: usize, seconds: f64) -> Self;
+
+    /// A reqwest error without an answer for `request` to `url`, which had `timeout`: a
+    /// timeout or an unreachable server.
+    fn no_answer(request: &str, url: &str, e: &reqwest::Error, timeout: Duration) -> Self {
+        match classify(e) {
+            Failure::Timeout => Self::timeout(request, timeout.as_secs_f64()),
+            Failure::Unreachable(reason) => Self::unreachable(request, url, reason),
+        }
+    }
 
     /// The error itself, or the last attempt's error when retries ran out.
     fn cause(&self) -> &Self {
@@ -147,6 +182,98 @@ impl<E: ClientError> Retryable for E {
     }
 }
 
+impl RetryPolicy {
+    /// [`RetryPolicy::run`] for a client's error: retries ran out is [`ClientError::exhausted`].
+    pub async fn run_client<T, E, F, Fut>(&self, attempt: F) -> Result<T, E>
+    where
+        E: ClientError + std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run(attempt, |last, attempts, elapsed| {
+            E::exhausted(last, attempts, elapsed.as_secs_f64())
+        })
+        .await
+    }
+}
+
+/// Implements [`ClientError`] for a client's error enum from the names of its variants: each
+/// `{ request, .. }`-shaped, the unreachable one with the field naming the server's URL, the
+/// status one with `status` and `retry_after`, the exhausted one with `last`, `attempts` and
+/// `seconds`.
+///
+/// ```ignore
+/// rest_transport::client_error!(MyError {
+///     not_found: NotFound,
+///     unreachable: Unreachable { url },
+///     timeout: Timeout,
+///     truncated: Truncated,
+///     status: Api,
+///     exhausted: RetriesExhausted,
+/// });
+/// ```
+#[macro_export]
+macro_rules! client_error {
+    ($error:ty {
+        not_found: $not_found:ident,
+        unreachable: $unreachable:ident { $url:ident },
+        timeout: $timeout:ident,
+        truncated: $truncated:ident,
+        status: $status:ident,
+        exhausted: $exhausted:ident $(,)?
+    }) => {
+        impl $crate::ClientError for $error {
+            fn kind(&self) -> $crate::ErrorKind {
+                match self {
+                    Self::$not_found { .. } => $crate::ErrorKind::NotFound,
+                    Self::$unreachable { .. } => $crate::ErrorKind::Unreachable,
+                    Self::$timeout { .. } => $crate::ErrorKind::Timeout,
+                    Self::$truncated { .. } => $crate::ErrorKind::Truncated,
+                    Self::$status {
+                        status,
+                        retry_after,
+                        ..
+                    } => $crate::ErrorKind::Status {
+                        status: *status,
+                        retry_after: *retry_after,
+                    },
+                    _ => $crate::ErrorKind::Other,
+                }
+            }
+
+            fn last_attempt(&self) -> Option<&Self> {
+                match self {
+                    Self::$exhausted { last, .. } => Some(last),
+                    _ => None,
+                }
+            }
+
+            fn timeout(request: &str, seconds: f64) -> Self {
+                Self::$timeout {
+                    request: request.to_string(),
+                    seconds,
+                }
+            }
+
+            fn unreachable(request: &str, url: &str, reason: String) -> Self {
+                Self::$unreachable {
+                    request: request.to_string(),
+                    $url: url.to_string(),
+                    reason,
+                }
+            }
+
+            fn exhausted(last: Self, attempts: usize, seconds: f64) -> Self {
+                Self::$exhausted {
+                    last: Box::new(last),
+                    attempts,
+                    seconds,
+                }
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +296,15 @@ mod tests {
                 Self::Exhausted(last) => Some(last),
                 Self::Kind(_) => None,
             }
+        }
+        fn timeout(_: &str, _: f64) -> Self {
+            Self::Kind(ErrorKind::Timeout)
+        }
+        fn unreachable(_: &str, _: &str, _: String) -> Self {
+            Self::Kind(ErrorKind::Unreachable)
+        }
+        fn exhausted(last: Self, _: usize, _: f64) -> Self {
+            Self::Exhausted(Box::new(last))
         }
     }
 

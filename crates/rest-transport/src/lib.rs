@@ -18,7 +18,7 @@ mod retry;
 pub mod status;
 pub mod stream;
 
-pub use client::{ClientBuilder, ClientError, ClientOptions, ErrorKind};
+pub use client::{ClientBuilder, ClientError, ClientOptions, ErrorKind, base_url};
 pub use describe::{Failure, classify, error_chain};
 pub use paging::paginate;
 pub use retry::{Retry, RetryPolicy, Retryable};

@@ -581,36 +581,10 @@ impl<'a> Run<'a> {
         let mut batch_clock = Instant::now();
         for (b, batch) in loader.enumerate() {
             let batch = batch?;
-            let x = Tensor::<4>::from_data(
-                TensorData::new(batch.images, [batch.len, c, h, w]),
-                &self.train_device,
-            );
-            let targets = LossTargets::from_masks(
-                &batch.masks,
-                batch.len,
-                h,
-                w,
-                self.model_config.num_classes,
-                &self.train_device,
-            )?;
-            let model = self.model.take().ok_or_else(missing_model)?;
-            let optim = &mut self.optim;
-            let (model, value) = backend_call("training step", || {
-                let loss = segmentation_loss(&config.loss, model.forward(x), &targets);
-                let value = scalar(&loss)?;
-                if !value.is_finite() {
-                    return Err(SegError::Diverged {
-                        epoch,
-                        batch: b + 1,
-                        loss: value,
-                    });
-                }
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                Ok((optim.step(lr, model, grads), value))
-            })?;
-            self.model = Some(model);
-            loss_sum += value * batch.len as f64;
-            seen += batch.len;
+            let len = batch.len;
+            let value = self.step_on(batch, [c, h, w], lr, (epoch, b + 1))?;
+            loss_sum += value * len as f64;
+            seen += len;
             self.step += 1;
             let elapsed = batch_clock.elapsed().as_secs_f64();
             batch_clock = Instant::now();
@@ -619,7 +593,7 @@ impl<'a> Run<'a> {
                 batch: b + 1,
                 batches,
                 loss: value,
-                images_per_sec: batch.len as f64 / elapsed.max(1e-9),
+                images_per_sec: len as f64 / elapsed.max(1e-9),
                 step: self.step,
             });
             if let ControlFlow::Break(reason) = flow {
@@ -640,6 +614,48 @@ impl<'a> Run<'a> {
             is_best: false,
         };
         Ok(EpochResult::Finished(Box::new((report, snapshot))))
+    }
+}
+
+impl Run<'_> {
+    /// One optimiser step on `batch` (`[channels, height, width]` per image) at rate `lr`;
+    /// the batch's loss. `at` is (epoch, batch), 1-based, for a divergence error.
+    fn step_on(
+        &mut self,
+        batch: crate::data::Batch,
+        [c, h, w]: [usize; 3],
+        lr: f64,
+        (epoch, b): (usize, usize),
+    ) -> Result<f64> {
+        let x = Tensor::<4>::from_data(
+            TensorData::new(batch.images, [batch.len, c, h, w]),
+            &self.train_device,
+        );
+        let targets = LossTargets::from_masks(
+            &batch.masks,
+            batch.len,
+            h,
+            w,
+            self.model_config.num_classes,
+            &self.train_device,
+        )?;
+        let model = self.model.take().ok_or_else(missing_model)?;
+        let (optim, loss_config) = (&mut self.optim, &self.config.loss);
+        let (model, value) = backend_call("training step", || {
+            let loss = segmentation_loss(loss_config, model.forward(x), &targets);
+            let value = scalar(&loss)?;
+            if !value.is_finite() {
+                return Err(SegError::Diverged {
+                    epoch,
+                    batch: b,
+                    loss: value,
+                });
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            Ok((optim.step(lr, model, grads), value))
+        })?;
+        self.model = Some(model);
+        Ok(value)
     }
 }
 

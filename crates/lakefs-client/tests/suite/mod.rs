@@ -3,6 +3,7 @@
 //! one failure does not hide the others. `conformance.rs` runs it against lakefs-local (whose
 //! every JSON response is then validated against the official OpenAPI spec); `real_lakefs.rs`
 //! runs it against a real lakeFS.
+#![allow(clippy::too_many_lines)] // end-to-end scenarios read best in one piece
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

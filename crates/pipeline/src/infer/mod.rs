@@ -205,52 +205,22 @@ pub async fn infer(
             IMAGE_EXTENSIONS.join(", ")
         )));
     }
-    let backend = config.infer_backend();
-    tracing::info!(
-        "predicting {} images from {} on {backend} into {}",
-        inputs.items.len(),
-        inputs.input_ref,
-        output_dir.display()
-    );
+    let input_ref = inputs.input_ref.clone();
     let loop_input = predict::LoopInput {
         outputs: outputs::assign(&inputs.items, &output_dir)?,
         items: inputs.items,
-        output_dir: output_dir.clone(),
+        output_dir,
         overlay: config.infer.overlay,
         model_file: model.local.clone(),
         sha256: model.model_sha256.clone(),
-        backend,
+        backend: config.infer_backend(),
         batch_size: config.infer.batch_size,
         interrupted: opts.interrupted.clone(),
         progress: progress.clone(),
     };
-    let outcome = tokio::task::spawn_blocking(move || predict::run(loop_input, emit))
-        .await
-        .map_err(|e| PipelineError::Internal(format!("the prediction thread stopped: {e}")))??;
-    let mut summary = InferSummary {
-        kind: "summary",
-        input_ref: inputs.input_ref,
-        images: outcome.written.len(),
-        failed: outcome.failed.len(),
-        failed_inputs: outcome.failed.clone(),
-        output_dir,
-        metrics: (outcome.truth_images > 0).then(|| {
-            let summary = outcome.confusion.summary();
-            TruthMetrics::from_summary(outcome.truth_images, &summary, &outcome.class_names)
-        }),
-        backend: backend.to_string(),
-        seconds: outcome.seconds,
-        images_per_sec: outcome.written.len() as f64 / outcome.seconds.max(1e-9),
-        first_mask_secs: opts
-            .started
-            .zip(outcome.first_mask)
-            .map(|(s, f)| f.duration_since(s).as_secs_f64()),
-        predictions_commit: None,
-        predictions_uri: None,
-        inference_run_id: None,
-        inference_run_url: None,
-        model,
-    };
+    let mut summary = InferSummary::empty(model, input_ref, &loop_input);
+    let outcome = predict_all(loop_input, emit).await?;
+    summary.record(&outcome, opts.started);
     if opts.commit {
         if summary.images == 0 {
             return Err(PipelineError::Data(
@@ -260,4 +230,60 @@ pub async fn infer(
         publish::commit(&services, &config, &outcome, &mut summary, progress).await?;
     }
     Ok(summary)
+}
+
+/// Runs the prediction loop on a blocking thread.
+async fn predict_all(
+    input: predict::LoopInput,
+    emit: impl FnMut(&ImageResult) + Send + 'static,
+) -> Result<predict::LoopOutcome> {
+    tracing::info!(
+        "predicting {} images on {} into {}",
+        input.items.len(),
+        input.backend,
+        input.output_dir.display()
+    );
+    tokio::task::spawn_blocking(move || predict::run(input, emit))
+        .await
+        .map_err(|e| PipelineError::Internal(format!("the prediction thread stopped: {e}")))?
+}
+
+impl InferSummary {
+    /// The summary before predicting: the model, the inputs, where masks go, the backend.
+    fn empty(model: ResolvedModel, input_ref: String, input: &predict::LoopInput) -> Self {
+        Self {
+            kind: "summary",
+            model,
+            input_ref,
+            images: 0,
+            failed: 0,
+            failed_inputs: Vec::new(),
+            output_dir: input.output_dir.clone(),
+            metrics: None,
+            backend: input.backend.to_string(),
+            seconds: 0.0,
+            images_per_sec: 0.0,
+            first_mask_secs: None,
+            predictions_commit: None,
+            predictions_uri: None,
+            inference_run_id: None,
+            inference_run_url: None,
+        }
+    }
+
+    /// What the prediction loop did; `started` is when the process started.
+    fn record(&mut self, outcome: &predict::LoopOutcome, started: Option<Instant>) {
+        self.images = outcome.written.len();
+        self.failed = outcome.failed.len();
+        self.failed_inputs = outcome.failed.clone();
+        self.metrics = (outcome.truth_images > 0).then(|| {
+            let summary = outcome.confusion.summary();
+            TruthMetrics::from_summary(outcome.truth_images, &summary, &outcome.class_names)
+        });
+        self.seconds = outcome.seconds;
+        self.images_per_sec = self.images as f64 / outcome.seconds.max(1e-9);
+        self.first_mask_secs = started
+            .zip(outcome.first_mask)
+            .map(|(s, f)| f.duration_since(s).as_secs_f64());
+    }
 }
