@@ -339,6 +339,49 @@ async fn masks_follow_the_lineage_and_every_way_in_agrees() {
     );
     assert_eq!(masks(&stack.dir().join("out/lakefs")), folder_masks);
 
+    // Ground truth that cannot be downloaded is an error naming it, not scores silently
+    // left out: a file stands where the cache wants the masks folder.
+    stack
+        .lakefs
+        .upload_dir(&mixed, &stack.repo, "main", "gt/images/", &Default::default())
+        .await
+        .expect("upload images");
+    stack
+        .lakefs
+        .upload_dir(&mixed, &stack.repo, "main", "gt/masks/", &Default::default())
+        .await
+        .expect("upload masks");
+    stack
+        .lakefs
+        .commit(&stack.repo, "main", "gt", &Default::default(), false)
+        .await
+        .expect("commit");
+    let head = stack.head().await;
+    let blocked = stack
+        .dir()
+        .join(".seg-mlops/cache")
+        .join(&stack.repo)
+        .join(&head)
+        .join("gt");
+    std::fs::create_dir_all(&blocked).expect("mkdir");
+    std::fs::write(blocked.join("masks"), b"not a folder").expect("block");
+    let gt_uri = format!("lakefs://{}/main/gt/images/", stack.repo);
+    let no_truth = infer(
+        &stack,
+        &["--input", &gt_uri, "--output", "out/gt", "--quiet"],
+        None,
+    )
+    .await;
+    assert_eq!(no_truth.code, 1, "{}", no_truth.stderr);
+    assert!(
+        no_truth
+            .error_lines()
+            .iter()
+            .any(|l| l.contains("gt/masks")),
+        "the error names the ground truth it could not fetch: {}",
+        no_truth.stderr
+    );
+
     // A corrupt image among valid ones: the others are written, it is named once, exit 1.
     let broken = stack.dir().join("broken");
     write_rgb(&broken.join("a.png"), &source, 32, 32);
