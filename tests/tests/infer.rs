@@ -343,12 +343,24 @@ async fn masks_follow_the_lineage_and_every_way_in_agrees() {
     // left out: a file stands where the cache wants the masks folder.
     stack
         .lakefs
-        .upload_dir(&mixed, &stack.repo, "main", "gt/images/", &Default::default())
+        .upload_dir(
+            &mixed,
+            &stack.repo,
+            "main",
+            "gt/images/",
+            &Default::default(),
+        )
         .await
         .expect("upload images");
     stack
         .lakefs
-        .upload_dir(&mixed, &stack.repo, "main", "gt/masks/", &Default::default())
+        .upload_dir(
+            &mixed,
+            &stack.repo,
+            "main",
+            "gt/masks/",
+            &Default::default(),
+        )
         .await
         .expect("upload masks");
     stack
