@@ -202,7 +202,17 @@ impl RetryPolicy {
 /// status one with `status` and `retry_after`, the exhausted one with `last`, `attempts` and
 /// `seconds`.
 ///
-/// ```ignore
+/// ```
+/// #[derive(Debug)]
+/// enum MyError {
+///     NotFound { request: String },
+///     Unreachable { request: String, url: String, reason: String },
+///     Timeout { request: String, seconds: f64 },
+///     Truncated { request: String },
+///     Api { request: String, status: u16, retry_after: Option<std::time::Duration> },
+///     RetriesExhausted { last: Box<MyError>, attempts: usize, seconds: f64 },
+/// }
+///
 /// rest_transport::client_error!(MyError {
 ///     not_found: NotFound,
 ///     unreachable: Unreachable { url },
@@ -211,6 +221,12 @@ impl RetryPolicy {
 ///     status: Api,
 ///     exhausted: RetriesExhausted,
 /// });
+///
+/// use rest_transport::ClientError;
+/// let e = MyError::exhausted(MyError::timeout("GET /x", 5.0), 3, 9.0);
+/// assert!(e.is_timeout() && !e.is_retryable());
+/// let busy = MyError::Api { request: "GET /x".into(), status: 503, retry_after: None };
+/// assert!(busy.is_retryable());
 /// ```
 #[macro_export]
 macro_rules! client_error {
