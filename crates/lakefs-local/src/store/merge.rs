@@ -96,33 +96,19 @@ impl Store {
         tree: Tree,
         request: MergeRequest,
     ) -> Result<String, StoreError> {
-        let mut r = self
-            .repos
-            .remove(repo)
-            .ok_or_else(|| StoreError::NotFound(format!("repository not found: {repo}")))?;
-        let result = (|| {
-            let meta_range_id = self.put_tree(&mut r, tree)?;
-            let c = self.put_commit(
-                &mut r,
-                CommitRec {
-                    id: String::new(),
-                    parents: parents.to_vec(),
-                    committer: request.committer,
-                    message: request
-                        .message
-                        .unwrap_or_else(|| format!("Merge '{source}' into '{dest}'")),
-                    creation_date: now_secs(),
-                    meta_range_id,
-                    metadata: request.metadata,
-                    generation: 0,
-                },
-            )?;
-            r.branches.insert(dest.to_string(), c.id.clone());
-            self.save_refs(&r)?;
-            Ok(c.id)
-        })();
-        self.repos.insert(repo.to_string(), r);
-        result
+        let draft = CommitRec {
+            id: String::new(),
+            parents: parents.to_vec(),
+            committer: request.committer,
+            message: request
+                .message
+                .unwrap_or_else(|| format!("Merge '{source}' into '{dest}'")),
+            creation_date: now_secs(),
+            meta_range_id: String::new(),
+            metadata: request.metadata,
+            generation: 0,
+        };
+        Ok(self.write_commit(repo, dest, draft, tree)?.id)
     }
 }
 

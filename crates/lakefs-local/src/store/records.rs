@@ -268,29 +268,42 @@ impl Store {
         if tree == *base && !allow_empty {
             return Err(StoreError::Invalid("commit: no changes".into()));
         }
+        let draft = CommitRec {
+            id: String::new(),
+            parents: vec![head],
+            committer,
+            message,
+            creation_date: date.unwrap_or_else(now_secs),
+            meta_range_id: String::new(),
+            metadata,
+            generation: 0,
+        };
+        let c = self.write_commit(repo, branch, draft, tree)?;
+        let r = self.repo_mut(repo)?;
+        r.staging.insert(branch.to_string(), BTreeMap::new());
+        self.write_staging(repo, branch, &BTreeMap::new())?;
+        Ok(c)
+    }
+
+    /// Stores `tree` and the commit `draft` (its id, tree id and generation filled in) and
+    /// moves `branch` to it.
+    pub(super) fn write_commit(
+        &mut self,
+        repo: &str,
+        branch: &str,
+        mut draft: CommitRec,
+        tree: Tree,
+    ) -> Result<CommitRec, StoreError> {
+        // The repository is taken out while its records are written (they need `&self`).
         let mut r = self
             .repos
             .remove(repo)
-            .ok_or_else(|| StoreError::NotFound("repository vanished".into()))?;
+            .ok_or_else(|| StoreError::NotFound(format!("repository not found: {repo}")))?;
         let result = (|| {
-            let meta_range_id = self.put_tree(&mut r, tree)?;
-            let c = self.put_commit(
-                &mut r,
-                CommitRec {
-                    id: String::new(),
-                    parents: vec![head],
-                    committer: committer.to_string(),
-                    message: message.to_string(),
-                    creation_date: date.unwrap_or_else(now_secs),
-                    meta_range_id,
-                    metadata,
-                    generation: 0,
-                },
-            )?;
+            draft.meta_range_id = self.put_tree(&mut r, tree)?;
+            let c = self.put_commit(&mut r, draft)?;
             r.branches.insert(branch.to_string(), c.id.clone());
             self.save_refs(&r)?;
-            r.staging.insert(branch.to_string(), BTreeMap::new());
-            self.write_staging(repo, branch, &BTreeMap::new())?;
             Ok(c)
         })();
         self.repos.insert(repo.to_string(), r);
