@@ -171,12 +171,17 @@ async fn masks_follow_the_lineage_and_every_way_in_agrees() {
             device,
         };
         let (_, m) = evaluation.run(&checkpoint.model, &all).expect("evaluation");
-        (m.mean_iou, m.pixel_accuracy)
+        ((m.iou, m.mean_iou), m.pixel_accuracy)
     })
     .await
     .expect("evaluation thread");
+    let (iou, mean_iou) = iou;
     let close = |a: &serde_json::Value, b: f64| (a.as_f64().expect("number") - b).abs() < 2e-3;
     assert!(close(&metrics["iou"], iou), "{metrics} vs iou {iou}");
+    assert!(
+        close(&metrics["mean_iou_with_background"], mean_iou),
+        "{metrics} vs the background-inclusive mean {mean_iou}"
+    );
     assert!(
         close(&metrics["pixel_accuracy"], accuracy),
         "{metrics} vs accuracy {accuracy}"

@@ -173,8 +173,13 @@ fn print_summary(s: &InferSummary) {
     println!("  masks:   {}", s.output_dir.display());
     if let Some(t) = &s.metrics {
         println!(
-            "  metrics: iou {:.4}  dice {:.4}  foreground iou {:.4}  pixel accuracy {:.4} ({} images with ground truth)",
-            t.iou, t.dice, t.foreground_iou, t.pixel_accuracy, t.images
+            "  metrics: iou {:.4}  dice {:.4}  (mean with background: iou {:.4}  dice {:.4})  pixel accuracy {:.4} ({} images with ground truth)",
+            t.iou,
+            t.dice,
+            t.mean_iou_with_background,
+            t.mean_dice_with_background,
+            t.pixel_accuracy,
+            t.images
         );
     }
     if let (Some(uri), Some(run)) = (&s.predictions_uri, &s.inference_run_url) {

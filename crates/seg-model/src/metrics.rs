@@ -1,6 +1,11 @@
 //! Confusion-matrix metrics accumulated over a whole pass: per-class IoU and Dice, their means,
 //! and pixel accuracy. Ignored pixels are excluded; a class absent from both prediction and
 //! ground truth has no IoU (it is left out of the means rather than counted as 0 or 1).
+//!
+//! The headline `iou` and `dice` follow the published convention (smp, MONAI, the Kvasir-SEG
+//! papers): for a binary task the foreground class's, for a multi-class task the mean over the
+//! classes. The mean over every class of a binary task (background included, which flatters
+//! it) keeps an explicit name: `mean_iou_with_background`.
 
 use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
@@ -86,7 +91,17 @@ impl ConfusionMatrix {
         let classes = self.counts.len_of(Axis(0));
         let per_class_iou: Vec<Option<f64>> = (0..classes).map(|c| self.iou(c)).collect();
         let per_class_dice: Vec<Option<f64>> = (0..classes).map(|c| self.dice(c)).collect();
+        let headline = |per_class: &[Option<f64>]| {
+            if classes == 2 {
+                // No foreground in truth nor prediction: nothing to find and nothing found.
+                per_class[1].unwrap_or(1.0)
+            } else {
+                mean(per_class)
+            }
+        };
         SegMetrics {
+            iou: headline(&per_class_iou),
+            dice: headline(&per_class_dice),
             mean_iou: mean(&per_class_iou),
             mean_dice: mean(&per_class_dice),
             foreground_iou: mean(per_class_iou.get(1..).unwrap_or_default()),
@@ -117,12 +132,18 @@ pub enum Metric {
     /// Validation loss (lower is better).
     #[serde(rename = "val_loss")]
     Loss,
-    /// Mean IoU over classes.
+    /// The headline IoU: the foreground's for a binary task, the mean over classes otherwise.
     #[serde(rename = "val_iou")]
     Iou,
-    /// Mean Dice over classes.
+    /// The headline Dice, by the same convention.
     #[serde(rename = "val_dice")]
     Dice,
+    /// Mean IoU over every class, background included.
+    #[serde(rename = "val_mean_iou_with_background")]
+    MeanIouWithBackground,
+    /// Mean Dice over every class, background included.
+    #[serde(rename = "val_mean_dice_with_background")]
+    MeanDiceWithBackground,
     /// IoU of the foreground classes (classes 1..).
     #[serde(rename = "val_foreground_iou")]
     ForegroundIou,
@@ -136,22 +157,27 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in the order tables show them.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Loss,
         Self::PixelAccuracy,
         Self::Iou,
         Self::Dice,
         Self::ForegroundIou,
         Self::ForegroundDice,
+        Self::MeanIouWithBackground,
+        Self::MeanDiceWithBackground,
     ];
 
     /// The run-level name (the best epoch's value): `loss`, `accuracy` (the original script's
-    /// name), `iou`, `dice`, `foreground_iou`, `foreground_dice`.
+    /// name), `iou`, `dice`, `foreground_iou`, `foreground_dice`,
+    /// `mean_iou_with_background`, `mean_dice_with_background`.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Loss => "loss",
             Self::Iou => "iou",
             Self::Dice => "dice",
+            Self::MeanIouWithBackground => "mean_iou_with_background",
+            Self::MeanDiceWithBackground => "mean_dice_with_background",
             Self::ForegroundIou => "foreground_iou",
             Self::ForegroundDice => "foreground_dice",
             Self::PixelAccuracy => "accuracy",
@@ -164,6 +190,8 @@ impl Metric {
             Self::Loss => "val_loss",
             Self::Iou => "val_iou",
             Self::Dice => "val_dice",
+            Self::MeanIouWithBackground => "val_mean_iou_with_background",
+            Self::MeanDiceWithBackground => "val_mean_dice_with_background",
             Self::ForegroundIou => "val_foreground_iou",
             Self::ForegroundDice => "val_foreground_dice",
             Self::PixelAccuracy => "val_pixel_accuracy",
@@ -186,8 +214,10 @@ impl Metric {
     pub fn value(self, loss: f64, m: &SegMetrics) -> f64 {
         match self {
             Self::Loss => loss,
-            Self::Iou => m.mean_iou,
-            Self::Dice => m.mean_dice,
+            Self::Iou => m.iou,
+            Self::Dice => m.dice,
+            Self::MeanIouWithBackground => m.mean_iou,
+            Self::MeanDiceWithBackground => m.mean_dice,
             Self::ForegroundIou => m.foreground_iou,
             Self::ForegroundDice => m.foreground_dice,
             Self::PixelAccuracy => m.pixel_accuracy,
@@ -231,9 +261,14 @@ pub mod keys {
 /// Metrics of one evaluation pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegMetrics {
-    /// Mean IoU over classes present in truth or prediction (background included).
+    /// The headline IoU: the foreground class's for a binary task (1 when neither truth nor
+    /// prediction has foreground), the mean over classes for a multi-class task.
+    pub iou: f64,
+    /// The headline Dice, by the same convention.
+    pub dice: f64,
+    /// Mean IoU over classes present in truth or prediction, background included.
     pub mean_iou: f64,
-    /// Mean Dice over the same classes.
+    /// Mean Dice over the same classes, background included.
     pub mean_dice: f64,
     /// Mean IoU over classes 1.. (for a binary task: the IoU of the foreground).
     pub foreground_iou: f64,
@@ -279,6 +314,36 @@ mod tests {
         assert_eq!(s.pixel_accuracy, 0.5);
         assert_eq!(s.pixels, 4);
         assert!((s.foreground_dice - 0.5).abs() < 1e-12);
+        assert_eq!(
+            (s.iou, s.dice),
+            (1.0 / 3.0, 0.5),
+            "binary headline = foreground"
+        );
+    }
+
+    #[test]
+    fn the_binary_headline_is_the_foreground_and_not_flattered_by_background() {
+        // 100 pixels: 90 background predicted right, 10 foreground of which 4 found, 2 false
+        // alarms. Background IoU 88/96, foreground IoU 4/12.
+        let mut truth = vec![0u8; 90];
+        truth.extend([1u8; 10]);
+        let mut pred = vec![0u8; 88];
+        pred.extend([1, 1]);
+        pred.extend([1, 1, 1, 1, 0, 0, 0, 0, 0, 0]);
+        let mut m = ConfusionMatrix::new(2);
+        m.update(&truth, &pred);
+        let s = m.summary();
+        assert!((s.iou - 4.0 / 12.0).abs() < 1e-12, "{}", s.iou);
+        assert!((s.dice - 8.0 / 16.0).abs() < 1e-12, "{}", s.dice);
+        assert!((s.mean_iou - (88.0 / 96.0 + 4.0 / 12.0) / 2.0).abs() < 1e-12);
+        assert!(
+            s.mean_iou > s.iou + 0.25,
+            "the background-inclusive mean flatters"
+        );
+        // Nothing to find and nothing found: a perfect foreground score, not 0.
+        let mut empty = ConfusionMatrix::new(2);
+        empty.update(&[0, 0], &[0, 0]);
+        assert_eq!((empty.summary().iou, empty.summary().dice), (1.0, 1.0));
     }
 
     #[test]
@@ -292,6 +357,10 @@ mod tests {
         let s = m.summary();
         let expected = (1.0 / 3.0 + 2.0 / 3.0 + 0.5) / 3.0;
         assert!((s.mean_iou - expected).abs() < 1e-12, "{}", s.mean_iou);
+        assert_eq!(
+            s.iou, s.mean_iou,
+            "multi-class headline = mean over classes"
+        );
         assert!((s.foreground_iou - (2.0 / 3.0 + 0.5) / 2.0).abs() < 1e-12);
         assert_eq!(m.dice(1), Some(0.8));
         assert!((s.pixel_accuracy - 4.0 / 6.0).abs() < 1e-12);

@@ -58,10 +58,14 @@ pub struct InferOptions {
 pub struct TruthMetrics {
     /// Images that had a ground-truth mask.
     pub images: usize,
-    /// Mean IoU over classes (background included).
+    /// The headline IoU: the foreground's for a binary model, the mean over classes otherwise.
     pub iou: f64,
-    /// Mean Dice over classes.
+    /// The headline Dice, by the same convention.
     pub dice: f64,
+    /// Mean IoU over every class, background included.
+    pub mean_iou_with_background: f64,
+    /// Mean Dice over every class, background included.
+    pub mean_dice_with_background: f64,
     /// IoU of the foreground classes.
     pub foreground_iou: f64,
     /// Dice of the foreground classes.
@@ -76,8 +80,10 @@ impl TruthMetrics {
     fn from_summary(images: usize, m: &SegMetrics, names: &[String]) -> Self {
         Self {
             images,
-            iou: m.mean_iou,
-            dice: m.mean_dice,
+            iou: m.iou,
+            dice: m.dice,
+            mean_iou_with_background: m.mean_iou,
+            mean_dice_with_background: m.mean_dice,
             foreground_iou: m.foreground_iou,
             foreground_dice: m.foreground_dice,
             pixel_accuracy: m.pixel_accuracy,
@@ -123,9 +129,10 @@ pub struct ImageResult {
 pub struct ImageTruth {
     /// The ground-truth mask file.
     pub mask: PathBuf,
-    /// Mean IoU over the classes present.
+    /// The headline IoU (foreground for a binary model; 1 when the image has no foreground
+    /// and none is predicted).
     pub iou: f64,
-    /// Mean Dice over the classes present.
+    /// The headline Dice, by the same convention.
     pub dice: f64,
     /// Pixel accuracy.
     pub pixel_accuracy: f64,

@@ -174,8 +174,8 @@ fn take(
             outcome.truth_images += 1;
             items[index].truth.clone().map(|mask| ImageTruth {
                 mask,
-                iou: metrics.mean_iou,
-                dice: metrics.mean_dice,
+                iou: metrics.iou,
+                dice: metrics.dice,
                 pixel_accuracy: metrics.pixel_accuracy,
             })
         }

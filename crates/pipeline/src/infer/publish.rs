@@ -153,7 +153,10 @@ async fn in_run(
         metrics.extend([
             Metric::now("iou", m.iou, 0),
             Metric::now("dice", m.dice, 0),
+            Metric::now("mean_iou_with_background", m.mean_iou_with_background, 0),
+            Metric::now("mean_dice_with_background", m.mean_dice_with_background, 0),
             Metric::now("foreground_iou", m.foreground_iou, 0),
+            Metric::now("foreground_dice", m.foreground_dice, 0),
             Metric::now("pixel_accuracy", m.pixel_accuracy, 0),
         ]);
     }

@@ -244,8 +244,8 @@ impl TrainObserver for MlflowObserver {
             self.epochs,
             r.train_loss,
             r.valid_loss,
-            r.metrics.mean_iou,
-            r.metrics.mean_dice,
+            r.metrics.iou,
+            r.metrics.dice,
             r.metrics.pixel_accuracy,
             r.train_images_per_sec,
             r.seconds,
@@ -253,7 +253,7 @@ impl TrainObserver for MlflowObserver {
         );
         if let Some(bar) = &self.epochs_bar {
             bar.inc(1);
-            bar.set_message(format!("val_iou {:.4}", r.metrics.mean_iou));
+            bar.set_message(format!("val_iou {:.4}", r.metrics.iou));
         }
         self.progress.println(&line);
         self.history.push(r.clone());

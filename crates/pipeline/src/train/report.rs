@@ -40,7 +40,7 @@ pub(super) fn training_curve(history: &[EpochReport], path: &Path) -> Result<()>
         .fold(1e-9, f64::max);
     let scores: Vec<[f64; 2]> = history
         .iter()
-        .map(|r| [r.metrics.mean_iou, r.metrics.mean_dice])
+        .map(|r| [r.metrics.iou, r.metrics.dice])
         .collect();
     for (panel, (series, top)) in [(losses, max_loss), (scores, 1.0)].into_iter().enumerate() {
         let y0 = panel as u32 * PANEL_HEIGHT;
@@ -231,6 +231,8 @@ mod tests {
             train_loss: loss,
             valid_loss: loss * 1.1,
             metrics: SegMetrics {
+                iou,
+                dice: (iou + 1.0) / 2.0,
                 mean_iou: iou,
                 mean_dice: (iou + 1.0) / 2.0,
                 foreground_iou: iou,
