@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use lakefs_client::{
-    CommitOptions, DownloadOptions, LakeFsClient, LakeFsError, LakeFsUri, UploadDirOptions,
+    ClientError as _, CommitOptions, DownloadOptions, LakeFsClient, LakeFsError, LakeFsUri,
+    UploadDirOptions,
 };
 use seg_model::data::{DatasetStats, MaskEncoding, SegmentationDataset};
 
@@ -94,18 +95,40 @@ fn has_images(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// The repository and branch exist (created when missing).
+/// The repository exists (created, with the configured branch as its default, when missing)
+/// and so does the configured branch.
 pub async fn ensure_repository(lakefs: &LakeFsClient, config: &Config) -> Result<()> {
     let l = &config.lakefs;
-    let repo = lakefs
+    lakefs
         .ensure_repository(&l.repository, &config.storage_namespace(), &l.branch)
         .await?;
-    if repo.default_branch != l.branch {
-        lakefs
-            .ensure_branch(&l.repository, &l.branch, &repo.default_branch)
-            .await?;
+    ensure_branch(lakefs, config, &l.repository).await
+}
+
+/// The configured branch exists in `repo`: created from the repository's default branch when
+/// `lakefs.create_branch` allows it, else an error naming the branches there are.
+pub async fn ensure_branch(lakefs: &LakeFsClient, config: &Config, repo: &str) -> Result<()> {
+    let branch = &config.lakefs.branch;
+    match lakefs.get_branch(repo, branch).await {
+        Ok(_) => return Ok(()),
+        Err(e) if !e.is_not_found() => return Err(e.into()),
+        Err(_) => {}
     }
-    Ok(())
+    let default = lakefs.get_repository(repo).await?.default_branch;
+    if config.lakefs.create_branch {
+        lakefs.ensure_branch(repo, branch, &default).await?;
+        tracing::info!("created branch {branch} of lakeFS repository {repo} from {default}");
+        return Ok(());
+    }
+    let existing: Vec<String> = lakefs
+        .list_branches(repo)
+        .map_ok(|b| b.id)
+        .try_collect()
+        .await?;
+    Err(PipelineError::NotFound(format!(
+        "branch {branch:?} does not exist in lakeFS repository {repo} (it has: {}): check lakefs.branch, or pass --create-branch (lakefs.create_branch = true) to create it from {default}",
+        existing.join(", ")
+    )))
 }
 
 /// Prepares the training data: upload when a local folder (or the synthetic set) is the

@@ -81,9 +81,58 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), ConfigError> {
         .map_err(|e| invalid(loaded, "retry", format!("{:?}", c.retry), &e))
 }
 
-/// The repository name and the two server URLs.
+/// lakeFS's rule for branch names: a word character, then word characters and `-`.
+fn is_branch_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Why `path` cannot be a folder in the repository, if it cannot: relative, `/`-separated,
+/// without `.` or `..` segments, backslashes or control characters.
+fn folder_problem(path: &str) -> Option<&'static str> {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        return Some("a folder in the repository, e.g. \"data/images\"");
+    }
+    if path.starts_with('/') {
+        return Some("a relative folder in the repository (no leading '/')");
+    }
+    if trimmed
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Some("a folder in the repository without '.', '..' or empty segments");
+    }
+    if path.chars().any(|c| c == '\\' || c.is_control()) {
+        return Some("a folder in the repository without backslashes or control characters");
+    }
+    None
+}
+
+/// The repository, branch and folder names, and the two server URLs.
 fn check_services(loaded: &Loaded) -> Result<(), ConfigError> {
     let c = &loaded.config;
+    if !is_branch_name(&c.lakefs.branch) {
+        return Err(invalid(
+            loaded,
+            "lakefs.branch",
+            format!("{:?}", c.lakefs.branch),
+            "a lakeFS branch name: letters, digits, '_' and '-', not starting with '-'",
+        ));
+    }
+    for (key, path) in [
+        ("lakefs.images_path", &c.lakefs.images_path),
+        ("lakefs.masks_path", &c.lakefs.masks_path),
+        ("lakefs.models_path", &c.lakefs.models_path),
+        ("infer.predictions_path", &c.infer.predictions_path),
+    ] {
+        if let Some(allowed) = folder_problem(path) {
+            return Err(invalid(loaded, key, format!("{path:?}"), allowed));
+        }
+    }
     let repo = &c.lakefs.repository;
     if repo.is_empty()
         || !repo
@@ -122,14 +171,6 @@ fn check_infer(loaded: &Loaded) -> Result<(), ConfigError> {
             "infer.batch_size",
             "0".into(),
             "must be >= 1",
-        ));
-    }
-    if i.predictions_path.trim_matches('/').is_empty() {
-        return Err(invalid(
-            loaded,
-            "infer.predictions_path",
-            format!("{:?}", i.predictions_path),
-            "a folder in the repository, e.g. \"predictions/\"",
         ));
     }
     Ok(())

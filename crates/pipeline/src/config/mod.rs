@@ -144,7 +144,8 @@ pub fn load_with_env(
             .collect();
         ConfigError::Parse(lines.join("; "))
     })?;
-    let loaded = Loaded { config, figment };
+    let mut loaded = Loaded { config, figment };
+    loaded.config.mlflow.take_url_credentials();
     checks::check(&loaded)?;
     Ok(loaded)
 }
@@ -166,6 +167,37 @@ fn check_toml_file(path: &Path) -> Result<(), ConfigError> {
         file_error(format!("not valid TOML{at}: {}", e.message()))
     })?;
     Ok(())
+}
+
+impl MlflowSection {
+    /// Moves a user name and password written into `tracking_uri` (`http://user:pass@host`)
+    /// into `username` / `password` (unless those are set) and leaves the URI without them, so
+    /// that no printed, logged or stored URI carries a secret.
+    pub fn take_url_credentials(&mut self) {
+        let Ok(mut url) = url::Url::parse(&self.tracking_uri) else {
+            return;
+        };
+        if url.username().is_empty() && url.password().is_none() {
+            return;
+        }
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map_or_else(|| s.to_string(), |(_, v)| v.into_owned())
+        };
+        if self.username.is_none() && !url.username().is_empty() {
+            self.username = Some(decode(url.username()));
+        }
+        if self.password.is_none()
+            && let Some(password) = url.password()
+        {
+            self.password = Some(decode(password));
+        }
+        // Both setters only fail for URLs that cannot carry credentials at all.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        self.tracking_uri = url.to_string().trim_end_matches('/').to_string();
+    }
 }
 
 impl Config {

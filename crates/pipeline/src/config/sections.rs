@@ -43,6 +43,9 @@ pub struct LakeFsSection {
     pub repository: String,
     /// Branch that data and models are merged into.
     pub branch: String,
+    /// Create `branch` (from the repository's default branch) when it does not exist; off, a
+    /// missing branch is an error (a mistyped name is not created silently).
+    pub create_branch: bool,
     /// Storage namespace for a new repository ("" = `local://<repository>`).
     pub storage_namespace: String,
     /// Folder of the images in the repository.

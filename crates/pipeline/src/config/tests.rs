@@ -237,3 +237,63 @@ fn a_config_file_that_is_not_toml_names_line_and_column() {
         .to_string();
     assert!(text.contains("line 3"), "{text}");
 }
+
+#[test]
+fn folders_and_branches_are_checked_before_any_call() {
+    for (var, value, key) in [
+        (
+            "SEG_LAKEFS__IMAGES_PATH",
+            "../../../../tmp/escape",
+            "lakefs.images_path",
+        ),
+        ("SEG_LAKEFS__MASKS_PATH", "/abs/masks", "lakefs.masks_path"),
+        (
+            "SEG_LAKEFS__MODELS_PATH",
+            "models/./x",
+            "lakefs.models_path",
+        ),
+        (
+            "SEG_INFER__PREDICTIONS_PATH",
+            "a\\b",
+            "infer.predictions_path",
+        ),
+        ("SEG_LAKEFS__BRANCH", "feature/x", "lakefs.branch"),
+        ("SEG_LAKEFS__BRANCH", "-x", "lakefs.branch"),
+    ] {
+        let text = load_with_env(None, Flags::new(), vars(&[(var, value)]))
+            .expect_err(var)
+            .to_string();
+        assert!(
+            text.contains(&format!("{key} = ")) && text.contains(var),
+            "{var}={value}: {text}"
+        );
+    }
+    let ok = load_with_env(
+        None,
+        Flags::new(),
+        vars(&[("SEG_LAKEFS__BRANCH", "dev_2-x")]),
+    );
+    assert!(ok.is_ok(), "a valid branch name");
+}
+
+#[test]
+fn credentials_in_the_tracking_uri_move_out_of_it() {
+    let loaded = load_with_env(
+        None,
+        Flags::new(),
+        vars(&[(
+            "MLFLOW_TRACKING_URI",
+            "http://alice:s%40cret@127.0.0.1:5999/",
+        )]),
+    )
+    .expect("load");
+    let m = &loaded.config.mlflow;
+    assert_eq!(m.tracking_uri, "http://127.0.0.1:5999");
+    assert_eq!(m.username.as_deref(), Some("alice"));
+    assert_eq!(m.password.as_deref(), Some("s@cret"));
+    let shown = loaded.config.redacted_toml().expect("render");
+    assert!(
+        !shown.contains("s@cret") && !shown.contains("s%40cret"),
+        "{shown}"
+    );
+}

@@ -217,6 +217,7 @@ async fn upload(
 ) -> Result<LakeFsUri> {
     let repo = &summary.model.data_repository;
     let branch = &config.lakefs.branch;
+    crate::data::ensure_branch(&services.lakefs, config, repo).await?;
     let prefix = format!(
         "{}/{}/",
         config.infer.predictions_path.trim_matches('/'),
