@@ -274,7 +274,7 @@ fi
 VERSION="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$OUT/register.json")"
 
 step "infer (version $VERSION on the images of its training data commit; masks, overlays, committed to lakeFS)"
-"$BIN/infer" --version "$VERSION" --overlay --commit --json >"$OUT/infer.jsonl"
+"$BIN/infer" --version "$VERSION" --overlay --overwrite --commit --json >"$OUT/infer.jsonl"
 
 step "done in $(( $(date +%s) - START )) s: the lineage"
 python3 - "$OUT" "$MLFLOW_UI" "$LAKEFS_PORT" "$STATE" <<'EOF'

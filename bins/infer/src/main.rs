@@ -44,6 +44,10 @@ struct Cli {
     /// Also write colour overlays under <output>/overlays/ (infer.overlay).
     #[arg(long)]
     overlay: bool,
+    /// Replace masks (and overlays) that an earlier infer wrote in the output folder; infer
+    /// never replaces inputs, ground truth, or files it did not write.
+    #[arg(long)]
+    overwrite: bool,
     /// flex, tch or tch-cuda:N (infer.backend; default train.backend).
     #[arg(long, value_name = "BACKEND")]
     backend: Option<String>,
@@ -119,8 +123,12 @@ async fn run(cli: Cli, started: Instant) -> i32 {
         choice: cli.choice(),
         input: cli.input.clone(),
         commit: cli.commit,
+        overwrite: cli.overwrite,
         quiet: cli.quiet,
-        interrupted: terminal::interrupt_flag(|| std::process::exit(exit::INTERRUPTED)),
+        interrupted: terminal::interrupt_flag(|| {
+            eprintln!("{}", terminal::SECOND_INTERRUPT);
+            std::process::exit(exit::INTERRUPTED)
+        }),
         started: Some(started),
     };
     let json = cli.json;

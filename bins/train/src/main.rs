@@ -42,6 +42,10 @@ struct Cli {
     /// MLflow experiment (mlflow.experiment).
     #[arg(long, value_name = "NAME")]
     experiment: Option<String>,
+    /// List what interrupted or killed runs left behind (temporary lakeFS branches, MLflow
+    /// runs left RUNNING) and whether the next run removes it; trains nothing.
+    #[arg(long, conflicts_with_all = ["print_config", "reproduce"])]
+    status: bool,
     /// Create lakefs.branch from the repository's default branch when it does not exist
     /// (lakefs.create_branch); without it a missing branch is an error.
     #[arg(long)]
@@ -90,7 +94,11 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => std::process::exit(terminal::report(&e)),
     };
-    let code = runtime.block_on(run(cli));
+    let code = if cli.status {
+        runtime.block_on(status(&cli))
+    } else {
+        runtime.block_on(run(cli))
+    };
     // Do not wait for blocking threads that may still hold a stopped training.
     runtime.shutdown_background();
     std::process::exit(code);
@@ -109,6 +117,23 @@ fn print_config(cli: &Cli) -> i32 {
     }
 }
 
+/// `--status`: what processes left behind; the exit code.
+async fn status(cli: &Cli) -> i32 {
+    let report = match pipeline::config::load(cli.config.as_deref(), cli.flags()) {
+        Ok(loaded) => pipeline::leftovers::report(&loaded.config).await,
+        Err(e) => Err(e.into()),
+    };
+    match report {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            exit::OK
+        }
+        Err(e) => terminal::report(&e),
+    }
+}
+
 async fn run(cli: Cli) -> i32 {
     let progress = Progress::new(cli.quiet);
     let opts = TrainOptions {
@@ -118,7 +143,10 @@ async fn run(cli: Cli) -> i32 {
         run_name: cli.run_name.clone(),
         reproduce: cli.reproduce.clone(),
         quiet: cli.quiet,
-        interrupted: terminal::interrupt_flag(|| std::process::exit(exit::INTERRUPTED)),
+        interrupted: terminal::interrupt_flag(|| {
+            eprintln!("{}", terminal::SECOND_INTERRUPT);
+            std::process::exit(exit::INTERRUPTED)
+        }),
         code_dir: None,
     };
     match pipeline::train::train(opts, &progress).await {

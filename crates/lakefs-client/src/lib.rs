@@ -25,6 +25,6 @@ pub use sync::{
     DEFAULT_CONCURRENCY, DownloadOptions, DownloadReport, SymlinkPolicy, UploadDirOptions,
     UploadReport,
 };
-pub use transaction::{CommitOptions, TransactionOutcome};
+pub use transaction::{CommitOptions, Transaction, TransactionOutcome, TxBranch};
 pub use types::*;
 pub use uri::LakeFsUri;

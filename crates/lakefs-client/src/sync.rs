@@ -131,7 +131,14 @@ fn walk(
         for entry in std::fs::read_dir(&d).map_err(io_err("list", &d))? {
             let entry = entry.map_err(io_err("list", &d))?;
             let path = entry.path();
-            let rel = format!("{rel_dir}{}", entry.file_name().to_string_lossy());
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                return Err(LakeFsError::Io {
+                    action: "refusing (its name is not valid UTF-8, and lakeFS keys are text; rename it)",
+                    path,
+                    source: std::io::Error::other("file name is not UTF-8"),
+                });
+            };
+            let rel = format!("{rel_dir}{name}");
             let mut kind = entry.file_type().map_err(io_err("stat", &path))?;
             if kind.is_symlink() {
                 match policy {

@@ -240,6 +240,28 @@ impl MlflowClient {
     }
 
     /// The error of a response whose status is not a success (reads its body).
+    /// The text a server answers to `GET path` outside the REST API: MLflow answers `/health`
+    /// with `OK` (without credentials) and `/version` with its version; another kind of
+    /// server answers otherwise, which tells that the URI is not MLflow's.
+    pub async fn probe(&self, path: &str) -> Result<String> {
+        let label = format!("GET {path}");
+        let label = label.as_str();
+        let resp = self
+            .request(Method::GET, path)
+            .timeout(self.request_timeout())
+            .send()
+            .await
+            .map_err(|e| self.transport_error(label, e, self.request_timeout()))?;
+        if !resp.status().is_success() {
+            return Err(self.response_error(label, resp).await);
+        }
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| self.transport_error(label, e, self.request_timeout()))?;
+        Ok(text.trim().to_string())
+    }
+
     pub(crate) async fn response_error(&self, label: &str, resp: reqwest::Response) -> MlflowError {
         let status = resp.status();
         let retry_after = rest_transport::status::retry_after(resp.headers());

@@ -71,11 +71,16 @@ pub enum PipelineError {
     /// A failure of this process itself (a worker thread that stopped, no async runtime).
     #[error("{0}")]
     Internal(String),
-    /// The user interrupted (Ctrl-C).
+    /// The user interrupted (Ctrl-C) before anything was merged into lakeFS.
     #[error(
         "interrupted (Ctrl-C or SIGTERM): nothing was merged into lakeFS; a started MLflow run is marked KILLED"
     )]
     Interrupted,
+    /// The user interrupted (Ctrl-C) after something was merged into lakeFS; what was.
+    #[error(
+        "interrupted (Ctrl-C or SIGTERM) after {0}; nothing after that was done; a started MLflow run is marked KILLED"
+    )]
+    InterruptedAfter(String),
 }
 
 impl PipelineError {
@@ -83,9 +88,9 @@ impl PipelineError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Config(_) | Self::Usage(_) => exit::USAGE,
-            Self::Interrupted | Self::Model(seg_model::SegError::Interrupted { .. }) => {
-                exit::INTERRUPTED
-            }
+            Self::Interrupted
+            | Self::InterruptedAfter(_)
+            | Self::Model(seg_model::SegError::Interrupted { .. }) => exit::INTERRUPTED,
             _ => exit::ERROR,
         }
     }

@@ -11,6 +11,7 @@
 //!   names, run URL) and ending a run FAILED or KILLED with its error.
 //! - [`model_ref`]: a model reference (alias, version, run) resolved to a verified local file.
 //! - [`data`]: training data in lakeFS: upload, data commit, cached download, verification.
+//! - [`leftovers`]: temporary branches and RUNNING runs of processes that are gone.
 //! - [`terminal`]: progress, prompts and run tables, logging, signals, the one error line.
 //! - [`error`]: errors with exit codes.
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod infer;
+pub mod leftovers;
 pub mod lineage;
 pub mod model_ref;
 pub mod register;

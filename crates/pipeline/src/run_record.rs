@@ -43,6 +43,10 @@ pub mod tags {
     pub const REPRODUCED_FROM: &str = "reproduced_from";
     /// Why the run failed.
     pub const ERROR: &str = "error";
+    /// The host of the process that ran it.
+    pub const HOST: &str = "seg_mlops.host";
+    /// The process id that ran it.
+    pub const PID: &str = "seg_mlops.pid";
     /// The registered model's name (inference runs).
     pub const MODEL_NAME: &str = "model_name";
     /// The model version used (absent when picked by run).
@@ -71,6 +75,8 @@ pub mod kinds {
     pub const MODEL: &str = "model";
     /// A predictions commit.
     pub const PREDICTIONS: &str = "predictions";
+    /// A merge of a transaction's commit.
+    pub const MERGE: &str = "merge";
 }
 
 /// Metadata keys of lakeFS commits.
@@ -79,8 +85,10 @@ pub mod commit_meta {
     pub const KIND: &str = "seg_mlops.kind";
     /// The MLflow run that made it.
     pub const MLFLOW_RUN_ID: &str = "mlflow_run_id";
-    /// The data commit a model was trained on.
+    /// The data commit a model was trained on (or that a merge brought in).
     pub const DATA_COMMIT: &str = "data_commit";
+    /// The model commit a merge brought in.
+    pub const MODEL_COMMIT: &str = "model_commit";
     /// sha256 of a model file.
     pub const SHA256: &str = "sha256";
     /// The model's object path.

@@ -81,6 +81,19 @@ pub async fn check_lakefs(client: &LakeFsClient, config: &Config) -> Result<()> 
         Err(e) if e.is_unreachable() || matches!(e.cause(), LakeFsError::Timeout { .. }) => {
             return Err(unreachable(&e));
         }
+        // lakeFS answers its health check without credentials; an answer that is not lakeFS's
+        // (a page, a refusal) means another server is there.
+        Err(e) if is_foreign_answer(&e) => {
+            return Err(PipelineError::Unreachable {
+                service: "lakeFS",
+                url: url.clone(),
+                reason: format!(
+                    "the server there is not lakeFS (its health check {})",
+                    answer_of(&e.to_string())
+                ),
+                hint: LAKEFS_HINT.into(),
+            });
+        }
         Err(e) => return Err(e.into()),
         Ok(()) => {}
     }
@@ -106,8 +119,39 @@ pub async fn check_mlflow(client: &MlflowClient, config: &Config) -> Result<()> 
                 hint: MLFLOW_HINT.into(),
             })
         }
-        Err(e) => Err(e.into()),
+        // MLflow answers /health with OK (credentials or not); a server that does not is
+        // another service (a lakeFS, a proxy's page), whatever it answered to the MLflow call.
+        Err(e) => match client.probe("/health").await {
+            Ok(ok) if ok == "OK" => Err(e.into()),
+            _ => Err(PipelineError::Unreachable {
+                service: "MLflow",
+                url: config.mlflow.tracking_uri.clone(),
+                reason: format!(
+                    "the server there is not MLflow (the MLflow API call {})",
+                    answer_of(&e.cause().to_string())
+                ),
+                hint: MLFLOW_HINT.into(),
+            }),
+        },
     }
+}
+
+/// Whether a lakeFS call got an answer no lakeFS gives there (not found, refused, not JSON).
+fn is_foreign_answer(e: &LakeFsError) -> bool {
+    matches!(
+        e.cause(),
+        LakeFsError::NotFound { .. }
+            | LakeFsError::Unauthorized { .. }
+            | LakeFsError::Forbidden { .. }
+            | LakeFsError::BadRequest { .. }
+            | LakeFsError::Decode { .. }
+    ) || matches!(e.cause(), LakeFsError::Server { status, .. } if *status == 405)
+}
+
+/// "answered: <what>" from a client's error text `<request>: <what>`.
+fn answer_of(text: &str) -> String {
+    let what = text.split_once(": ").map_or(text, |(_, rest)| rest);
+    format!("answered: {what}")
 }
 
 /// The transport cause of an error message without the client's own advice (the pipeline

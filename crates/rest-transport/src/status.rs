@@ -24,11 +24,42 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         })
 }
 
-/// The first `max` bytes of a body as trimmed text (for error messages).
+/// A body as one line for an error message: an HTML page as "an HTML page" with its title
+/// (what answered: a proxy, another service), anything else its first `max` bytes with
+/// white space folded.
 pub fn body_excerpt(body: &[u8], max: usize) -> String {
-    String::from_utf8_lossy(&body[..body.len().min(max)])
-        .trim()
-        .to_string()
+    let text = String::from_utf8_lossy(body);
+    let lower = text.to_ascii_lowercase();
+    if lower.trim_start().starts_with("<!doctype html") || lower.contains("<html") {
+        let title = lower
+            .find("<title>")
+            .and_then(|i| {
+                let start = i + "<title>".len();
+                lower[start..]
+                    .find("</title>")
+                    .map(|end| text[start..start + end].trim().to_string())
+            })
+            .filter(|t| !t.is_empty());
+        return match title {
+            Some(t) => format!("an HTML page titled {:?} (not this API's answer)", fold(&t)),
+            None => "an HTML page (not this API's answer)".to_string(),
+        };
+    }
+    let mut cut = max.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let excerpt = fold(&text[..cut]);
+    if cut < text.len() {
+        format!("{excerpt}...")
+    } else {
+        excerpt
+    }
+}
+
+/// White space runs (new lines included) as one space.
+fn fold(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -49,6 +80,16 @@ mod tests {
             "{d:?}"
         );
         assert!(is_transient(503) && is_transient(429) && !is_transient(501));
+        let page = b"<!DOCTYPE html>\n<html><head><title>404 Not\nFound</title></head><body>\n<h1>x</h1></body></html>";
+        assert_eq!(
+            body_excerpt(page, 300),
+            "an HTML page titled \"404 Not Found\" (not this API's answer)"
+        );
+        assert_eq!(
+            body_excerpt(b"line one\nline two", 300),
+            "line one line two"
+        );
+        assert_eq!(body_excerpt("héllo".as_bytes(), 2), "h...");
         assert!(!is_transient(404));
     }
 }

@@ -52,6 +52,15 @@ pub enum SegError {
         /// A list of the unmatched files (first few).
         stems: String,
     },
+    /// A file name that cannot be kept exactly (not valid UTF-8): two such names could become
+    /// one key and one image would be trained with another's mask.
+    #[error(
+        "file name {path:?} is not valid UTF-8: rename it (file names become lakeFS keys and MLflow names, which are text)"
+    )]
+    FileName {
+        /// The file.
+        path: PathBuf,
+    },
     /// Two files share a stem in one folder (`a.png` and `a.jpg`).
     #[error("dataset {dir}: stem {stem:?} appears twice in {folder}/; keep one file per stem")]
     DuplicateStem {

@@ -227,6 +227,17 @@ fn local(path: &Path, output_dir: &Path) -> Result<InputSet> {
         (path.to_path_buf(), None)
     };
     let skip = output_dir.canonicalize().ok();
+    if skip.is_some()
+        && [path, root.as_path()]
+            .iter()
+            .any(|p| p.canonicalize().ok() == skip)
+    {
+        return Err(PipelineError::Usage(format!(
+            "--output {} is the input folder {}: write the masks to another folder",
+            output_dir.display(),
+            path.display()
+        )));
+    }
     let files = walk_images(&root, skip.as_deref())?;
     let local_name = |p: &Path, _: &Path| p.display().to_string();
     Ok(InputSet {

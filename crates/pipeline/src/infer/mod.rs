@@ -45,6 +45,8 @@ pub struct InferOptions {
     pub input: Option<String>,
     /// `--commit`: version the predictions in lakeFS and log an MLflow inference run.
     pub commit: bool,
+    /// `--overwrite`: replace masks an earlier infer wrote in the output folder.
+    pub overwrite: bool,
     /// `--quiet`.
     pub quiet: bool,
     /// Set by the binary on Ctrl-C.
@@ -214,7 +216,12 @@ pub async fn infer(
     }
     let input_ref = inputs.input_ref.clone();
     let loop_input = predict::LoopInput {
-        outputs: outputs::assign(&inputs.items, &output_dir)?,
+        outputs: outputs::assign(
+            &inputs.items,
+            &output_dir,
+            config.infer.overlay,
+            opts.overwrite,
+        )?,
         items: inputs.items,
         output_dir,
         overlay: config.infer.overlay,

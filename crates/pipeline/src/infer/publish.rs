@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use lakefs_client::{CommitOptions, LakeFsError, LakeFsUri, UploadDirOptions};
+use lakefs_client::{CommitOptions, LakeFsUri, UploadDirOptions};
 use mlflow_client::{Metric, NewRun, Param, RunGuard, Tag};
 use serde::Serialize;
 
@@ -15,6 +15,7 @@ use super::InferSummary;
 use super::predict::LoopOutcome;
 use crate::config::Config;
 use crate::error::{PipelineError, Result};
+use crate::leftovers;
 use crate::lineage;
 use crate::model_ref::ResolvedModel;
 use crate::run_record::{self, commit_meta, kinds, tags};
@@ -88,6 +89,7 @@ pub(super) async fn commit(
         .replace('-', "");
     let mut run_tags = run_record::code_tags(&git, "infer");
     run_tags.push(Tag::new(tags::KIND, kinds::INFERENCE));
+    run_tags.extend(leftovers::me().run_tags());
     run_tags.extend(facts.pairs().into_iter().map(|(k, v)| Tag::new(k, v)));
     let new_run = NewRun {
         run_name: Some(format!("inference-{}-{stamp}", summary.model.label())),
@@ -245,21 +247,25 @@ async fn upload(
         allow_empty: false,
     };
     let lakefs = &services.lakefs;
-    let done = lakefs
-        .transaction(repo, branch, &commit, |tx| {
-            let prefix = prefix.clone();
-            async move {
-                let mirror = UploadDirOptions {
-                    mirror: true,
-                    ..UploadDirOptions::default()
-                };
-                lakefs
-                    .upload_dir(stage, repo, &tx, &prefix, &mirror)
-                    .await?;
-                Ok::<_, LakeFsError>(())
-            }
-        })
-        .await;
+    let owner = leftovers::me().tx_owner(Some(run_id));
+    let tx = lakefs.begin(repo, branch, &owner).await?;
+    let done = async {
+        let mirror = UploadDirOptions {
+            mirror: true,
+            ..UploadDirOptions::default()
+        };
+        lakefs
+            .upload_dir(stage, repo, tx.branch(), &prefix, &mirror)
+            .await?;
+        match tx.commit(&commit).await {
+            Ok(_) => tx.merge(&commit).await,
+            // The branch holds exactly these predictions already: they are at its head.
+            Err(e) if e.is_nothing_to_commit() => Ok(tx.base().to_string()),
+            Err(e) => Err(e),
+        }
+    }
+    .await;
+    tx.discard().await;
     spinner.finish_and_clear();
-    Ok(target.at(&done?.merged_commit_id)?)
+    Ok(target.at(&done?)?)
 }

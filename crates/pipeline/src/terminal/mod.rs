@@ -34,6 +34,9 @@ pub fn init_logging(quiet: bool) {
         .try_init();
 }
 
+/// The line a binary prints when a second Ctrl-C stops it at once.
+pub const SECOND_INTERRUPT: &str = "error: interrupted twice: stopped at once; nothing half-done was merged into lakeFS, but a temporary tx-* branch may remain (the next run on this host removes it once its process is gone and it is 10 minutes old; `train --status` lists them), and a started MLflow run stays RUNNING until the next run in its experiment ends it FAILED";
+
 /// Sets the returned flag on the first Ctrl-C or SIGTERM (work stops at the next safe point)
 /// and calls `on_second` on a second one (the binaries exit there). Call inside a tokio
 /// runtime.

@@ -20,13 +20,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use mlflow_client::{ClientError as _, NewRun, Run, RunGuard};
+use lakefs_client::ClientError as _;
+use mlflow_client::{NewRun, Run, RunGuard};
 use seg_model::TrainEnd;
 use serde::Serialize;
 
 use crate::config::{Config, Flags, Loaded};
 use crate::data::{self, PreparedData};
 use crate::error::{PipelineError, Result};
+use crate::leftovers;
 use crate::lineage::{self, GitInfo};
 use crate::run_record::{self, tags};
 use crate::services::{self, Services};
@@ -115,6 +117,8 @@ pub(crate) struct RunContext<'a> {
     run_id: String,
     experiment_id: String,
     artifact_uri: String,
+    /// Owner part of this run's temporary lakeFS branches.
+    owner: String,
     progress: &'a Progress,
 }
 
@@ -127,17 +131,27 @@ pub async fn train(opts: TrainOptions, progress: &Progress) -> Result<TrainSumma
     if let Some(run) = &reproduced {
         warn_if_code_differs(run, &git);
     }
-    check_interrupt(&opts)?;
-    let data = prepare_data(&services, config, &opts, reproduced.as_ref(), progress).await?;
-    check_interrupt(&opts)?;
+    check_interrupt(&opts, None)?;
+    let me = leftovers::me();
+    clean_up_after_others(&services, config, &me).await;
+    let data = prepare_data(&services, config, &opts, reproduced.as_ref(), progress, &me).await?;
+    let merged = data.committed.then(|| {
+        format!(
+            "the data commit {} was merged into {}",
+            data.commit, config.lakefs.branch
+        )
+    });
+    check_interrupt(&opts, merged)?;
     let data_seconds = started.elapsed().as_secs_f64();
     let experiment = services
         .mlflow
         .get_or_create_experiment(&config.mlflow.experiment, &[])
         .await?;
+    let mut run_tags = params::run_tags(config, &git, &data, reproduced.as_ref())?;
+    run_tags.extend(me.run_tags());
     let new_run = NewRun {
         run_name: opts.run_name.clone(),
-        tags: params::run_tags(config, &git, &data, reproduced.as_ref())?,
+        tags: run_tags,
         ..NewRun::default()
     };
     let run = services
@@ -153,6 +167,7 @@ pub async fn train(opts: TrainOptions, progress: &Progress) -> Result<TrainSumma
         run_id: run.info.run_id.clone(),
         experiment_id: experiment.experiment_id.clone(),
         artifact_uri: run.info.artifact_uri.clone(),
+        owner: me.tx_owner(Some(&run.info.run_id)),
         progress,
     };
     let guard = RunGuard::new(services.mlflow.clone(), run);
@@ -216,6 +231,7 @@ async fn prepare_data(
     opts: &TrainOptions,
     reproduced: Option<&Run>,
     progress: &Progress,
+    me: &leftovers::Me,
 ) -> Result<PreparedData> {
     let encoding = config.mask_encoding()?;
     match reproduced {
@@ -227,20 +243,56 @@ async fn prepare_data(
                     tags::DATA_COMMIT
                 ))
             })?;
-            data::download_at(&services.lakefs, config, commit, &encoding, progress).await
+            data::download_at(&services.lakefs, config, commit, &encoding, None, progress).await
         }
         None => {
             let dir = opts.data_dir.as_deref();
-            data::prepare(&services.lakefs, config, dir, &encoding, progress).await
+            let owner = me.tx_owner(None);
+            let who = data::Uploader {
+                owner: &owner,
+                interrupted: &opts.interrupted,
+            };
+            data::prepare(&services.lakefs, config, dir, &encoding, progress, who).await
         }
     }
 }
 
-fn check_interrupt(opts: &TrainOptions) -> Result<()> {
-    if opts.interrupted.load(Ordering::SeqCst) {
-        Err(PipelineError::Interrupted)
-    } else {
-        Ok(())
+/// Stops when Ctrl-C was pressed; `done` says what was merged into lakeFS already.
+fn check_interrupt(opts: &TrainOptions, done: Option<String>) -> Result<()> {
+    if !opts.interrupted.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    Err(match done {
+        Some(what) => PipelineError::InterruptedAfter(what),
+        None => PipelineError::Interrupted,
+    })
+}
+
+/// Removes what processes of this host that are gone left behind: their temporary branches
+/// in the repository, their RUNNING runs in the experiment (ended FAILED). A failure here is
+/// a warning: the run itself does not depend on it.
+async fn clean_up_after_others(services: &Services, config: &Config, me: &leftovers::Me) {
+    let repo = &config.lakefs.repository;
+    match leftovers::clean_tx_branches(&services.lakefs, repo, me).await {
+        Ok(_) => {}
+        Err(PipelineError::LakeFs(e)) if e.is_not_found() => {}
+        Err(e) => tracing::warn!("could not look for leftover temporary branches of {repo}: {e}"),
+    }
+    let experiment = match services
+        .mlflow
+        .get_experiment_by_name(&config.mlflow.experiment)
+        .await
+    {
+        Ok(Some(experiment)) => experiment,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!("could not look for runs left RUNNING: {e}");
+            return;
+        }
+    };
+    if let Err(e) = leftovers::fail_dead_runs(&services.mlflow, &experiment.experiment_id, me).await
+    {
+        tracing::warn!("could not end runs left RUNNING by processes that are gone: {e}");
     }
 }
 

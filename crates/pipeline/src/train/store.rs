@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use lakefs_client::{CommitOptions, LakeFsError, LakeFsUri, UploadOptions};
+use std::sync::atomic::Ordering;
+
+use lakefs_client::{CommitOptions, LakeFsUri, Transaction, UploadOptions};
 use mlflow_client::{Metric, Param, Tag};
 use seg_model::{Checkpoint, CheckpointMeta, SavedCheckpoint, TrainOutcome, UNet};
 
@@ -95,30 +97,98 @@ pub(super) async fn store(
     )
     .await?;
     let saved = save_local(ctx.config, &ctx.run_id, checkpoint.model, checkpoint.meta)?;
-    let (commit, uri, path) = upload_model(ctx, &saved, &metrics).await?;
+    let l = &ctx.config.lakefs;
+    let tx = ctx
+        .services
+        .lakefs
+        .begin(&l.repository, &l.branch, &ctx.owner)
+        .await?;
+    let commit = match put_model(ctx, tx.branch(), &saved, &metrics).await {
+        Ok(commit) => commit,
+        Err(e) => {
+            tx.discard().await;
+            return Err(e);
+        }
+    };
+    let object = model_object(ctx);
     let stored = Stored {
+        uri: LakeFsUri::new(&l.repository, &commit, &object)?,
+        path: LakeFsUri::new(&l.repository, &l.branch, &object)?,
         commit,
-        uri,
-        path,
         saved,
         metrics,
     };
-    record(ctx, &stored, artifacts.path()).await?;
+    // MLflow points at the model before the branch gets it: the branch never holds a model
+    // that MLflow does not point to.
+    if let Err(e) = record(ctx, &stored, artifacts.path()).await {
+        let kept = tx.keep();
+        return Err(PipelineError::Lineage(format!(
+            "MLflow did not take the run's record ({e}); the model is kept unmerged on lakeFS branch {kept} (commit {}), and {} holds no model that MLflow does not point to",
+            stored.commit, l.branch
+        )));
+    }
+    merge_model(ctx, tx, &stored).await?;
     Ok(stored)
 }
 
-/// The model and its metadata into lakeFS in one transaction; returns M and the model's URIs
-/// at M and on the branch.
-async fn upload_model(
+/// `<models_path>/<run id>/model.segm`.
+fn model_object(ctx: &RunContext<'_>) -> String {
+    format!(
+        "{}/{}/{MODEL_FILE}",
+        ctx.config.lakefs.models_path.trim_matches('/'),
+        ctx.run_id
+    )
+}
+
+/// Merges the model's transaction into the branch, unless Ctrl-C was pressed (then the branch
+/// is left as it is). A failed merge keeps the temporary branch and names it.
+async fn merge_model(ctx: &RunContext<'_>, tx: Transaction<'_>, stored: &Stored) -> Result<()> {
+    let branch = &ctx.config.lakefs.branch;
+    if ctx.opts.interrupted.load(Ordering::SeqCst) {
+        tx.discard().await;
+        return Err(match ctx.data.committed {
+            true => PipelineError::InterruptedAfter(format!(
+                "the data commit {} was merged into {branch} (the model was not)",
+                ctx.data.commit
+            )),
+            false => PipelineError::Interrupted,
+        });
+    }
+    let merge = CommitOptions {
+        message: format!("merge the model of MLflow run {}", ctx.run_id),
+        metadata: BTreeMap::from([
+            (commit_meta::KIND.to_string(), kinds::MERGE.to_string()),
+            (commit_meta::MODEL_COMMIT.to_string(), stored.commit.clone()),
+            (commit_meta::MLFLOW_RUN_ID.to_string(), ctx.run_id.clone()),
+        ]),
+        allow_empty: false,
+    };
+    match tx.merge(&merge).await {
+        Ok(_) => {
+            tx.discard().await;
+            Ok(())
+        }
+        Err(e) => {
+            let kept = tx.keep();
+            Err(PipelineError::Lineage(format!(
+                "cannot merge the model into {branch} ({e}); it is kept on lakeFS branch {kept} (commit {}), where the run's model_uri points",
+                stored.commit
+            )))
+        }
+    }
+}
+
+/// The model and its metadata onto the transaction's branch, committed (commit M).
+async fn put_model(
     ctx: &RunContext<'_>,
+    branch: &str,
     saved: &SavedCheckpoint,
     metrics: &BTreeMap<String, f64>,
-) -> Result<(String, LakeFsUri, LakeFsUri)> {
+) -> Result<String> {
     let l = &ctx.config.lakefs;
     let run_id = &ctx.run_id;
-    let folder = format!("{}/{run_id}", l.models_path.trim_matches('/'));
-    let object = format!("{folder}/{MODEL_FILE}");
-    let meta_object = format!("{folder}/{MODEL_META_FILE}");
+    let object = model_object(ctx);
+    let meta_object = object.replace(MODEL_FILE, MODEL_META_FILE);
     let metrics_json = serde_json::to_string(metrics)
         .map_err(|e| PipelineError::Internal(format!("cannot write the metrics as JSON: {e}")))?;
     let metadata = BTreeMap::from([
@@ -133,53 +203,44 @@ async fn upload_model(
         (commit_meta::METRICS.to_string(), metrics_json),
         (commit_meta::MODEL_PATH.to_string(), object.clone()),
     ]);
-    let branch = LakeFsUri::new(&l.repository, &l.branch, "")?;
-    let spinner = ctx
-        .progress
-        .spinner(&format!("uploading the model to {branch}"));
-    let meta_file = saved.path.with_file_name(MODEL_META_FILE);
+    let spinner = ctx.progress.spinner(&format!(
+        "uploading the model to {}",
+        LakeFsUri::new(&l.repository, &l.branch, "")?
+    ));
     let lakefs = &ctx.services.lakefs;
-    let upload = lakefs
-        .transaction(
-            &l.repository,
-            &l.branch,
-            &CommitOptions {
-                message: format!("model of MLflow run {run_id}"),
-                metadata,
-                allow_empty: false,
-            },
-            |tx| {
-                let (object, meta_object) = (object.clone(), meta_object.clone());
-                let (model_file, meta_file) = (saved.path.clone(), meta_file.clone());
-                let model_opts = UploadOptions {
-                    metadata: BTreeMap::from([
-                        (commit_meta::SHA256.to_string(), saved.sha256.clone()),
-                        (commit_meta::MLFLOW_RUN_ID.to_string(), run_id.clone()),
-                    ]),
-                    content_type: Some("application/octet-stream".into()),
-                    if_absent: false,
-                };
-                async move {
-                    lakefs
-                        .upload_file(&l.repository, &tx, &object, &model_file, &model_opts)
-                        .await?;
-                    let json = UploadOptions {
-                        content_type: Some("application/json".into()),
-                        ..UploadOptions::default()
-                    };
-                    lakefs
-                        .upload_file(&l.repository, &tx, &meta_object, &meta_file, &json)
-                        .await?;
-                    Ok::<_, LakeFsError>(())
-                }
-            },
-        )
-        .await;
+    let model_opts = UploadOptions {
+        metadata: BTreeMap::from([
+            (commit_meta::SHA256.to_string(), saved.sha256.clone()),
+            (commit_meta::MLFLOW_RUN_ID.to_string(), run_id.clone()),
+        ]),
+        content_type: Some("application/octet-stream".into()),
+        if_absent: false,
+    };
+    let json = UploadOptions {
+        content_type: Some("application/json".into()),
+        ..UploadOptions::default()
+    };
+    let meta_file = saved.path.with_file_name(MODEL_META_FILE);
+    let uploaded = async {
+        lakefs
+            .upload_file(&l.repository, branch, &object, &saved.path, &model_opts)
+            .await?;
+        lakefs
+            .upload_file(&l.repository, branch, &meta_object, &meta_file, &json)
+            .await?;
+        lakefs
+            .commit(
+                &l.repository,
+                branch,
+                &format!("model of MLflow run {run_id}"),
+                &metadata,
+                false,
+            )
+            .await
+    }
+    .await;
     spinner.finish_and_clear();
-    let commit = upload?.merged_commit_id;
-    let uri = LakeFsUri::new(&l.repository, &commit, &object)?;
-    let path = LakeFsUri::new(&l.repository, &l.branch, &object)?;
-    Ok((commit, uri, path))
+    Ok(uploaded?.id)
 }
 
 /// The run's final metrics, model tags, artifacts (pictures, config, model metadata) and its

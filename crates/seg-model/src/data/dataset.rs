@@ -266,7 +266,9 @@ fn list_by_stem(root: &Path, folder: &'static str) -> Result<BTreeMap<String, Pa
     for entry in std::fs::read_dir(&dir).map_err(|e| SegError::io("list", &dir, e))? {
         let entry = entry.map_err(|e| SegError::io("list", &dir, e))?;
         let path = entry.path();
-        let name = file_name(&path);
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            return Err(SegError::FileName { path });
+        };
         if name.starts_with('.') || !path.is_file() {
             continue;
         }
@@ -281,8 +283,9 @@ fn list_by_stem(root: &Path, folder: &'static str) -> Result<BTreeMap<String, Pa
         }
         let stem = path
             .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
         if out.insert(stem.clone(), path).is_some() {
             return Err(SegError::DuplicateStem {
                 dir: root.to_path_buf(),

@@ -1,22 +1,21 @@
-//! The training data's life in lakeFS: a local folder (or the seeded synthetic set) is mirrored
-//! into the repository's data paths in one transaction, committed only when something changed;
-//! the immutable data commit D is found and downloaded into the cache keyed by D; the dataset
-//! is verified before any training.
+//! The training data's life in lakeFS: a local folder (or the seeded synthetic set) is checked
+//! pair by pair, then mirrored into the repository's data paths in one transaction whose
+//! commit is the run's data commit D ([`upload`]); unchanged data reuses the data commit that
+//! holds it; D is downloaded into the cache keyed by D.
 
-use std::collections::BTreeMap;
+pub mod upload;
+
 use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
-use lakefs_client::{
-    ClientError as _, CommitOptions, DownloadOptions, LakeFsClient, LakeFsError, LakeFsUri,
-    UploadDirOptions,
-};
+use lakefs_client::{ClientError as _, DownloadOptions, LakeFsClient, LakeFsUri};
 use seg_model::data::{DatasetStats, MaskEncoding, SegmentationDataset};
 
 use crate::config::Config;
 use crate::error::{PipelineError, Result};
-use crate::run_record::{commit_meta, kinds};
 use crate::terminal::Progress;
+
+pub use upload::{Uploaded, Uploader};
 
 /// Where the training data came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +87,15 @@ pub fn data_root(config: &Config) -> String {
     }
 }
 
+/// The folders of the data in the repository, each ending with `/`.
+pub fn data_prefixes(config: &Config) -> Vec<String> {
+    let l = &config.lakefs;
+    [&l.images_path, &l.masks_path]
+        .iter()
+        .map(|p| format!("{}/", p.trim_matches('/')))
+        .collect()
+}
+
 /// A local folder is usable data when it has `images/` with at least one file.
 fn has_images(dir: &Path) -> bool {
     std::fs::read_dir(dir.join("images"))
@@ -131,19 +139,74 @@ pub async fn ensure_branch(lakefs: &LakeFsClient, config: &Config, repo: &str) -
     )))
 }
 
-/// Prepares the training data: upload when a local folder (or the synthetic set) is the
-/// source, find the data commit D, download at D, verify.
+/// Prepares the training data: when a local folder (or the synthetic set) is the source, check
+/// it and upload it (its commit is D); else find the data commit of the branch. Downloads D.
 pub async fn prepare(
     lakefs: &LakeFsClient,
     config: &Config,
     data_dir: Option<&Path>,
     encoding: &MaskEncoding,
     progress: &Progress,
+    who: Uploader<'_>,
 ) -> Result<PreparedData> {
     ensure_repository(lakefs, config).await?;
     let l = &config.lakefs;
-    let (source, encoding) = match data_dir {
+    let (source, encoding) = find_source(lakefs, config, data_dir, encoding, progress).await?;
+    let (commit, checked) = match &source {
+        DataSource::Folder(dir) | DataSource::Synthetic(dir) => {
+            let (_, stats) = upload::verify_local(dir, &encoding, progress).await?;
+            let spinner = progress.spinner(&format!(
+                "uploading {} to {}",
+                dir.display(),
+                LakeFsUri::new(&l.repository, &l.branch, "")?
+            ));
+            let done = upload::upload(lakefs, config, dir, &source, who).await;
+            spinner.finish_and_clear();
+            (done?, Some(stats))
+        }
+        DataSource::LakeFs => {
+            let head = lakefs.resolve_commit(&l.repository, &l.branch).await?;
+            (Uploaded::Unchanged { base: head }, None)
+        }
+    };
+    let (commit, committed, files) = match commit {
+        Uploaded::New { commit, files } => (commit, true, files),
+        Uploaded::Unchanged { base } => (
+            upload::data_commit_at(lakefs, config, &base).await?,
+            false,
+            0,
+        ),
+    };
+    let mut prepared = download_at(lakefs, config, &commit, &encoding, checked, progress).await?;
+    prepared.uploaded = files;
+    prepared.committed = committed;
+    prepared.source = source;
+    tracing::info!(
+        "data: {} pairs at {} ({})",
+        prepared.stats.pairs,
+        LakeFsUri::new(&l.repository, &commit, "")?,
+        if committed { "new commit" } else { "unchanged" }
+    );
+    Ok(prepared)
+}
+
+/// Where the data comes from: `--data-dir`, `paths.data_dir` when it holds images, the branch
+/// when it holds data, else the synthetic set (written on first use).
+async fn find_source(
+    lakefs: &LakeFsClient,
+    config: &Config,
+    data_dir: Option<&Path>,
+    encoding: &MaskEncoding,
+    progress: &Progress,
+) -> Result<(DataSource, MaskEncoding)> {
+    Ok(match data_dir {
         Some(dir) if has_images(dir) => (DataSource::Folder(dir.to_path_buf()), encoding.clone()),
+        Some(dir) if !dir.exists() => {
+            return Err(PipelineError::Data(format!(
+                "--data-dir {} does not exist: give a folder with images/ and masks/ whose files pair by name",
+                dir.display()
+            )));
+        }
         Some(dir) => {
             return Err(PipelineError::Data(format!(
                 "{} has no images: --data-dir needs images/ and masks/ folders whose files pair by name (images/x.jpg <-> masks/x.png)",
@@ -159,25 +222,7 @@ pub async fn prepare(
             let (dir, synthetic_encoding) = write_synthetic(config, progress)?;
             (DataSource::Synthetic(dir), synthetic_encoding)
         }
-    };
-    let (uploaded, committed) = match &source {
-        DataSource::Folder(dir) | DataSource::Synthetic(dir) => {
-            upload(lakefs, config, dir, &source, progress).await?
-        }
-        DataSource::LakeFs => (0, false),
-    };
-    let commit = data_commit(lakefs, config).await?;
-    let mut prepared = download_at(lakefs, config, &commit, &encoding, progress).await?;
-    prepared.uploaded = uploaded;
-    prepared.committed = committed;
-    prepared.source = source;
-    tracing::info!(
-        "data: {} pairs at {} ({})",
-        prepared.stats.pairs,
-        LakeFsUri::new(&l.repository, &commit, "")?,
-        if committed { "new commit" } else { "unchanged" }
-    );
-    Ok(prepared)
+    })
 }
 
 /// Whether the branch already holds images.
@@ -216,123 +261,14 @@ fn write_synthetic(config: &Config, progress: &Progress) -> Result<(PathBuf, Mas
     Ok((dir, synthetic.encoding()))
 }
 
-/// Mirrors `dir/images` and `dir/masks` into the data paths on a temporary branch, commits and
-/// merges; nothing changed means no commit. Returns (files uploaded, committed).
-async fn upload(
-    lakefs: &LakeFsClient,
-    config: &Config,
-    dir: &Path,
-    source: &DataSource,
-    progress: &Progress,
-) -> Result<(usize, bool)> {
-    let l = &config.lakefs;
-    for sub in ["images", "masks"] {
-        if !dir.join(sub).is_dir() {
-            return Err(PipelineError::Data(format!(
-                "{} has no {sub}/ folder: put images in images/ and masks in masks/, paired by file name",
-                dir.display()
-            )));
-        }
-    }
-    let count = |sub: &str| {
-        std::fs::read_dir(dir.join(sub))
-            .map(|e| {
-                e.filter(|e| e.as_ref().is_ok_and(|e| e.path().is_file()))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
-    let metadata = BTreeMap::from([
-        (commit_meta::KIND.to_string(), kinds::DATA.to_string()),
-        ("source".to_string(), source.to_string()),
-        ("images".to_string(), count("images").to_string()),
-        ("masks".to_string(), count("masks").to_string()),
-    ]);
-    let spinner = progress.spinner(&format!(
-        "uploading {} to {}",
-        dir.display(),
-        LakeFsUri::new(&l.repository, &l.branch, "")?
-    ));
-    let opts = UploadDirOptions {
-        mirror: true,
-        ..UploadDirOptions::default()
-    };
-    let outcome = lakefs
-        .transaction(
-            &l.repository,
-            &l.branch,
-            &CommitOptions {
-                message: format!("data: {source}"),
-                metadata,
-                allow_empty: false,
-            },
-            |tx| {
-                let opts = opts.clone();
-                async move {
-                    let images = lakefs
-                        .upload_dir(
-                            &dir.join("images"),
-                            &l.repository,
-                            &tx,
-                            &l.images_path,
-                            &opts,
-                        )
-                        .await?;
-                    let masks = lakefs
-                        .upload_dir(&dir.join("masks"), &l.repository, &tx, &l.masks_path, &opts)
-                        .await?;
-                    Ok::<_, LakeFsError>(
-                        images.uploaded + masks.uploaded + images.deleted + masks.deleted,
-                    )
-                }
-            },
-        )
-        .await;
-    spinner.finish_and_clear();
-    match outcome {
-        Ok(done) => Ok((done.value, true)),
-        Err(e) if e.is_nothing_to_commit() => Ok((0, false)),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The commit that holds the branch's current data: the newest data commit on the branch when
-/// no later commit changed the data paths, else the branch head.
-pub async fn data_commit(lakefs: &LakeFsClient, config: &Config) -> Result<String> {
-    let l = &config.lakefs;
-    let head = lakefs.resolve_commit(&l.repository, &l.branch).await?;
-    let mut log = std::pin::pin!(lakefs.log(&l.repository, &head));
-    let mut candidate = None;
-    while let Some(c) = log.try_next().await? {
-        if c.metadata.get(commit_meta::KIND).map(String::as_str) == Some(kinds::DATA) {
-            candidate = Some(c.id);
-            break;
-        }
-    }
-    let Some(candidate) = candidate else {
-        return Ok(head);
-    };
-    if candidate == head {
-        return Ok(head);
-    }
-    let images = format!("{}/", l.images_path.trim_matches('/'));
-    let masks = format!("{}/", l.masks_path.trim_matches('/'));
-    let changed = lakefs
-        .diff_refs(&l.repository, &candidate, &head)
-        .try_any(|d| {
-            let hit = d.path.starts_with(&images) || d.path.starts_with(&masks);
-            async move { hit }
-        })
-        .await?;
-    Ok(if changed { head } else { candidate })
-}
-
-/// Downloads the images and masks at `commit` into the cache and opens and verifies them.
+/// Downloads the images and masks at `commit` into the cache and opens them; verifies them
+/// (every pair decoded) unless `checked` holds what checking the same files found already.
 pub async fn download_at(
     lakefs: &LakeFsClient,
     config: &Config,
     commit: &str,
     encoding: &MaskEncoding,
+    checked: Option<DatasetStats>,
     progress: &Progress,
 ) -> Result<PreparedData> {
     let l = &config.lakefs;
@@ -354,15 +290,23 @@ pub async fn download_at(
     }
     let root = dataset_root(&images.dir, &masks.dir)?;
     let dataset = SegmentationDataset::open(&root, encoding.clone())?;
-    let spinner = progress.spinner(&format!("verifying {} image/mask pairs", dataset.len()));
-    let verified = tokio::task::spawn_blocking({
-        let dataset = dataset.clone();
-        move || dataset.verify()
-    })
-    .await
-    .map_err(|e| PipelineError::Internal(format!("the verification thread stopped: {e}")))?;
-    spinner.finish_and_clear();
-    let stats = verified?;
+    let stats = match checked {
+        Some(stats) if stats.pairs == dataset.len() => stats,
+        _ => {
+            let spinner =
+                progress.spinner(&format!("verifying {} image/mask pairs", dataset.len()));
+            let verified = tokio::task::spawn_blocking({
+                let dataset = dataset.clone();
+                move || dataset.verify()
+            })
+            .await
+            .map_err(|e| {
+                PipelineError::Internal(format!("the verification thread stopped: {e}"))
+            })?;
+            spinner.finish_and_clear();
+            verified?
+        }
+    };
     let grey = stats
         .color_types
         .keys()
