@@ -25,8 +25,8 @@ struct Cli {
     #[arg(long, value_name = "NAME", conflicts_with_all = ["model_version", "run_id", "interactive"])]
     alias: Option<String>,
     /// Use this version of the registered model (register.model_name).
-    #[arg(long = "version", value_name = "N", conflicts_with_all = ["run_id", "interactive"])]
-    model_version: Option<String>,
+    #[arg(long = "version", value_name = "N", conflicts_with_all = ["run_id", "interactive"], value_parser = clap::value_parser!(u64).range(1..))]
+    model_version: Option<u64>,
     /// Use the model of this training run.
     #[arg(long, value_name = "ID", conflicts_with = "interactive")]
     run_id: Option<String>,
@@ -90,8 +90,8 @@ impl Cli {
     fn choice(&self) -> Option<ModelChoice> {
         if let Some(a) = &self.alias {
             Some(ModelChoice::Alias(a.clone()))
-        } else if let Some(v) = &self.model_version {
-            Some(ModelChoice::Version(v.clone()))
+        } else if let Some(v) = self.model_version {
+            Some(ModelChoice::Version(v.to_string()))
         } else if let Some(r) = &self.run_id {
             Some(ModelChoice::RunId(r.clone()))
         } else if self.interactive {

@@ -180,6 +180,18 @@ pub async fn end_run<T>(mlflow: &MlflowClient, guard: RunGuard, result: Result<T
     Err(e)
 }
 
+/// Ends the run of `guard` FAILED with `why` as its error tag although its work was done
+/// (something it committed around failed); a failure to record that is a warning.
+pub async fn end_failed_after(mlflow: &MlflowClient, guard: RunGuard, why: &str) {
+    let run_id = guard.run_id().to_string();
+    if let Err(e) = mlflow.set_tag(&run_id, tags::ERROR, why).await {
+        tracing::warn!("could not tag MLflow run {run_id} with its error: {e}");
+    }
+    if let Err(e) = guard.end(RunStatus::Failed).await {
+        tracing::warn!("could not end MLflow run {run_id} as FAILED: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,10 +45,9 @@ impl Plan {
     }
 }
 
-/// How often the logger retries MLflow while training runs, and how long it keeps trying at
-/// the end.
+/// How often the logger retries MLflow while training runs (at the end it keeps trying for
+/// the retry policy's `max_total`).
 const LOG_RETRY_EVERY: Duration = Duration::from_secs(2);
-const LOG_FLUSH_BUDGET: Duration = Duration::from_secs(120);
 
 /// Trains per `plan`; returns the outcome and the seconds the loop took, once every metric
 /// is in MLflow. A stop (Ctrl-C, MLflow gone) keeps the best model so far locally.
@@ -57,7 +56,7 @@ pub(super) async fn fit(ctx: &RunContext<'_>, plan: &Plan) -> Result<(TrainOutco
         ctx.services.mlflow.clone(),
         ctx.run_id.clone(),
         LOG_RETRY_EVERY,
-        LOG_FLUSH_BUDGET,
+        ctx.config.retry.max_total,
     );
     let observer = MlflowObserver::new(
         logger.sender(),
@@ -86,10 +85,12 @@ pub(super) async fn fit(ctx: &RunContext<'_>, plan: &Plan) -> Result<(TrainOutco
         });
     }
     if report.lost > 0 {
+        let saved = store::save_local(ctx.config, &ctx.run_id, outcome.model, outcome.meta)?;
         return Err(PipelineError::Lineage(format!(
-            "{} metric values could not be logged to MLflow ({}); nothing was stored in lakeFS",
+            "{} metric values could not be logged to MLflow ({}); the model was not stored in lakeFS, it is kept at {}",
             report.lost,
-            report.last_error.unwrap_or_default()
+            report.last_error.unwrap_or_default(),
+            saved.path.display()
         )));
     }
     tracing::debug!("{} metric values logged", report.logged);
