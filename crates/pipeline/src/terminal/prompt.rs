@@ -13,10 +13,17 @@ pub fn read_choice(count: usize, prompt: &str, flag: &str, empty_is_first: bool)
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {
-        if empty_is_first {
-            eprint!("{prompt} [1-{count}, empty = 1]: ");
+        let question = if empty_is_first {
+            format!("{prompt} [1-{count}, empty = 1]: ")
         } else {
-            eprint!("{prompt} [1-{count}]: ");
+            format!("{prompt} [1-{count}]: ")
+        };
+        // A person types after the question; piped input gets it on a line of its own, so
+        // that an error that follows starts its own line.
+        if interactive {
+            eprint!("{question}");
+        } else {
+            eprintln!("{question}");
         }
         let Some(Ok(line)) = lines.next() else {
             return Err(PipelineError::Usage(format!(
