@@ -249,7 +249,7 @@ impl LakeFsClient {
         };
         match idempotent {
             Idempotent::Yes => self.with_retries(attempt).await,
-            Idempotent::No => attempt().await,
+            Idempotent::No => self.retry.run_client_once(attempt).await,
         }
     }
 

@@ -224,7 +224,7 @@ impl MlflowClient {
         if idempotent == Idempotent::Yes {
             self.with_retries(attempt).await
         } else {
-            attempt().await
+            self.config.options.retry.run_client_once(attempt).await
         }
     }
 

@@ -1,8 +1,6 @@
 //! Clients of lakeFS and MLflow built from the configuration, checked to answer before any work
 //! starts: a server that is down is one line naming its URL and how to start it.
 
-use std::time::Duration;
-
 use lakefs_client::{
     ClientBuilder as _, ClientError as _, LakeFsClient, LakeFsClientBuilder, LakeFsError,
 };
@@ -38,7 +36,8 @@ pub fn mlflow_client(config: &Config) -> Result<MlflowClient> {
     };
     Ok(MlflowClientBuilder::new(&m.tracking_uri)
         .auth(auth)
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(config.http.connect_timeout)
+        .request_timeout(config.http.request_timeout)
         .retry(config.retry)
         .build()?)
 }
@@ -48,7 +47,8 @@ pub async fn lakefs_client(config: &Config) -> Result<LakeFsClient> {
     let l = &config.lakefs;
     Ok(LakeFsClientBuilder::new(&l.endpoint)
         .credentials(&l.access_key_id, &l.secret_access_key)
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(config.http.connect_timeout)
+        .request_timeout(config.http.request_timeout)
         .retry(config.retry)
         .build()
         .await?)

@@ -182,7 +182,52 @@ impl<E: ClientError> Retryable for E {
     }
 }
 
+/// An error that proves the server did not act on the request (it refused it with 429 or
+/// 503 before doing anything), so that even a request that is not idempotent may be sent
+/// again.
+struct Unprocessed<E>(E);
+
+impl<E: ClientError> Retryable for Unprocessed<E> {
+    fn retry(&self) -> Retry {
+        match self.0.kind() {
+            ErrorKind::Status {
+                status: 429 | 503,
+                retry_after,
+            } => Retry::After(retry_after),
+            _ => Retry::Never,
+        }
+    }
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for Unprocessed<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl RetryPolicy {
+    /// [`RetryPolicy::run_client`] for a request that is not idempotent: sent again only after
+    /// a 429 or 503 (the server refused it without acting on it), never after a timeout or a
+    /// broken connection (it may have acted).
+    pub async fn run_client_once<T, E, F, Fut>(&self, mut attempt: F) -> Result<T, E>
+    where
+        E: ClientError + std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run(
+            || {
+                let fut = attempt();
+                async move { fut.await.map_err(Unprocessed) }
+            },
+            |last, attempts, elapsed| {
+                Unprocessed(E::exhausted(last.0, attempts, elapsed.as_secs_f64()))
+            },
+        )
+        .await
+        .map_err(|e| e.0)
+    }
+
     /// [`RetryPolicy::run`] for a client's error: retries ran out is [`ClientError::exhausted`].
     pub async fn run_client<T, E, F, Fut>(&self, attempt: F) -> Result<T, E>
     where
@@ -343,6 +388,15 @@ mod tests {
         assert!(gone.is_unreachable() && !gone.is_retryable() && !gone.is_not_found());
         let missing = Fake::Exhausted(Box::new(Fake::Kind(ErrorKind::NotFound)));
         assert!(missing.is_not_found());
+        assert_eq!(
+            Unprocessed(status(503)).retry(),
+            Retry::After(Some(Duration::from_secs(3)))
+        );
+        assert_eq!(Unprocessed(status(500)).retry(), Retry::Never);
+        assert_eq!(
+            Unprocessed(Fake::Kind(ErrorKind::Timeout)).retry(),
+            Retry::Never
+        );
         let mut options = ClientOptions::new("ua/1");
         assert_eq!(options.request_timeout, Duration::from_secs(60));
         options.retry.max_retries = 1;

@@ -6,6 +6,9 @@
 //!
 //! A missing service is a loud failure naming the command that starts it, never a skip.
 
+pub mod fault_proxy;
+pub use fault_proxy::FaultProxy;
+
 use lakefs_client::ClientBuilder as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

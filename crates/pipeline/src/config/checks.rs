@@ -76,6 +76,19 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), ConfigError> {
     }
     check_services(loaded)?;
     check_infer(loaded)?;
+    for (key, value) in [
+        ("http.connect_timeout", c.http.connect_timeout),
+        ("http.request_timeout", c.http.request_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(invalid(
+                loaded,
+                key,
+                "0s".into(),
+                "a duration above 0, e.g. \"5s\"",
+            ));
+        }
+    }
     c.retry
         .validate()
         .map_err(|e| invalid(loaded, "retry", format!("{:?}", c.retry), &e))

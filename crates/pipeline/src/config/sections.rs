@@ -177,6 +177,18 @@ pub struct InferSection {
     pub predictions_path: String,
 }
 
+/// Timeouts of every request to lakeFS and MLflow (retries follow `[retry]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Time to open a connection.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: std::time::Duration,
+    /// Time for one call that is not a file transfer.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: std::time::Duration,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,6 +209,8 @@ pub struct Config {
     pub register: RegisterSection,
     /// Inference.
     pub infer: InferSection,
+    /// Timeouts of both HTTP clients.
+    pub http: HttpSection,
     /// Retries of both HTTP clients.
     pub retry: RetryPolicy,
 }
