@@ -604,3 +604,117 @@ async fn mlflow_gone_at_the_end_leaves_no_model_on_the_branch() {
     );
     drop(own);
 }
+
+/// Sends SIGINT to a running binary.
+fn interrupt(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+}
+
+/// 9: Ctrl-C during the upload says what happened (nothing merged and the branch without the
+/// data, or the data commit that was merged); a second Ctrl-C stops at once with a last line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_during_upload_says_what_was_merged() {
+    let stack = Stack::start("interrupt").await;
+    let datasets = e2e::datasets_dir();
+    let kvasir = datasets.join("kvasir-seg");
+    assert!(kvasir.is_dir(), "{} has no kvasir-seg", datasets.display());
+    let args = [
+        "--data-dir",
+        kvasir.to_str().expect("path"),
+        "--epochs",
+        "1",
+    ];
+    let mut train = stack.spawn("train", &args);
+    train
+        .wait_for_line("uploading", Duration::from_secs(300))
+        .await;
+    interrupt(train.child.id().expect("pid"));
+    let (code, rest, _) = train.finish(Duration::from_secs(300)).await;
+    assert_eq!(code, Some(130), "{}", rest.join("\n"));
+    let errors: Vec<&String> = rest.iter().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{}", rest.join("\n"));
+    let on_main = objects(&stack, "main", "data/images/").await;
+    if errors[0].contains("nothing was merged") {
+        assert!(on_main.is_empty(), "said nothing was merged: {on_main:?}");
+    } else {
+        let said = errors[0]
+            .split("the data commit ")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .expect("names the data commit");
+        assert_eq!(objects(&stack, said, "data/images/").await, on_main);
+        assert_eq!(on_main.len(), names(&kvasir.join("images")).len());
+    }
+    // Twice: stopped at once, with a last line.
+    let mut cmd_env = stack.spawn("train", &args);
+    cmd_env
+        .wait_for_line("uploading", Duration::from_secs(300))
+        .await;
+    let pid = cmd_env.child.id().expect("pid");
+    interrupt(pid);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    interrupt(pid);
+    let (code, rest, _) = cmd_env.finish(Duration::from_secs(60)).await;
+    assert_eq!(code, Some(130), "{}", rest.join("\n"));
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("error: interrupted twice")),
+        "{}",
+        rest.join("\n")
+    );
+}
+
+/// Left behind: infer --commit with an unreadable input commits the other masks and ends its
+/// run FAILED naming the input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_around_unreadable_inputs_fails_its_run() {
+    let stack = Stack::start("commit-failed").await;
+    let lenient = stack.dir().join("lenient.toml");
+    std::fs::write(&lenient, "[register]\ncriteria = [\"iou >= 0.0\"]\n").expect("write");
+    stack.train_run(&["--epochs", "1", "--quiet"]).await;
+    let reg = stack
+        .run(
+            "register_model",
+            &["--quiet", "--config", lenient.to_str().expect("path")],
+        )
+        .await;
+    assert_eq!(reg.code, 0, "{}", reg.stderr);
+    let input = dataset(&stack.dir().join("in"), 3, 6).join("images");
+    std::fs::write(input.join("broken.png"), b"not a png").expect("write");
+    let ran = stack
+        .run(
+            "infer",
+            &[
+                "--input",
+                input.to_str().expect("path"),
+                "--commit",
+                "--json",
+                "--output",
+                "out",
+            ],
+        )
+        .await;
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_str(ran.stdout.lines().last().expect("summary")).expect("json");
+    assert_eq!(summary["images"], 3);
+    let run = stack
+        .mlflow
+        .get_run(summary["inference_run_id"].as_str().expect("run"))
+        .await
+        .expect("run");
+    assert_eq!(run.info.status, RunStatus::Failed);
+    assert!(
+        run.tag("error").is_some_and(|e| e.contains("broken.png")),
+        "{:?}",
+        run.tag("error")
+    );
+    assert!(
+        summary["predictions_commit"].as_str().is_some(),
+        "the masks were committed"
+    );
+}

@@ -20,6 +20,10 @@ struct Server {
 
 impl Server {
     fn start(dir: &std::path::Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &std::path::Path, extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("free port")
             .local_addr()
@@ -28,6 +32,8 @@ impl Server {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_lakefs-local"))
             .args(["--data-dir", &dir.to_string_lossy(), "--listen"])
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .env_remove("LAKEFS_LOCAL_SECRET_ACCESS_KEY")
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start lakefs-local");
@@ -44,11 +50,13 @@ impl Server {
     }
 
     async fn client(&self) -> LakeFsClient {
+        self.client_with(lakefs_local::DEFAULT_SECRET_ACCESS_KEY)
+            .await
+    }
+
+    async fn client_with(&self, secret: &str) -> LakeFsClient {
         LakeFsClientBuilder::new(&self.endpoint)
-            .credentials(
-                lakefs_local::DEFAULT_ACCESS_KEY_ID,
-                lakefs_local::DEFAULT_SECRET_ACCESS_KEY,
-            )
+            .credentials(lakefs_local::DEFAULT_ACCESS_KEY_ID, secret)
             .retry(test_support::fast_retry())
             .build()
             .await
@@ -193,4 +201,27 @@ async fn eight_writers_lose_nothing_and_a_killed_server_restarts_with_the_same_s
     );
     assert_eq!(objects_after, objects);
     again.kill();
+}
+
+/// The secret can come from a file (a flag's value shows in `ps`): clients with it get in,
+/// clients with the default secret do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_can_come_from_a_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("secret");
+    std::fs::write(&file, "s3cr3t-from-a-file\n").expect("write");
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--secret-access-key-file", &file.to_string_lossy()],
+    );
+    let good = server.client_with("s3cr3t-from-a-file").await;
+    good.current_user()
+        .await
+        .expect("the file's secret is accepted");
+    let bad = server.client().await;
+    assert!(
+        bad.current_user().await.is_err(),
+        "the default secret is refused"
+    );
+    server.kill();
 }

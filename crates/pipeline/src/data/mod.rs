@@ -155,11 +155,9 @@ pub async fn prepare(
     let (commit, checked) = match &source {
         DataSource::Folder(dir) | DataSource::Synthetic(dir) => {
             let (_, stats) = upload::verify_local(dir, &encoding, progress).await?;
-            let spinner = progress.spinner(&format!(
-                "uploading {} to {}",
-                dir.display(),
-                LakeFsUri::new(&l.repository, &l.branch, "")?
-            ));
+            let target = LakeFsUri::new(&l.repository, &l.branch, "")?;
+            tracing::info!("uploading {} to {target}", dir.display());
+            let spinner = progress.spinner(&format!("uploading {} to {target}", dir.display()));
             let done = upload::upload(lakefs, config, dir, &source, who).await;
             spinner.finish_and_clear();
             (done?, Some(stats))

@@ -105,7 +105,18 @@ pub(super) async fn commit(
         services, config, outcome, summary, &facts, &run_id, progress,
     )
     .await;
-    run_record::end_run(mlflow, guard, result).await?;
+    if result.is_ok() && summary.failed > 0 {
+        // The masks that were written are committed; the run says what is missing.
+        let why = format!(
+            "{} of {} inputs could not be read and have no mask (listed in manifest.json): {}",
+            summary.failed,
+            summary.failed + summary.images,
+            summary.failed_inputs.join(", ")
+        );
+        run_record::end_failed_after(mlflow, guard, &why).await;
+    } else {
+        run_record::end_run(mlflow, guard, result).await?;
+    }
     summary.inference_run_url = Some(run_record::run_url(
         &config.mlflow.tracking_uri,
         &experiment.experiment_id,
