@@ -444,5 +444,15 @@ async fn every_bad_input_is_one_line_the_documented_code_and_changes_nothing() {
             after, before,
             "{what}: lakeFS, MLflow or the outputs changed"
         );
+        // The catalogue as a table (shown with --nocapture).
+        let env: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "| {} {} {} | {} | {} |",
+            env.join(" "),
+            c.bin,
+            c.args.join(" "),
+            ran.code,
+            lines[0]
+        );
     }
 }

@@ -148,9 +148,11 @@ fn is_foreign_answer(e: &LakeFsError) -> bool {
     ) || matches!(e.cause(), LakeFsError::Server { status, .. } if *status == 405)
 }
 
-/// "answered: <what>" from a client's error text `<request>: <what>`.
+/// "answered: <what>" from a client's error text `<request>: <what>[; advice]` (the client's
+/// advice is about its own service, which this is not).
 fn answer_of(text: &str) -> String {
     let what = text.split_once(": ").map_or(text, |(_, rest)| rest);
+    let what = what.split("; ").next().unwrap_or(what);
     format!("answered: {what}")
 }
 
