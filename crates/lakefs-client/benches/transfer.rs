@@ -152,6 +152,35 @@ async fn folder_transfers(
     );
 }
 
+/// `file` uploaded by curl as `curl<round>.bin` on main.
+fn curl_upload(server: &lakefs_local::RunningServer, file: &Path, round: usize) {
+    let url = format!(
+        "{}/api/v1/repositories/bench/branches/main/objects?path=curl{round}.bin",
+        server.endpoint()
+    );
+    let status = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-f",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "-T",
+        ])
+        .arg(file)
+        .args([
+            "-u",
+            &format!("{DEFAULT_ACCESS_KEY_ID}:{DEFAULT_SECRET_ACCESS_KEY}"),
+            &url,
+        ])
+        .status()
+        .expect("curl");
+    assert!(status.success(), "curl upload failed");
+}
+
 /// One large file uploaded by the client and by curl (median of 3), then downloaded.
 async fn big_file_transfers(
     client: &LakeFsClient,
@@ -189,32 +218,8 @@ async fn big_file_transfers(
             .await
             .expect("upload big");
         client_times.push(t.elapsed().as_secs_f64());
-        let url = format!(
-            "{}/api/v1/repositories/bench/branches/main/objects?path=curl{round}.bin",
-            server.endpoint()
-        );
         let t = Instant::now();
-        let status = std::process::Command::new("curl")
-            .args([
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-f",
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: application/octet-stream",
-                "-T",
-            ])
-            .arg(&big)
-            .args([
-                "-u",
-                &format!("{DEFAULT_ACCESS_KEY_ID}:{DEFAULT_SECRET_ACCESS_KEY}"),
-                &url,
-            ])
-            .status()
-            .expect("curl");
-        assert!(status.success(), "curl upload failed");
+        curl_upload(server, &big, round);
         curl_times.push(t.elapsed().as_secs_f64());
     }
     client_times.sort_by(f64::total_cmp);

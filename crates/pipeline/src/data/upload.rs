@@ -167,16 +167,7 @@ pub async fn upload(
             tx.discard().await;
             continue;
         }
-        // The merge is not a data commit itself: D is the commit of ours it brings in.
-        let merge = CommitOptions {
-            message: format!("merge data commit {id}: {source}"),
-            metadata: BTreeMap::from([
-                (commit_meta::KIND.to_string(), kinds::MERGE.to_string()),
-                (commit_meta::DATA_COMMIT.to_string(), id.clone()),
-            ]),
-            allow_empty: false,
-        };
-        let merged = tx.merge(&merge).await;
+        let merged = tx.merge(&merge_options(&id, source)).await;
         tx.discard().await;
         let merged = merged?;
         merged_d.get_or_insert((id.clone(), files));
@@ -193,6 +184,18 @@ pub async fn upload(
         l.branch,
         dir.display()
     )))
+}
+
+/// The merge of data commit `id`: not a data commit itself (D is the commit it brings in).
+fn merge_options(id: &str, source: &DataSource) -> CommitOptions {
+    CommitOptions {
+        message: format!("merge data commit {id}: {source}"),
+        metadata: BTreeMap::from([
+            (commit_meta::KIND.to_string(), kinds::MERGE.to_string()),
+            (commit_meta::DATA_COMMIT.to_string(), id.to_string()),
+        ]),
+        allow_empty: false,
+    }
 }
 
 /// Mirrors the folder onto `branch` and commits it: the commit and the files uploaded or
