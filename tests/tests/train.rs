@@ -283,6 +283,13 @@ async fn sigint_during_training_kills_the_run_and_leaves_the_branch_alone() {
     assert!(status.success());
     let (code, rest, _) = train.finish(Duration::from_secs(60)).await;
     assert_eq!(code, Some(130), "stderr:\n{}", rest.join("\n"));
+    assert!(
+        rest.iter().any(|l| l.starts_with("error:")
+            && l.contains("after the data commit")
+            && l.contains("no model was")),
+        "the line says the data was merged and the model was not: {}",
+        rest.join("\n")
+    );
     let runs: Vec<_> = stack
         .mlflow
         .search_runs(RunSearch {

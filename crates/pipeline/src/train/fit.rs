@@ -65,7 +65,12 @@ pub(super) async fn fit(ctx: &RunContext<'_>, plan: &Plan) -> Result<(TrainOutco
         plan.train.epochs,
     );
     let started = Instant::now();
-    let outcome = run_training(plan, ctx.data.dataset.clone(), observer).await;
+    let outcome = run_training(plan, ctx.data.dataset.clone(), observer)
+        .await
+        .map_err(|e| match e {
+            PipelineError::Interrupted => ctx.interrupted("no model was"),
+            e => e,
+        });
     let seconds = started.elapsed().as_secs_f64();
     let report = logger.finish().await;
     let outcome = outcome?;
@@ -78,7 +83,7 @@ pub(super) async fn fit(ctx: &RunContext<'_>, plan: &Plan) -> Result<(TrainOutco
             saved.path.display()
         ));
         return Err(match reason {
-            StopReason::Interrupted => PipelineError::Interrupted,
+            StopReason::Interrupted => ctx.interrupted("no model was"),
             StopReason::ObserverFailed(why) => {
                 PipelineError::Model(SegError::ObserverFailed { epoch, reason: why })
             }

@@ -268,6 +268,21 @@ fn check_interrupt(opts: &TrainOptions, done: Option<String>) -> Result<()> {
     })
 }
 
+impl RunContext<'_> {
+    /// The error of an interrupt during this run: what it had merged into lakeFS (its data
+    /// commit, when the upload made one), or nothing.
+    fn interrupted(&self, not_merged: &str) -> PipelineError {
+        if self.data.committed {
+            PipelineError::InterruptedAfter(format!(
+                "the data commit {} was merged into {} ({not_merged})",
+                self.data.commit, self.config.lakefs.branch
+            ))
+        } else {
+            PipelineError::Interrupted
+        }
+    }
+}
+
 /// Removes what processes of this host that are gone left behind: their temporary branches
 /// in the repository, their RUNNING runs in the experiment (ended FAILED). A failure here is
 /// a warning: the run itself does not depend on it.

@@ -146,13 +146,7 @@ async fn merge_model(ctx: &RunContext<'_>, tx: Transaction<'_>, stored: &Stored)
     let branch = &ctx.config.lakefs.branch;
     if ctx.opts.interrupted.load(Ordering::SeqCst) {
         tx.discard().await;
-        return Err(match ctx.data.committed {
-            true => PipelineError::InterruptedAfter(format!(
-                "the data commit {} was merged into {branch} (the model was not)",
-                ctx.data.commit
-            )),
-            false => PipelineError::Interrupted,
-        });
+        return Err(ctx.interrupted("the model was not"));
     }
     let merge = CommitOptions {
         message: format!("merge the model of MLflow run {}", ctx.run_id),
