@@ -22,16 +22,28 @@ use crate::error::{Result, SegError};
 use crate::kernels;
 
 /// How the decoder doubles the spatial size (`"transpose"` or `"bilinear"` in configuration
-/// files and checkpoints; checkpoints written before 0.1 said `"Transpose"` / `"Bilinear"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// files and checkpoints; older checkpoints said `"Transpose"` / `"Bilinear"`, still read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UpsampleMode {
     /// A learned 2x2 transposed convolution with stride 2.
-    #[serde(alias = "Transpose")]
     Transpose,
     /// Bilinear interpolation followed by a 1x1 convolution that halves the channels.
-    #[serde(alias = "Bilinear")]
     Bilinear,
+}
+
+impl<'de> serde::Deserialize<'de> for UpsampleMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        match name.as_str() {
+            "transpose" | "Transpose" => Ok(Self::Transpose),
+            "bilinear" | "Bilinear" => Ok(Self::Bilinear),
+            other => Err(serde::de::Error::unknown_variant(
+                other,
+                &["transpose", "bilinear"],
+            )),
+        }
+    }
 }
 
 /// Architecture of a [`UNet`]. Serialised into every checkpoint.
@@ -335,6 +347,27 @@ mod tests {
             let x = Tensor::<4>::random([2, 3, 16, 24], Distribution::Default, &device);
             assert_eq!(model.forward(x).dims(), [2, 4, 16, 24]);
         }
+    }
+
+    #[test]
+    fn upsample_modes_read_old_and_new_names() {
+        for (text, mode) in [
+            ("\"transpose\"", UpsampleMode::Transpose),
+            ("\"Transpose\"", UpsampleMode::Transpose),
+            ("\"bilinear\"", UpsampleMode::Bilinear),
+            ("\"Bilinear\"", UpsampleMode::Bilinear),
+        ] {
+            assert_eq!(
+                serde_json::from_str::<UpsampleMode>(text).expect(text),
+                mode
+            );
+        }
+        assert_eq!(
+            serde_json::to_string(&UpsampleMode::Bilinear).expect("json"),
+            "\"bilinear\""
+        );
+        let err = serde_json::from_str::<UpsampleMode>("\"bilinar\"").expect_err("refused");
+        assert!(err.to_string().contains("`transpose`, `bilinear`"), "{err}");
     }
 
     #[test]
