@@ -367,7 +367,10 @@ mod tests {
             "\"bilinear\""
         );
         let err = serde_json::from_str::<UpsampleMode>("\"bilinar\"").expect_err("refused");
-        assert!(err.to_string().contains("`transpose`, `bilinear`"), "{err}");
+        assert!(
+            err.to_string().contains("`transpose` or `bilinear`"),
+            "{err}"
+        );
     }
 
     #[test]
