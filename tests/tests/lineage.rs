@@ -37,6 +37,20 @@ fn dataset(dir: &Path, n: usize, seed: u32) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// Renames the `n` pairs that [`dataset`] wrote for `seed` to the names of seed 99, so that
+/// folders share their file names but not their contents.
+fn same_names(dir: &Path, n: usize, seed: u32) {
+    for sub in ["images", "masks"] {
+        for i in 0..n {
+            std::fs::rename(
+                dir.join(sub).join(format!("p{seed}_{i}.png")),
+                dir.join(sub).join(format!("p99_{i}.png")),
+            )
+            .expect("rename");
+        }
+    }
+}
+
 /// The object paths under `prefix` at `reference`.
 async fn objects(stack: &Stack, reference: &str, prefix: &str) -> BTreeSet<String> {
     stack
@@ -178,14 +192,17 @@ async fn bad_data_never_reaches_the_branch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_trains_each_record_exactly_their_own_data() {
     let stack = Stack::start("concurrent").await;
-    for count in [2usize, 4] {
+    // Two, then four folders of different names; then two whose files share their names but
+    // not their contents (the merges conflict path by path).
+    for (round, count) in [(0usize, 2usize), (1, 4), (2, 2)] {
         let folders: Vec<PathBuf> = (0..count)
             .map(|i| {
-                dataset(
-                    &stack.dir().join(format!("c{count}-{i}")),
-                    6 + 2 * i,
-                    (10 * count + i) as u32,
-                )
+                let dir = stack.dir().join(format!("c{round}-{i}"));
+                let folder = dataset(&dir, 6 + 2 * i, (10 * round + i) as u32);
+                if round == 2 {
+                    same_names(&folder, 6 + 2 * i, (10 * round + i) as u32);
+                }
+                folder
             })
             .collect();
         let runs: Vec<_> = folders

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::TryStreamExt;
-use lakefs_client::{CommitOptions, LakeFsClient, UploadDirOptions};
+use lakefs_client::{CommitOptions, LakeFsClient, LakeFsError, UploadDirOptions};
 use seg_model::data::{DatasetStats, MaskEncoding, SegmentationDataset};
 
 use super::DataSource;
@@ -150,13 +150,7 @@ pub async fn upload(
         };
         if who.interrupted.load(Ordering::SeqCst) {
             tx.discard().await;
-            return Err(match &merged_d {
-                Some((d, _)) => PipelineError::InterruptedAfter(format!(
-                    "the data commit {d} was merged into {}",
-                    l.branch
-                )),
-                None => PipelineError::Interrupted,
-            });
+            return Err(interrupted(merged_d.as_ref().map(|(d, _)| d), &l.branch));
         }
         if let Some(head) = tx.target_changed(&data_paths).await? {
             tracing::warn!(
@@ -169,7 +163,18 @@ pub async fn upload(
         }
         let merged = tx.merge(&merge_options(&id, source)).await;
         tx.discard().await;
-        let merged = merged?;
+        let merged = match merged {
+            Ok(merged) => merged,
+            // Another upload merged the same paths between the check and the merge.
+            Err(LakeFsError::Conflict { .. }) => {
+                tracing::warn!(
+                    "the data on {} changed while merging: mirroring again",
+                    l.branch
+                );
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         merged_d.get_or_insert((id.clone(), files));
         if !changed_between(lakefs, config, &id, &merged).await? {
             return Ok(done(&merged_d).unwrap_or(Uploaded::Unchanged { base: merged }));
@@ -184,6 +189,17 @@ pub async fn upload(
         l.branch,
         dir.display()
     )))
+}
+
+/// The error of an interrupt before a merge: after `merged` (a data commit of ours already
+/// merged into `branch`), or before anything was.
+fn interrupted(merged: Option<&String>, branch: &str) -> PipelineError {
+    match merged {
+        Some(d) => {
+            PipelineError::InterruptedAfter(format!("the data commit {d} was merged into {branch}"))
+        }
+        None => PipelineError::Interrupted,
+    }
 }
 
 /// The merge of data commit `id`: not a data commit itself (D is the commit it brings in).
