@@ -44,6 +44,10 @@ struct Cli {
     /// Also write colour overlays under <output>/overlays/ (infer.overlay).
     #[arg(long)]
     overlay: bool,
+    /// Test-time augmentation: average each prediction with that of the left-right mirrored
+    /// image (infer.tta; twice the compute).
+    #[arg(long)]
+    tta: bool,
     /// Replace masks (and overlays) that an earlier infer wrote in the output folder; infer
     /// never replaces inputs, ground truth, or files it did not write.
     #[arg(long)]
@@ -83,6 +87,9 @@ impl Cli {
         .set("mlflow.experiment", self.experiment.clone());
         if self.overlay {
             f.set("infer.overlay", Some(true));
+        }
+        if self.tta {
+            f.set("infer.tta", Some(true));
         }
         f
     }

@@ -31,6 +31,6 @@ pub use metrics::{ConfusionMatrix, Metric, SegMetrics};
 pub use model::{UNet, UNetConfig, UpsampleMode};
 pub use predict::{Prediction, Predictor};
 pub use train::{
-    BatchReport, EpochReport, Flow, LrSchedule, LrScheduleKind, NoObserver, StopReason,
+    BatchReport, EpochReport, Flow, LrSchedule, LrScheduleKind, NoObserver, Optimizer, StopReason,
     TrainConfig, TrainEnd, TrainObserver, TrainOutcome, TrainStart, train,
 };

@@ -11,7 +11,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -114,6 +114,16 @@ impl LrSchedule {
     }
 }
 
+/// The optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    /// Adam, with `weight_decay` as L2 regularisation added to the gradient.
+    Adam,
+    /// AdamW: Adam with decoupled weight decay (`weight_decay` shrinks the weights directly).
+    AdamW,
+}
+
 /// Hyperparameters of a training run.
 #[derive(Config, Debug, PartialEq)]
 pub struct TrainConfig {
@@ -126,9 +136,16 @@ pub struct TrainConfig {
     /// Base learning rate (Adam).
     #[config(default = 1e-3)]
     pub learning_rate: f64,
-    /// L2 weight decay (0 = none).
+    /// Weight decay (0 = none): L2 for Adam, decoupled for AdamW.
     #[config(default = 0.0)]
     pub weight_decay: f64,
+    /// The optimiser.
+    #[config(default = "Optimizer::Adam")]
+    pub optimizer: Optimizer,
+    /// Epochs of linear learning-rate warm-up before the schedule (0 = none): epoch `e` of
+    /// `w` runs at `base * e / (w + 1)`, then the schedule spans the remaining epochs.
+    #[config(default = 0)]
+    pub warmup_epochs: usize,
     /// Learning-rate schedule.
     #[config(default = "LrSchedule::Cosine { min_factor: 0.05 }")]
     pub lr_schedule: LrSchedule,
@@ -195,9 +212,32 @@ impl TrainConfig {
                 "must be >= 0",
             ));
         }
+        if self.warmup_epochs >= self.epochs {
+            return Err(SegError::invalid(
+                "warmup_epochs",
+                self.warmup_epochs,
+                format!("must be below the epochs ({})", self.epochs),
+            ));
+        }
         self.lr_schedule.validate()?;
         self.augment.validate()?;
         self.loss.validate()
+    }
+}
+
+impl TrainConfig {
+    /// The learning rate of `epoch` (1-based): the warm-up, then the schedule over the
+    /// remaining epochs.
+    pub fn learning_rate_at(&self, epoch: usize) -> Result<f64> {
+        let w = self.warmup_epochs;
+        if epoch >= 1 && epoch <= w {
+            return Ok(self.learning_rate * epoch as f64 / (w + 1) as f64);
+        }
+        self.lr_schedule.rate(
+            self.learning_rate,
+            epoch.saturating_sub(w),
+            self.epochs.saturating_sub(w),
+        )
     }
 }
 
@@ -500,12 +540,17 @@ impl<'a> Run<'a> {
         let train_device = backend.training_device();
         train_device.seed(config.seed);
         let model = model_config.init(&train_device)?;
-        let optim = AdamConfig::new()
-            .with_weight_decay(
-                (config.weight_decay > 0.0)
-                    .then(|| WeightDecayConfig::new(config.weight_decay as f32)),
-            )
-            .init();
+        let optim = match config.optimizer {
+            Optimizer::Adam => AdamConfig::new()
+                .with_weight_decay(
+                    (config.weight_decay > 0.0)
+                        .then(|| WeightDecayConfig::new(config.weight_decay as f32)),
+                )
+                .init(),
+            Optimizer::AdamW => AdamWConfig::new()
+                .with_weight_decay(config.weight_decay as f32)
+                .init(),
+        };
         let train_loader = LoaderConfig {
             batch_size: config.batch_size,
             shuffle: true,
@@ -558,9 +603,7 @@ impl<'a> Run<'a> {
     fn epoch(&mut self, epoch: usize, observer: &mut dyn TrainObserver) -> Result<EpochResult> {
         let config = self.config;
         let started = Instant::now();
-        let lr = config
-            .lr_schedule
-            .rate(config.learning_rate, epoch, config.epochs)?;
+        let lr = config.learning_rate_at(epoch)?;
         if let ControlFlow::Break(reason) = observer.on_epoch_start(epoch, lr) {
             return Ok(EpochResult::Stopped(reason));
         }
@@ -737,5 +780,38 @@ impl Selection {
             best_epoch,
             end,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_up_then_the_schedule_over_the_remaining_epochs() {
+        let config = TrainConfig::new()
+            .with_epochs(6)
+            .with_learning_rate(1.0)
+            .with_warmup_epochs(2)
+            .with_lr_schedule(LrSchedule::Cosine { min_factor: 0.0 });
+        let rates: Vec<f64> = (1..=6)
+            .map(|e| config.learning_rate_at(e).expect("rate"))
+            .collect();
+        assert!((rates[0] - 1.0 / 3.0).abs() < 1e-12 && (rates[1] - 2.0 / 3.0).abs() < 1e-12);
+        assert!(
+            (rates[2] - 1.0).abs() < 1e-12,
+            "the schedule starts at the base rate"
+        );
+        assert!(
+            rates[5].abs() < 1e-12,
+            "and reaches its floor at the last epoch"
+        );
+        let none = config.clone().with_warmup_epochs(0);
+        assert_eq!(none.learning_rate_at(1).expect("rate"), 1.0);
+        let err = config
+            .with_warmup_epochs(6)
+            .validate()
+            .expect_err("too long");
+        assert!(err.to_string().contains("warmup_epochs = 6"), "{err}");
     }
 }

@@ -13,6 +13,7 @@ const TRAIN_KEYS: &[(&str, &str)] = &[
     ("batch_size", "train.batch_size"),
     ("learning_rate", "train.learning_rate"),
     ("weight_decay", "train.weight_decay"),
+    ("warmup_epochs", "train.warmup_epochs"),
     ("time_budget_secs", "train.time_budget_secs"),
     ("lr_schedule.min_factor", "train.lr_min_factor"),
     ("lr_schedule.every", "train.lr_step_every"),

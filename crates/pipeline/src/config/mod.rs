@@ -215,6 +215,8 @@ impl Config {
             .with_batch_size(t.batch_size)
             .with_learning_rate(t.learning_rate)
             .with_weight_decay(t.weight_decay)
+            .with_optimizer(t.optimizer)
+            .with_warmup_epochs(t.warmup_epochs)
             .with_lr_schedule(schedule)
             .with_early_stopping_patience(t.early_stopping_patience)
             .with_selection_metric(t.selection_metric)

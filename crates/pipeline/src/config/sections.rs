@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use lakefs_client::RetryPolicy;
 use seg_model::data::MaskEncodingKind;
-use seg_model::{BackendKind, LrScheduleKind, Metric, UpsampleMode};
+use seg_model::{BackendKind, LrScheduleKind, Metric, Optimizer, UpsampleMode};
 use serde::{Deserialize, Serialize};
 
 /// MLflow: where and which experiment. Credentials come from MLflow's own variables.
@@ -124,8 +124,12 @@ pub struct TrainSection {
     pub backend: BackendKind,
     /// Seed of initialisation, shuffling and augmentation.
     pub seed: u64,
-    /// L2 weight decay.
+    /// Weight decay: L2 for Adam, decoupled for AdamW.
     pub weight_decay: f64,
+    /// adam | adamw.
+    pub optimizer: Optimizer,
+    /// Epochs of linear learning-rate warm-up before the schedule.
+    pub warmup_epochs: usize,
     /// cosine | constant | step.
     pub lr_schedule: LrScheduleKind,
     /// Cosine: final rate as a fraction of the base.
@@ -173,6 +177,8 @@ pub struct InferSection {
     pub backend: Option<BackendKind>,
     /// Also write colour overlays under `<output_dir>/overlays/`.
     pub overlay: bool,
+    /// Test-time augmentation: average each prediction with that of the mirrored image.
+    pub tta: bool,
     /// lakeFS folder that `--commit` writes to (`<predictions_path>/<model>-v<version>/`).
     pub predictions_path: String,
 }

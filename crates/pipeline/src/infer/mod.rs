@@ -162,6 +162,8 @@ pub struct InferSummary {
     pub metrics: Option<TruthMetrics>,
     /// The backend used.
     pub backend: String,
+    /// Whether flip test-time augmentation was on.
+    pub tta: bool,
     /// Seconds of the prediction loop.
     pub seconds: f64,
     /// Images per second of the prediction loop.
@@ -229,6 +231,7 @@ pub async fn infer(
         sha256: model.model_sha256.clone(),
         backend: config.infer_backend(),
         batch_size: config.infer.batch_size,
+        tta: config.infer.tta,
         interrupted: opts.interrupted.clone(),
         progress: progress.clone(),
     };
@@ -275,6 +278,7 @@ impl InferSummary {
             output_dir: input.output_dir.clone(),
             metrics: None,
             backend: input.backend.to_string(),
+            tta: input.tta,
             seconds: 0.0,
             images_per_sec: 0.0,
             first_mask_secs: None,

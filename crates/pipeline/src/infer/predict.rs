@@ -31,6 +31,7 @@ pub(super) struct LoopInput {
     pub sha256: String,
     pub backend: BackendKind,
     pub batch_size: usize,
+    pub tta: bool,
     pub interrupted: Arc<AtomicBool>,
     pub progress: Progress,
 }
@@ -73,7 +74,7 @@ pub(super) fn run(input: LoopInput, mut emit: impl FnMut(&ImageResult)) -> Resul
         seg_model::checkpoint::load_verified(&input.model_file, &input.sha256, &device)?;
     let meta = checkpoint.meta.clone();
     let names: Vec<String> = meta.classes.iter().map(|c| c.name.clone()).collect();
-    let predictor = Predictor::new(checkpoint, device, input.batch_size);
+    let predictor = Predictor::new(checkpoint, device, input.batch_size).with_flip_tta(input.tta);
     let files: Vec<FileInput> = input
         .items
         .iter()

@@ -39,6 +39,7 @@ pub struct Predictor {
     meta: CheckpointMeta,
     device: Device,
     batch_size: usize,
+    flip_tta: bool,
 }
 
 impl Predictor {
@@ -49,7 +50,15 @@ impl Predictor {
             meta: checkpoint.meta,
             device,
             batch_size: batch_size.max(1),
+            flip_tta: false,
         }
+    }
+
+    /// With `on`, test-time augmentation: each batch also runs mirrored left-right and the
+    /// two probability maps (the mirrored one mirrored back) are averaged. Twice the compute.
+    pub fn with_flip_tta(mut self, on: bool) -> Self {
+        self.flip_tta = on;
+        self
     }
 
     /// The checkpoint back (to save it after predicting with it).
@@ -88,13 +97,20 @@ impl Predictor {
                 TensorData::new(inputs, [n, pre.channels, pre.height, pre.width]),
                 &self.device,
             );
-            let logits = self.model.forward(x);
-            let probs = if self.meta.model.num_classes == 1 {
-                let p = sigmoid(logits);
-                Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
-            } else {
-                softmax(logits, 1)
+            let binary = self.meta.model.num_classes == 1;
+            let to_probs = |logits: Tensor<4>| {
+                if binary {
+                    let p = sigmoid(logits);
+                    Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
+                } else {
+                    softmax(logits, 1)
+                }
             };
+            let mut probs = to_probs(self.model.forward(x.clone()));
+            if self.flip_tta {
+                let mirrored = to_probs(self.model.forward(x.flip([3]))).flip([3]);
+                probs = probs.add(mirrored).div_scalar(2.0);
+            }
             probs
                 .into_data()
                 .convert::<f32>()
@@ -221,4 +237,50 @@ pub fn overlay(
         }
     }
     rgb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{MaskEncoding, Preprocess};
+    use crate::model::UNetConfig;
+    use burn::module::Module;
+
+    fn predictor(tta: bool) -> Predictor {
+        let device = crate::BackendKind::default_kind().device();
+        device.seed(7);
+        let config = UNetConfig::new()
+            .with_num_classes(1)
+            .with_base_channels(4)
+            .with_depth(2);
+        let model = config.init(&device).expect("model").valid();
+        let meta = CheckpointMeta::new(
+            config,
+            MaskEncoding::default(),
+            Preprocess::unnormalized(16, 16, 3),
+            std::collections::BTreeMap::new(),
+            1,
+        );
+        Predictor::new(Checkpoint { model, meta }, device, 2).with_flip_tta(tta)
+    }
+
+    #[test]
+    fn flip_tta_averages_the_image_and_its_mirror() {
+        let pixels: Vec<f32> = (0..3 * 16 * 16).map(|i| (i % 23) as f32 / 23.0).collect();
+        let mirror: Vec<f32> = pixels
+            .chunks(16)
+            .flat_map(|row| row.iter().rev().copied().collect::<Vec<_>>())
+            .collect();
+        let plain = predictor(false);
+        let a = plain.probabilities(pixels.clone(), 1).expect("probs");
+        let b = plain.probabilities(mirror, 1).expect("probs");
+        let b_back: Vec<f32> = b
+            .chunks(16)
+            .flat_map(|row| row.iter().rev().copied().collect::<Vec<_>>())
+            .collect();
+        let tta = predictor(true).probabilities(pixels, 1).expect("probs");
+        for ((t, x), y) in tta.iter().zip(&a).zip(&b_back) {
+            assert!((t - (x + y) / 2.0).abs() < 1e-5, "{t} vs ({x} + {y}) / 2");
+        }
+    }
 }
