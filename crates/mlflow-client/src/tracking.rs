@@ -413,16 +413,56 @@ impl MlflowClient {
 
     /// Marks a logged model ready (`LOGGED_MODEL_READY`).
     pub async fn finalize_logged_model(&self, model_id: &str) -> Result<LoggedModel> {
+        self.set_logged_model_status(model_id, "LOGGED_MODEL_READY")
+            .await
+    }
+
+    /// Sets a logged model's status: `LOGGED_MODEL_READY` or `LOGGED_MODEL_UPLOAD_FAILED`.
+    pub async fn set_logged_model_status(
+        &self,
+        model_id: &str,
+        status: &str,
+    ) -> Result<LoggedModel> {
         let r: LoggedModelResponse = self
             .call(
                 Method::PATCH,
                 &format!("{API}/logged-models/{model_id}"),
                 &[],
-                Some(&json!({ "model_id": model_id, "status": "LOGGED_MODEL_READY" })),
+                Some(&json!({ "model_id": model_id, "status": status })),
                 Idempotent::Yes,
             )
             .await?;
         Ok(r.model)
+    }
+
+    /// Sets tags on logged model `model_id`.
+    pub async fn set_logged_model_tags(&self, model_id: &str, tags: &[Tag]) -> Result<()> {
+        let _: serde_json::Value = self
+            .call(
+                Method::PATCH,
+                &format!("{API}/logged-models/{model_id}/tags"),
+                &[],
+                Some(&json!({ "tags": tags })),
+                Idempotent::Yes,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records logged model `model_id` as an output of `run_id` at `step` (what the run page's
+    /// "Logged models" lists).
+    pub async fn log_outputs(&self, run_id: &str, model_id: &str, step: i64) -> Result<()> {
+        let body = json!({ "run_id": run_id, "models": [{ "model_id": model_id, "step": step }] });
+        let _: serde_json::Value = self
+            .call(
+                Method::POST,
+                &format!("{API}/runs/outputs"),
+                &[],
+                Some(&body),
+                Idempotent::Yes,
+            )
+            .await?;
+        Ok(())
     }
 
     /// The logged model with this id.

@@ -42,6 +42,9 @@ pub struct Metric {
     /// Step.
     #[serde(default, with = "int_string")]
     pub step: i64,
+    /// The MLflow 3 logged model the value belongs to (shown on the model's page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
 }
 
 impl Metric {
@@ -52,7 +55,14 @@ impl Metric {
             value,
             timestamp: now_millis(),
             step,
+            model_id: None,
         }
+    }
+
+    /// The same value, attributed to logged model `model_id` as well as to its run.
+    pub fn for_model(mut self, model_id: impl Into<String>) -> Self {
+        self.model_id = Some(model_id.into());
+        self
     }
 }
 
@@ -430,6 +440,7 @@ mod tests {
                 value: v,
                 timestamp: 1,
                 step: 2,
+                model_id: None,
             };
             let json = serde_json::to_string(&m).expect("ser");
             let back: Metric = serde_json::from_str(&json).expect("de");
@@ -443,6 +454,7 @@ mod tests {
             value: f64::NAN,
             timestamp: 0,
             step: 0,
+            model_id: None,
         })
         .expect("ser");
         assert!(json.contains(r#""value":"NaN""#), "{json}");

@@ -71,6 +71,7 @@ async fn runs_batches_history_and_non_finite_values() {
             value: 1.0 / (s as f64 + 1.0),
             timestamp: 1_700_000_000_000 + s,
             step: s,
+            model_id: None,
         })
         .collect();
     let params: Vec<Param> = (0..250)

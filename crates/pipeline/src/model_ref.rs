@@ -3,6 +3,7 @@
 //! commit and checked against its recorded sha256 (a mismatch is refused, never loaded). Used
 //! by `register_model` (the run's model) and `infer` (any reference).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use futures::TryStreamExt;
@@ -12,7 +13,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{PipelineError, Result};
-use crate::run_record::{kinds, tags};
+use crate::run_record::{MODEL_FILE, kinds, tags};
 use crate::services::Services;
 use crate::terminal::{Table, format_utc, read_choice, truncate_chars};
 
@@ -131,7 +132,12 @@ async fn verified(
         )));
     }
     let parsed: LakeFsUri = uri.parse()?;
-    let local = fetch_verified(services, config, &parsed, &sha, &whose).await?;
+    let local = if uri.ends_with('/') {
+        let files = folder_files(&run, &sha)?;
+        fetch_folder(services, config, &parsed, &files, &whose).await?
+    } else {
+        fetch_verified(services, config, &parsed, &sha, &whose).await?
+    };
     Ok(ResolvedModel {
         model_name: name.clone(),
         version: version.map(|v| v.version),
@@ -191,6 +197,7 @@ async fn registered_version_of(
 ) -> Result<Option<ModelVersion>> {
     let name = &config.register.model_name;
     let run_uri = run.tag(tags::MODEL_URI).unwrap_or_default();
+    let folder_uri = run.tag(tags::MODEL_FOLDER_URI).unwrap_or_default();
     let found: Vec<ModelVersion> = services
         .mlflow
         .search_model_versions(
@@ -199,7 +206,12 @@ async fn registered_version_of(
         )
         .try_collect()
         .await?;
-    newest(found.into_iter().filter(|v| v.source == run_uri), name)
+    newest(
+        found
+            .into_iter()
+            .filter(|v| v.source == run_uri || (!folder_uri.is_empty() && v.source == folder_uri)),
+        name,
+    )
 }
 
 /// The version with the highest number; a version that is not a number is an error.
@@ -322,6 +334,55 @@ async fn pick_run(services: &Services, config: &Config) -> Result<Run> {
     runs.into_iter()
         .nth(n)
         .ok_or_else(|| PipelineError::Usage("no such run".into()))
+}
+
+/// The files of `run`'s model folder with their sha256 (its `model_files_sha256` tag), checked
+/// to hold the model file with the sha256 that lineage recorded (`model_sha256`).
+pub fn folder_files(run: &Run, model_sha256: &str) -> Result<BTreeMap<String, String>> {
+    let run_id = &run.info.run_id;
+    let text = run.tag(tags::MODEL_FILES_SHA256).ok_or_else(|| {
+        PipelineError::Lineage(format!(
+            "run {run_id} has a model folder but no {} tag: its files cannot be checked",
+            tags::MODEL_FILES_SHA256
+        ))
+    })?;
+    let files: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| {
+        PipelineError::Lineage(format!(
+            "run {run_id}: tag {} is not a JSON object of file hashes: {e}",
+            tags::MODEL_FILES_SHA256
+        ))
+    })?;
+    match files.get(MODEL_FILE) {
+        Some(sha) if sha.eq_ignore_ascii_case(model_sha256.trim()) => Ok(files),
+        other => Err(PipelineError::Lineage(format!(
+            "run {run_id}: the model folder's {MODEL_FILE} has sha256 {other:?} but {} is {model_sha256}; refusing it",
+            tags::MODEL_SHA256
+        ))),
+    }
+}
+
+/// Downloads every file of the model folder `folder` (`lakefs://repo/<commit>/models/<run>/`),
+/// each checked against its recorded sha256; returns the local model file.
+pub async fn fetch_folder(
+    services: &Services,
+    config: &Config,
+    folder: &LakeFsUri,
+    files: &BTreeMap<String, String>,
+    whose: &str,
+) -> Result<PathBuf> {
+    let mut model = None;
+    for (name, sha) in files {
+        let uri = LakeFsUri::new(
+            &folder.repository,
+            &folder.reference,
+            &format!("{}{name}", folder.path),
+        )?;
+        let local = fetch_verified(services, config, &uri, sha, whose).await?;
+        if name == MODEL_FILE {
+            model = Some(local);
+        }
+    }
+    model.ok_or_else(|| PipelineError::Lineage(format!("{folder} ({whose}) holds no {MODEL_FILE}")))
 }
 
 /// Downloads the object at `uri` (an immutable `lakefs://repo/<commit>/path`) into the cache

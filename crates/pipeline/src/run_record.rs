@@ -13,6 +13,31 @@ pub const MODEL_FILE: &str = "model.segm";
 /// The metadata file beside it.
 pub const MODEL_META_FILE: &str = "model.json";
 
+/// The files of a model's MLflow model folder `models/<run id>/` (beside [`MODEL_FILE`] and
+/// [`MODEL_META_FILE`]).
+pub mod model_folder {
+    /// The ONNX export.
+    pub const ONNX: &str = "model.onnx";
+    /// MLflow's model description.
+    pub const MLMODEL: &str = "MLmodel";
+    /// Pinned pip requirements of the python_function flavor.
+    pub const REQUIREMENTS: &str = "requirements.txt";
+    /// MLflow's virtualenv description.
+    pub const PYTHON_ENV: &str = "python_env.yaml";
+    /// MLflow's conda description.
+    pub const CONDA: &str = "conda.yaml";
+    /// Every file of the folder, each uploaded and checked by sha256.
+    pub const FILES: [&str; 7] = [
+        super::MODEL_FILE,
+        super::MODEL_META_FILE,
+        ONNX,
+        MLMODEL,
+        REQUIREMENTS,
+        PYTHON_ENV,
+        CONDA,
+    ];
+}
+
 /// Tags of MLflow runs and model versions.
 pub mod tags {
     /// What kind of run this is ([`super::kinds`]).
@@ -37,6 +62,10 @@ pub mod tags {
     pub const MODEL_URI: &str = "model_uri";
     /// sha256 of the model file.
     pub const MODEL_SHA256: &str = "model_sha256";
+    /// `lakefs://repo/<M>/models/<run>/`: the MLflow model folder (a version's source).
+    pub const MODEL_FOLDER_URI: &str = "model_folder_uri";
+    /// sha256 of every file of the model folder (JSON object, file name -> hex).
+    pub const MODEL_FILES_SHA256: &str = "model_files_sha256";
     /// The MLflow 3 logged model of the run.
     pub const LOGGED_MODEL_ID: &str = "logged_model_id";
     /// The run this one reproduces.
@@ -95,6 +124,8 @@ pub mod commit_meta {
     pub const MODEL_PATH: &str = "model_path";
     /// A model's final metrics (JSON).
     pub const METRICS: &str = "metrics";
+    /// sha256 of every file of a model folder (JSON object).
+    pub const FILES_SHA256: &str = "files_sha256";
 }
 
 /// The MLflow UI address of a run (credentials in the tracking URI are left out).

@@ -151,6 +151,25 @@ pub fn save(path: &Path, model: UNet, mut meta: CheckpointMeta) -> Result<SavedC
     })
 }
 
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| SegError::io("create", &dir, e))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(&dir).map_err(|e| SegError::io("create", &dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| SegError::io("write", path, e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| SegError::io("sync", path, e))?;
+    tmp.persist(path)
+        .map_err(|e| SegError::io("rename into", path, e.error))?;
+    Ok(())
+}
+
 /// Hex sha256 of a file, streamed.
 pub fn file_sha256(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| SegError::io("open", path, e))?;

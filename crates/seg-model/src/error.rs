@@ -157,6 +157,9 @@ pub enum SegError {
     /// A backend failed (tensor read-back, device error).
     #[error("backend error: {0}")]
     Backend(String),
+    /// The model could not be written as ONNX.
+    #[error("cannot export the model as ONNX: {0}")]
+    Export(String),
     /// Training was stopped by the caller (observer asked to stop).
     #[error("training interrupted at epoch {epoch}")]
     Interrupted {

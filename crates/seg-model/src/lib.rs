@@ -8,6 +8,7 @@
 //! - [`evaluate`]: loss and metrics of a model on a split.
 //! - [`predict`]: batched inference at the original image size, overlays.
 //! - [`checkpoint`]: one model file with metadata and sha256.
+//! - [`onnx`]: a checkpoint as an ONNX model, preprocessing and decision inside the graph.
 //! - [`backend`]: which burn device runs it (`flex` by default, `tch` for libtorch).
 
 pub mod backend;
@@ -20,6 +21,7 @@ pub use kernels::set_own_kernels;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod predict;
 pub mod train;
 

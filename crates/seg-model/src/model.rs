@@ -172,10 +172,10 @@ impl ModuleVisitor for Materialize {
 /// Two 3x3 convolutions, each followed by optional batch norm and ReLU.
 #[derive(Module, Debug)]
 pub struct ConvBlock {
-    conv1: Conv2d,
-    norm1: Option<BatchNorm>,
-    conv2: Conv2d,
-    norm2: Option<BatchNorm>,
+    pub(crate) conv1: Conv2d,
+    pub(crate) norm1: Option<BatchNorm>,
+    pub(crate) conv2: Conv2d,
+    pub(crate) norm2: Option<BatchNorm>,
     activation: Relu,
 }
 
@@ -218,10 +218,10 @@ impl ConvBlock {
 /// One decoder step: up-sample (halving channels), concatenate the skip, then a conv block.
 #[derive(Module, Debug)]
 pub struct UpBlock {
-    transpose: Option<ConvTranspose2d>,
-    interpolate: Option<Interpolate2d>,
-    reduce: Option<Conv2d>,
-    block: ConvBlock,
+    pub(crate) transpose: Option<ConvTranspose2d>,
+    pub(crate) interpolate: Option<Interpolate2d>,
+    pub(crate) reduce: Option<Conv2d>,
+    pub(crate) block: ConvBlock,
 }
 
 impl UpBlock {
@@ -278,10 +278,10 @@ impl UpBlock {
 /// The U-Net. `forward` maps `[batch, in_channels, H, W]` to logits `[batch, num_classes, H, W]`.
 #[derive(Module, Debug)]
 pub struct UNet {
-    inc: ConvBlock,
-    downs: Vec<ConvBlock>,
-    ups: Vec<UpBlock>,
-    head: Conv2d,
+    pub(crate) inc: ConvBlock,
+    pub(crate) downs: Vec<ConvBlock>,
+    pub(crate) ups: Vec<UpBlock>,
+    pub(crate) head: Conv2d,
     pool: MaxPool2d,
 }
 

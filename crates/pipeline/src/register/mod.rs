@@ -44,7 +44,7 @@ pub struct Registration {
     pub alias_moved_from: Option<String>,
     /// The training run.
     pub run_id: String,
-    /// The version's source: `lakefs://repo/M/models/<run>/model.segm`.
+    /// The version's source: the MLflow model folder `lakefs://repo/M/models/<run>/`.
     pub source: String,
     /// Model commit M.
     pub model_commit: String,
@@ -150,14 +150,19 @@ pub async fn verify_model(
 ) -> Result<std::path::PathBuf> {
     let run_id = &run.info.run_id;
     let missing = |tag: &str| PipelineError::Lineage(format!("run {run_id} has no {tag} tag"));
-    let uri: LakeFsUri = run
-        .tag(tags::MODEL_URI)
-        .ok_or_else(|| missing(tags::MODEL_URI))?
-        .parse()?;
     let expected = run
         .tag(tags::MODEL_SHA256)
         .ok_or_else(|| missing(tags::MODEL_SHA256))?;
     let whose = format!("model of run {run_id}");
+    if let Some(folder) = run.tag(tags::MODEL_FOLDER_URI) {
+        let files = model_ref::folder_files(run, expected)?;
+        let folder: LakeFsUri = folder.parse()?;
+        return model_ref::fetch_folder(services, config, &folder, &files, &whose).await;
+    }
+    let uri: LakeFsUri = run
+        .tag(tags::MODEL_URI)
+        .ok_or_else(|| missing(tags::MODEL_URI))?
+        .parse()?;
     model_ref::fetch_verified(services, config, &uri, expected, &whose).await
 }
 
@@ -190,8 +195,15 @@ struct ModelFacts {
 impl ModelFacts {
     fn of(run: &Run) -> Self {
         let tag = |k: &str| run.tag(k).unwrap_or_default().to_string();
+        // The MLflow model folder when the run has one (MLflow's loaders read it), else the
+        // model file (runs trained before the folder existed).
+        let source = run
+            .tag(tags::MODEL_FOLDER_URI)
+            .or(run.tag(tags::MODEL_URI))
+            .unwrap_or_default()
+            .to_string();
         Self {
-            source: tag(tags::MODEL_URI),
+            source,
             model_commit: tag(tags::MODEL_COMMIT),
             data_commit: tag(tags::DATA_COMMIT),
             sha256: tag(tags::MODEL_SHA256),

@@ -9,6 +9,7 @@
 //! - [`report`]: the training curve and validation overlays.
 
 mod fit;
+pub mod mlflow_model;
 pub mod observer;
 pub mod params;
 mod report;

@@ -172,6 +172,7 @@ impl MlflowObserver {
                 value,
                 timestamp: now,
                 step,
+                model_id: None,
             })
             .collect();
         // The logger outlives training; a closed channel only means the run is ending.

@@ -1,7 +1,8 @@
 //! Keeping a trained model: the run's pictures and redacted configuration as artifacts, the
-//! checkpoint (written once) with its metadata, the model in lakeFS in one transaction
-//! (commit M, merged into the branch only when complete), then the run's final metrics, model
-//! tags, artifacts and MLflow 3 logged model.
+//! MLflow 3 logged model (pending), the checkpoint (written once) with its metadata and the
+//! MLflow model folder around it, the folder in lakeFS in one transaction (commit M, merged
+//! into the branch only when complete), then the run's final metrics, model tags, artifacts,
+//! and the logged model made ready and linked as the run's output.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,15 +10,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use lakefs_client::{CommitOptions, LakeFsUri, Transaction, UploadOptions};
-use mlflow_client::{Metric, Param, Tag};
+use mlflow_client::{Metric, Tag};
 use seg_model::{Checkpoint, CheckpointMeta, SavedCheckpoint, TrainOutcome, UNet};
 
 use super::RunContext;
 use super::fit::Plan;
-use super::report;
+use super::mlflow_model::{self, Identity};
+use super::{params, report};
 use crate::config::Config;
 use crate::error::{PipelineError, Result};
 use crate::run_record::{MODEL_FILE, MODEL_META_FILE, commit_meta, kinds, tags};
+
+/// A logged model's status when its run could not keep it.
+const UPLOAD_FAILED: &str = "LOGGED_MODEL_UPLOAD_FAILED";
 
 /// Where the model went.
 pub(super) struct Stored {
@@ -27,6 +32,12 @@ pub(super) struct Stored {
     pub uri: LakeFsUri,
     /// `lakefs://repo/<branch>/models/<run>/model.segm`.
     pub path: LakeFsUri,
+    /// `lakefs://repo/M/models/<run>/`: the MLflow model folder.
+    pub folder: LakeFsUri,
+    /// sha256 of every file of the folder.
+    pub files: BTreeMap<String, String>,
+    /// The MLflow 3 logged model.
+    pub model_id: String,
     /// The local checkpoint and its sha256.
     pub saved: SavedCheckpoint,
     /// The best epoch's run-level metrics.
@@ -96,14 +107,70 @@ pub(super) async fn store(
         &artifacts.path().join("overlays"),
     )
     .await?;
-    let saved = save_local(ctx.config, &ctx.run_id, checkpoint.model, checkpoint.meta)?;
+    let model_id = create_logged_model(ctx).await?;
+    let kept = keep(ctx, checkpoint, metrics, &model_id, artifacts.path()).await;
+    if kept.is_err() {
+        let mlflow = &ctx.services.mlflow;
+        if let Err(e) = mlflow
+            .set_logged_model_status(&model_id, UPLOAD_FAILED)
+            .await
+        {
+            tracing::warn!("cannot mark logged model {model_id} {UPLOAD_FAILED}: {e}");
+        }
+    }
+    kept
+}
+
+/// The MLflow 3 logged model of the run (pending until the model is kept), with the run's
+/// params.
+async fn create_logged_model(ctx: &RunContext<'_>) -> Result<String> {
+    let logged = ctx
+        .services
+        .mlflow
+        .create_logged_model(
+            &ctx.experiment_id,
+            &ctx.config.register.model_name,
+            Some(&ctx.run_id),
+            &params::config_params(ctx.config)?,
+            &[Tag::new(tags::DATA_COMMIT, &ctx.data.commit)],
+        )
+        .await?;
+    Ok(logged.info.model_id)
+}
+
+/// Writes the model folder, puts it in lakeFS (commit M), records it in MLflow and merges it.
+async fn keep(
+    ctx: &RunContext<'_>,
+    checkpoint: Checkpoint,
+    metrics: BTreeMap<String, f64>,
+    model_id: &str,
+    artifacts: &Path,
+) -> Result<Stored> {
+    let saved = save_local(
+        ctx.config,
+        &ctx.run_id,
+        checkpoint.model.clone(),
+        checkpoint.meta,
+    )?;
+    let meta = seg_model::checkpoint::read_meta(&saved.path)?;
+    let dir = saved.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let identity = Identity {
+        run_id: &ctx.run_id,
+        model_id,
+        created_secs: now_secs(),
+    };
+    let model = Checkpoint {
+        model: checkpoint.model,
+        meta,
+    };
+    let files = mlflow_model::write(&dir, &model, &identity)?;
     let l = &ctx.config.lakefs;
     let tx = ctx
         .services
         .lakefs
         .begin(&l.repository, &l.branch, &ctx.owner)
         .await?;
-    let commit = match put_model(ctx, tx.branch(), &saved, &metrics).await {
+    let commit = match put_model(ctx, tx.branch(), &dir, &files, &metrics).await {
         Ok(commit) => commit,
         Err(e) => {
             tx.discard().await;
@@ -114,13 +181,16 @@ pub(super) async fn store(
     let stored = Stored {
         uri: LakeFsUri::new(&l.repository, &commit, &object)?,
         path: LakeFsUri::new(&l.repository, &l.branch, &object)?,
+        folder: LakeFsUri::new(&l.repository, &commit, &folder_object(ctx))?,
+        files,
+        model_id: model_id.to_string(),
         commit,
         saved,
         metrics,
     };
     // MLflow points at the model before the branch gets it: the branch never holds a model
     // that MLflow does not point to.
-    if let Err(e) = record(ctx, &stored, artifacts.path()).await {
+    if let Err(e) = record(ctx, &stored, artifacts).await {
         let kept = tx.keep();
         return Err(PipelineError::Lineage(format!(
             "MLflow did not take the run's record ({e}); the model is kept unmerged on lakeFS branch {kept} (commit {}), and {} holds no model that MLflow does not point to",
@@ -129,6 +199,21 @@ pub(super) async fn store(
     }
     merge_model(ctx, tx, &stored).await?;
     Ok(stored)
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `<models_path>/<run id>/`: the MLflow model folder.
+fn folder_object(ctx: &RunContext<'_>) -> String {
+    format!(
+        "{}/{}/",
+        ctx.config.lakefs.models_path.trim_matches('/'),
+        ctx.run_id
+    )
 }
 
 /// `<models_path>/<run id>/model.segm`.
@@ -172,19 +257,19 @@ async fn merge_model(ctx: &RunContext<'_>, tx: Transaction<'_>, stored: &Stored)
     }
 }
 
-/// The model and its metadata onto the transaction's branch, committed (commit M).
+/// The model folder onto the transaction's branch, committed (commit M). Every file carries
+/// its sha256 (and the run id) as object metadata; the commit lists them all.
 async fn put_model(
     ctx: &RunContext<'_>,
     branch: &str,
-    saved: &SavedCheckpoint,
+    dir: &Path,
+    files: &BTreeMap<String, String>,
     metrics: &BTreeMap<String, f64>,
 ) -> Result<String> {
     let l = &ctx.config.lakefs;
     let run_id = &ctx.run_id;
     let object = model_object(ctx);
-    let meta_object = object.replace(MODEL_FILE, MODEL_META_FILE);
-    let metrics_json = serde_json::to_string(metrics)
-        .map_err(|e| PipelineError::Internal(format!("cannot write the metrics as JSON: {e}")))?;
+    let sha = files.get(MODEL_FILE).cloned().unwrap_or_default();
     let metadata = BTreeMap::from([
         (commit_meta::KIND.to_string(), kinds::MODEL.to_string()),
         (commit_meta::MLFLOW_RUN_ID.to_string(), run_id.clone()),
@@ -193,35 +278,38 @@ async fn put_model(
             commit_meta::DATA_COMMIT.to_string(),
             ctx.data.commit.clone(),
         ),
-        (commit_meta::SHA256.to_string(), saved.sha256.clone()),
-        (commit_meta::METRICS.to_string(), metrics_json),
-        (commit_meta::MODEL_PATH.to_string(), object.clone()),
+        (commit_meta::SHA256.to_string(), sha),
+        (
+            commit_meta::METRICS.to_string(),
+            to_json("metrics", metrics)?,
+        ),
+        (commit_meta::MODEL_PATH.to_string(), object),
+        (
+            commit_meta::FILES_SHA256.to_string(),
+            to_json("file hashes", files)?,
+        ),
     ]);
     let spinner = ctx.progress.spinner(&format!(
         "uploading the model to {}",
         LakeFsUri::new(&l.repository, &l.branch, "")?
     ));
     let lakefs = &ctx.services.lakefs;
-    let model_opts = UploadOptions {
-        metadata: BTreeMap::from([
-            (commit_meta::SHA256.to_string(), saved.sha256.clone()),
-            (commit_meta::MLFLOW_RUN_ID.to_string(), run_id.clone()),
-        ]),
-        content_type: Some("application/octet-stream".into()),
-        if_absent: false,
-    };
-    let json = UploadOptions {
-        content_type: Some("application/json".into()),
-        ..UploadOptions::default()
-    };
-    let meta_file = saved.path.with_file_name(MODEL_META_FILE);
+    let folder = folder_object(ctx);
     let uploaded = async {
-        lakefs
-            .upload_file(&l.repository, branch, &object, &saved.path, &model_opts)
-            .await?;
-        lakefs
-            .upload_file(&l.repository, branch, &meta_object, &meta_file, &json)
-            .await?;
+        for (name, sha) in files {
+            let opts = UploadOptions {
+                metadata: BTreeMap::from([
+                    (commit_meta::SHA256.to_string(), sha.clone()),
+                    (commit_meta::MLFLOW_RUN_ID.to_string(), run_id.clone()),
+                ]),
+                content_type: Some(content_type(name).into()),
+                if_absent: false,
+            };
+            let key = format!("{folder}{name}");
+            lakefs
+                .upload_file(&l.repository, branch, &key, &dir.join(name), &opts)
+                .await?;
+        }
         lakefs
             .commit(
                 &l.repository,
@@ -237,17 +325,34 @@ async fn put_model(
     Ok(uploaded?.id)
 }
 
-/// The run's final metrics, model tags, artifacts (pictures, config, model metadata) and its
-/// MLflow 3 logged model.
+/// The content type a model folder file is stored with.
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next() {
+        Some("json") => "application/json",
+        Some("yaml") | Some("txt") => "text/plain",
+        _ if name == crate::run_record::model_folder::MLMODEL => "text/plain",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `value` as JSON; `what` names it in the error.
+fn to_json<T: serde::Serialize + ?Sized>(what: &str, value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| PipelineError::Internal(format!("cannot write the {what} as JSON: {e}")))
+}
+
+/// The run's final metrics (also on the logged model), model tags, artifacts (pictures,
+/// config, model metadata); the logged model tagged, made ready and linked as the run's output.
 async fn record(ctx: &RunContext<'_>, stored: &Stored, artifacts: &Path) -> Result<()> {
     let mlflow = &ctx.services.mlflow;
     let run_id = &ctx.run_id;
     let final_metrics: Vec<Metric> = stored
         .metrics
         .iter()
-        .map(|(k, v)| Metric::now(k, *v, 0))
+        .map(|(k, v)| Metric::now(k, *v, 0).for_model(&stored.model_id))
         .collect();
     let sha = &stored.saved.sha256;
+    let files = to_json("file hashes", &stored.files)?;
     mlflow
         .log_batch(
             run_id,
@@ -258,6 +363,8 @@ async fn record(ctx: &RunContext<'_>, stored: &Stored, artifacts: &Path) -> Resu
                 Tag::new(tags::MODEL_URI, stored.uri.to_string()),
                 Tag::new(tags::MODEL_PATH, stored.path.to_string()),
                 Tag::new(tags::MODEL_SHA256, sha),
+                Tag::new(tags::MODEL_FOLDER_URI, stored.folder.to_string()),
+                Tag::new(tags::MODEL_FILES_SHA256, &files),
             ],
         )
         .await?;
@@ -272,22 +379,21 @@ async fn record(ctx: &RunContext<'_>, stored: &Stored, artifacts: &Path) -> Resu
             &meta_file,
         )
         .await?;
-    let logged = mlflow
-        .create_logged_model(
-            &ctx.experiment_id,
-            &ctx.config.register.model_name,
-            Some(run_id),
-            &[Param::new("backend", ctx.config.train.backend.to_string())],
+    let model_id = &stored.model_id;
+    mlflow
+        .set_logged_model_tags(
+            model_id,
             &[
-                Tag::new("lakefs_uri", stored.uri.to_string()),
+                Tag::new("lakefs_uri", stored.folder.to_string()),
                 Tag::new("sha256", sha),
-                Tag::new(tags::DATA_COMMIT, &ctx.data.commit),
+                Tag::new(tags::MODEL_FILES_SHA256, &files),
             ],
         )
         .await?;
-    mlflow.finalize_logged_model(&logged.info.model_id).await?;
+    mlflow.finalize_logged_model(model_id).await?;
+    mlflow.log_outputs(run_id, model_id, 0).await?;
     mlflow
-        .set_tag(run_id, tags::LOGGED_MODEL_ID, &logged.info.model_id)
+        .set_tag(run_id, tags::LOGGED_MODEL_ID, model_id)
         .await?;
     Ok(())
 }
