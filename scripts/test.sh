@@ -3,7 +3,8 @@
 # what the tests need, then runs every test of the workspace:
 #   1. rustfmt and clippy (warnings are errors);
 #   2. starts MLflow (pip, pinned, cached under ~/.cache) on a free loopback port, and installs
-#      lakeFS's official Python clients (pinned, cached) that judge lakefs-local;
+#      lakeFS's official Python clients (pinned, cached) that judge lakefs-local, and MLflow's
+#      model tools with onnxruntime and this repository's lakefs:// plugin (python/mlflow-lakefs);
 #   3. the workspace's binaries, then all its tests on the default backend (flex, pure Rust),
 #      the end-to-end tests of tests/ included (they run the binaries against lakefs-local and
 #      MLflow);
@@ -45,6 +46,10 @@ export MLFLOW_TEST_PYTHON
 step "lakeFS's official Python clients (pinned, cached venv)"
 LAKEFS_TEST_PYTHON="$(scripts/lakefs-python.sh)"
 export LAKEFS_TEST_PYTHON
+
+step "MLflow's own model tools: mlflow, onnxruntime, lakefs and the lakefs:// plugin (pinned, cached venv)"
+MODEL_TEST_PYTHON="$(scripts/model-python.sh)"
+export MODEL_TEST_PYTHON
 
 step "workspace binaries and tests (flex backend)"
 # The end-to-end tests (tests/) run the binaries as processes: build them first.

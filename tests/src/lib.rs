@@ -211,8 +211,8 @@ impl Stack {
     }
 
     /// Replaces the model object of a trained run (its `train --json` summary) on `main` with
-    /// `bytes`, commits, and points the run's `model_uri` at that commit: a model replaced
-    /// after training, at the URI the run records.
+    /// `bytes`, commits, and points the run's `model_uri` and `model_folder_uri` at that
+    /// commit: a model replaced after training, at the URIs the run records.
     pub async fn replace_model(&self, trained: &serde_json::Value, bytes: &'static [u8]) {
         let uri = trained["model_uri"].as_str().expect("model_uri");
         let object = uri.splitn(5, '/').nth(4).expect("path").to_string();
@@ -230,15 +230,23 @@ impl Stack {
             .commit(&self.repo, "main", "tamper", &Default::default(), false)
             .await
             .expect("commit");
-        let tampered = format!("lakefs://{}/{}/{object}", self.repo, self.head().await);
+        let head = self.head().await;
+        let tampered = format!("lakefs://{}/{head}/{object}", self.repo);
+        let run_id = trained["run_id"].as_str().expect("run_id");
         self.mlflow
-            .set_tag(
-                trained["run_id"].as_str().expect("run_id"),
-                "model_uri",
-                &tampered,
-            )
+            .set_tag(run_id, "model_uri", &tampered)
             .await
             .expect("retag");
+        // The run's MLflow model folder, at the tampered commit too.
+        let folder = object.rsplit_once('/').expect("a folder").0;
+        self.mlflow
+            .set_tag(
+                run_id,
+                "model_folder_uri",
+                &format!("lakefs://{}/{head}/{folder}/", self.repo),
+            )
+            .await
+            .expect("retag the folder");
     }
 
     /// The commit id the branch points at.

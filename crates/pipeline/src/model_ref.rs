@@ -122,7 +122,12 @@ async fn verified(
             let whose = format!("version {} of {name}", v.version);
             (v.source.clone(), sha, whose)
         }
-        None => (run_uri, run_sha, format!("model of run {run_id}")),
+        None => {
+            let source = run
+                .tag(tags::MODEL_FOLDER_URI)
+                .map_or(run_uri, str::to_string);
+            (source, run_sha, format!("model of run {run_id}"))
+        }
     };
     if !uri.starts_with("lakefs://") || sha.is_empty() {
         return Err(PipelineError::Lineage(format!(

@@ -115,7 +115,8 @@ pub fn mlflow_tracking_uri() -> String {
     .clone()
 }
 
-fn free_port() -> u16 {
+/// A loopback TCP port that was free a moment ago (for a server a child process starts).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -349,4 +350,14 @@ pub fn lakefs_python() -> String {
         return p;
     }
     script_output("scripts/lakefs-python.sh", &[])
+}
+
+/// The Python that uses registered models with MLflow's own tools (mlflow, onnxruntime, lakefs
+/// and this repository's lakefs:// plugin), pinned: `MODEL_TEST_PYTHON`, or installed once by
+/// `scripts/model-python.sh`.
+pub fn model_python() -> String {
+    if let Ok(p) = std::env::var("MODEL_TEST_PYTHON") {
+        return p;
+    }
+    script_output("scripts/model-python.sh", &[])
 }

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 import lakefs
 from lakefs.client import Client
-from lakefs.exceptions import NotFoundException
+from lakefs.exceptions import NoAuthenticationFound, NotFoundException
 from lakefs.models import CommonPrefix
 from mlflow.entities import FileInfo
 from mlflow.exceptions import MlflowException
@@ -50,7 +50,14 @@ class LakeFSArtifactRepository(ArtifactRepository):
                  registry_uri: str | None = None) -> None:
         super().__init__(artifact_uri, tracking_uri, registry_uri)
         self.repository, self.ref, self.root = parse_lakefs_uri(artifact_uri)
-        self._client = Client()
+        try:
+            self._client = Client()
+        except NoAuthenticationFound as e:
+            raise MlflowException(
+                f"no lakeFS credentials to read {artifact_uri}: set LAKECTL_SERVER_ENDPOINT_URL, "
+                "LAKECTL_CREDENTIALS_ACCESS_KEY_ID and LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY, "
+                "or write ~/.lakectl.yaml (as for lakectl)"
+            ) from e
         self._reference = lakefs.repository(self.repository, client=self._client).ref(self.ref)
 
     def _full(self, path: str | None) -> str:

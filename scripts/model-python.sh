@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs (once, cached) the Python that uses a registered model with MLflow's own tools, and
+# prints its path:
+#   scripts/model-python.sh   -> ~/.cache/seg-mlops/model-py-<versions>/bin/python
+# Pinned: mlflow (as scripts/mlflow-server.sh), onnxruntime (the MLmodel's requirements, see
+# crates/pipeline/src/train/mlflow_model.rs), lakefs (the official client the plugin is built
+# on, as scripts/lakefs-python.sh). The lakefs:// artifact plugin of this repository
+# (python/mlflow-lakefs) is reinstalled from the work tree on every call (a few seconds), so the
+# venv never holds a stale copy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MLFLOW_VERSION="${MLFLOW_VERSION:-3.17.2}"
+ONNXRUNTIME_VERSION="${ONNXRUNTIME_VERSION:-1.31.1}"
+LAKEFS_PY_VERSION="${LAKEFS_PY_VERSION:-0.16.0}"
+SETUPTOOLS_VERSION="${SETUPTOOLS_VERSION:-84.2.1}"
+VENV="${MODEL_PY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/model-py-mlflow-$MLFLOW_VERSION-ort-$ONNXRUNTIME_VERSION-lakefs-$LAKEFS_PY_VERSION}"
+if [ ! -f "$VENV/.complete" ]; then
+  echo "model-python: installing mlflow==$MLFLOW_VERSION onnxruntime==$ONNXRUNTIME_VERSION lakefs==$LAKEFS_PY_VERSION into $VENV (one time, ~1-2 minutes)" >&2
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "mlflow==$MLFLOW_VERSION" "onnxruntime==$ONNXRUNTIME_VERSION" "lakefs==$LAKEFS_PY_VERSION" \
+    "setuptools==$SETUPTOOLS_VERSION"
+  touch "$VENV/.complete"
+fi
+# Built in a temporary folder: the work tree gets no build/ or egg-info.
+build="$(mktemp -d "${TMPDIR:-/tmp}/mlflow-lakefs-build.XXXXXX")"
+trap 'rm -rf "$build"' EXIT
+cp -r python/mlflow-lakefs/. "$build/"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+  --force-reinstall "$build" >&2
+echo "$VENV/bin/python"
