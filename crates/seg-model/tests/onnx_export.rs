@@ -104,19 +104,24 @@ fn run_tract(onnx: &[u8], pixels: Vec<u8>, shape: [usize; 4]) -> (Vec<f32>, Vec<
     (probs, mask, dims)
 }
 
-/// Exports `config`, runs a batch of 2 at the training size through tract and `Predictor`, and
-/// compares.
-fn agrees(config: UNetConfig, seed: u64) {
+/// One exported variant with its inputs and `Predictor`'s answers.
+struct Case {
+    label: String,
+    onnx: Vec<u8>,
+    pixels: Vec<u8>,
+    shape: [usize; 4],
+    probabilities: Vec<f32>,
+    mask: Vec<u8>,
+}
+
+/// Exports `config` and asks `Predictor` for a batch of 2 images at the training size.
+fn case(config: UNetConfig, seed: u64) -> Case {
     let label = format!("{config:?}");
     let size = 4usize << config.depth;
     let c = config.in_channels;
     let checkpoint = checkpoint(config, size, seed);
     let onnx = seg_model::onnx::export(&checkpoint).expect("export");
     let pixels = bytes(seed, 2 * size * size * c);
-    let (probs, mask, dims) = run_tract(&onnx, pixels.clone(), [2, size, size, c]);
-    let classes = checkpoint.meta.model.task_classes();
-    assert_eq!(dims, [2, classes, size, size], "{label}");
-
     let pre = checkpoint.meta.preprocess.clone();
     let device = BackendKind::default_kind().device();
     let predictor = Predictor::new(checkpoint, device, 2);
@@ -125,28 +130,31 @@ fn agrees(config: UNetConfig, seed: u64) {
         .chunks(per_image)
         .flat_map(|p| pre.normalize_hwc(p, 0.0, 1.0))
         .collect();
-    let expected = predictor.probabilities(inputs, 2).expect("predictor");
-    let worst = probs
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    assert!(worst <= 1e-4, "{label}: probabilities differ by {worst}");
-
+    let probabilities = predictor.probabilities(inputs, 2).expect("predictor");
     let images: Vec<DynamicImage> = pixels
         .chunks(per_image)
         .map(|p| image(p, size as u32, c))
         .collect();
-    let predicted = predictor.predict(&images).expect("predict");
-    let expected_mask: Vec<u8> = predicted
+    let mask = predictor
+        .predict(&images)
+        .expect("predict")
         .iter()
         .flat_map(|p| p.mask.as_raw().clone())
         .collect();
-    assert_eq!(mask, expected_mask, "{label}: masks differ");
+    Case {
+        label,
+        onnx,
+        pixels,
+        shape: [2, size, size, c],
+        probabilities,
+        mask,
+    }
 }
 
-#[test]
-fn every_unet_variant_agrees_with_the_predictor() {
+/// Every kind of U-Net the configuration can make: both up-samplings, with and without batch
+/// norm, binary and multi-class, greyscale and RGB (depth 1-3 and widths 2-4 in turn).
+fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
     let mut seed = 1;
     for upsample in [UpsampleMode::Transpose, UpsampleMode::Bilinear] {
         for batch_norm in [true, false] {
@@ -159,12 +167,101 @@ fn every_unet_variant_agrees_with_the_predictor() {
                         .with_depth(1 + seed as usize % 3)
                         .with_batch_norm(batch_norm)
                         .with_upsample(upsample);
-                    agrees(config, seed);
+                    out.push(case(config, seed));
                     seed += 1;
                 }
             }
         }
     }
+    out
+}
+
+#[test]
+fn every_unet_variant_agrees_with_the_predictor_in_tract() {
+    let cases = cases();
+    assert_eq!(cases.len(), 16);
+    for c in cases {
+        let (probs, mask, dims) = run_tract(&c.onnx, c.pixels.clone(), c.shape);
+        assert_eq!(dims[0], c.shape[0], "{}", c.label);
+        assert_eq!(dims[2..], c.shape[1..3], "{}", c.label);
+        let worst = probs
+            .iter()
+            .zip(&c.probabilities)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert_eq!(probs.len(), c.probabilities.len(), "{}", c.label);
+        assert!(
+            worst <= 1e-4,
+            "{}: probabilities differ by {worst}",
+            c.label
+        );
+        assert_eq!(mask, c.mask, "{}: masks differ", c.label);
+    }
+}
+
+/// The Python of the pinned venv with onnxruntime (`MODEL_TEST_PYTHON`, else
+/// `scripts/model-python.sh` installs it once).
+fn onnxruntime_python() -> String {
+    if let Ok(p) = std::env::var("MODEL_TEST_PYTHON") {
+        return p;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/model-python.sh");
+    let out = std::process::Command::new(script)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn every_unet_variant_agrees_with_the_predictor_in_onnxruntime() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cases = cases();
+    let mut index = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let name = |ext: &str| dir.path().join(format!("case{i}.{ext}"));
+        std::fs::write(name("onnx"), &c.onnx).expect("write");
+        std::fs::write(name("input"), &c.pixels).expect("write");
+        let probs: Vec<u8> = c
+            .probabilities
+            .iter()
+            .flat_map(|p| p.to_le_bytes())
+            .collect();
+        std::fs::write(name("probabilities"), probs).expect("write");
+        std::fs::write(name("mask"), &c.mask).expect("write");
+        index.push(
+            serde_json::json!({ "name": format!("case{i}"), "label": c.label, "shape": c.shape }),
+        );
+    }
+    std::fs::write(
+        dir.path().join("cases.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("write");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/onnxruntime_check.py"
+    );
+    let out = std::process::Command::new(onnxruntime_python())
+        .arg(script)
+        .arg(dir.path())
+        .output()
+        .expect("run the onnxruntime check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "onnxruntime disagrees:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let facts: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a JSON line")).expect("JSON");
+    println!("onnxruntime: {facts}");
+    assert_eq!(facts["cases"], 16, "{facts}");
+    assert!(facts["worst"].as_f64().expect("worst") <= 1e-4, "{facts}");
 }
 
 #[test]
