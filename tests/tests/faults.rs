@@ -49,7 +49,7 @@ async fn a_moderately_faulty_network_keeps_the_lineage() {
         )
         .await
         .json();
-    assert_eq!(reg["source"], trained["model_uri"]);
+    assert_eq!(reg["source"], trained["model_folder_uri"]);
     assert_eq!(reg["data_commit"], trained["data_commit"]);
     let ran = stack
         .run(

@@ -53,7 +53,7 @@ async fn versions_are_verified_lakefs_commits() {
     let out = run_with(with_model(&[])).output().await.expect("run");
     let reg = e2e::Ran::from_output(out).json();
     assert_eq!(reg["run_id"], newest["run_id"]);
-    assert_eq!(reg["source"], newest["model_uri"]);
+    assert_eq!(reg["source"], newest["model_folder_uri"]);
     assert_eq!(reg["created"], true);
     assert_eq!(reg["alias"], "champion");
     let version = reg["version"].as_str().expect("version").to_string();
@@ -62,7 +62,10 @@ async fn versions_are_verified_lakefs_commits() {
         .get_model_version(&model, &version)
         .await
         .expect("version");
-    assert_eq!(Some(mv.source.as_str()), newest["model_uri"].as_str());
+    assert_eq!(
+        Some(mv.source.as_str()),
+        newest["model_folder_uri"].as_str()
+    );
     assert!(
         mv.source
             .contains(newest["model_commit"].as_str().expect("M"))
@@ -104,7 +107,7 @@ async fn versions_are_verified_lakefs_commits() {
         text.split_whitespace().collect::<Vec<_>>(),
         vec![
             version.as_str(),
-            newest["model_uri"].as_str().expect("uri"),
+            newest["model_folder_uri"].as_str().expect("uri"),
             newest["run_id"].as_str().expect("id")
         ]
     );

@@ -154,7 +154,11 @@ async fn a_run_records_the_full_lineage_and_reruns_reuse_the_data() {
         .await
         .expect("logged model");
     assert_eq!(logged.info.source_run_id, run_id);
-    assert_eq!(logged.tag("lakefs_uri"), Some(model_uri.as_str()));
+    assert_eq!(
+        logged.tag("lakefs_uri"),
+        summary["model_folder_uri"].as_str(),
+        "the logged model points at the MLflow model folder"
+    );
     assert_eq!(logged.tag("sha256"), Some(sha.as_str()));
 
     // MLflow's own Python client reads the same run.

@@ -54,7 +54,7 @@ fn metadata_of(body: &Value) -> ApiResult<BTreeMap<String, String>> {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// A JSON request body that may be absent or empty, for operations whose spec marks the body
 /// as not required (lakeFS accepts `Content-Type: application/json` with no body there); an
@@ -77,7 +77,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for OptionalJson {
     }
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
@@ -123,7 +123,7 @@ fn repo_json(r: &RepoRec) -> Value {
     json!({ "id": r.id, "creation_date": r.creation_date, "default_branch": r.default_branch, "storage_namespace": r.storage_namespace, "read_only": false })
 }
 
-fn commit_json(c: &CommitRec) -> Value {
+pub(crate) fn commit_json(c: &CommitRec) -> Value {
     json!({
         "id": c.id, "parents": c.parents, "committer": c.committer, "message": c.message,
         "creation_date": c.creation_date, "meta_range_id": c.meta_range_id, "metadata": c.metadata,

@@ -9,6 +9,7 @@
 //! - [`server`]: authentication, routing, serving.
 
 pub mod api;
+pub mod repo_ops;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 
 use crate::api::{self, ApiError};
+use crate::repo_ops;
 use crate::state::{AppState, Tap, TapRecord};
 use crate::store::{Store, StoreError};
 
@@ -202,6 +203,12 @@ fn server_routes() -> Router<Arc<AppState>> {
             get(api::get_repository).delete(api::delete_repository),
         )
         .route(
+            &format!("{REPO}/metadata"),
+            get(repo_ops::get_repository_metadata)
+                .post(repo_ops::set_repository_metadata)
+                .delete(repo_ops::delete_repository_metadata),
+        )
+        .route(
             &format!("{REPO}/tags"),
             get(api::list_tags).post(api::create_tag),
         )
@@ -236,6 +243,11 @@ fn branch_routes() -> Router<Arc<AppState>> {
             post(api::delete_objects),
         )
         .route(&format!("{branch}/objects/copy"), post(api::copy_object))
+        .route(&format!("{branch}/revert"), post(repo_ops::revert))
+        .route(
+            &format!("{branch}/cherry-pick"),
+            post(repo_ops::cherry_pick),
+        )
 }
 
 /// Anything read at a ref: commits, log, diff, merge, objects.

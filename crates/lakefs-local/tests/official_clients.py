@@ -13,6 +13,7 @@ import uuid
 import lakefs
 import lakefs_sdk
 from lakefs.client import Client
+from lakefs.exceptions import ConflictException
 
 endpoint, key, secret, ns_root = sys.argv[1:5]
 suffix = uuid.uuid4().hex[:8]
@@ -119,5 +120,50 @@ def high_level():
     print("lakefs: Repository, Branch, Object upload/reader, objects, uncommitted, commit, diff, merge_into, tags, log, transact, reset_changes: ok")
 
 
+def workflows():
+    """Repository metadata (lakefs-spec's fsspec transactions read it), revert, cherry-pick."""
+    client = Client(host=endpoint, username=key, password=secret)
+    repo = lakefs.Repository(f"wf-{suffix}", client=client).create(
+        storage_namespace=f"{ns_root}/wf-{suffix}", default_branch="main")
+    assert repo.metadata == {}, repo.metadata
+    internal = lakefs_sdk.InternalApi(sdk_client())
+    internal.set_repository_metadata(repo.id, lakefs_sdk.RepositoryMetadataSet(metadata={"team": "vision", "x": "1"}))
+    assert repo.metadata == {"team": "vision", "x": "1"}, repo.metadata
+    internal.set_repository_metadata(repo.id, lakefs_sdk.RepositoryMetadataSet(metadata={"x": "2"}))
+    internal.delete_repository_metadata(repo.id, lakefs_sdk.RepositoryMetadataKeys(keys=["team"]))
+    assert repo.metadata == {"x": "2"}, repo.metadata
+
+    main = repo.branch("main")
+    main.object("a.txt").upload(data=b"a1")
+    first = main.commit(message="add a")
+    main.object("a.txt").upload(data=b"a2")
+    main.object("b.txt").upload(data=b"b")
+    second = main.commit(message="change a, add b", metadata={"step": "2"})
+    reverted = main.revert(second.get_commit().id)
+    assert reverted.message.startswith("Revert"), reverted.message
+    with main.object("a.txt").reader(mode="rb") as r:
+        assert r.read() == b"a1"
+    assert not main.object("b.txt").exists()
+
+    dev = repo.branch("dev").create(source_reference=first.get_commit().id)
+    picked = dev.cherry_pick(second.get_commit().id)
+    assert picked.message == "change a, add b" and picked.metadata == {"step": "2"}, picked
+    with dev.object("a.txt").reader(mode="rb") as r:
+        assert r.read() == b"a2"
+    assert dev.object("b.txt").exists()
+
+    # A conflicting cherry-pick is refused (409) and leaves the branch as it was.
+    dev.object("b.txt").upload(data=b"other")
+    head = dev.commit(message="dev's own b").get_commit().id
+    try:
+        dev.cherry_pick(reverted.id)
+        raise AssertionError("a conflicting cherry-pick was accepted")
+    except ConflictException:
+        pass
+    assert dev.get_commit().id == head
+    print("lakefs: repository metadata (get/set/delete), revert, cherry-pick, conflict: ok")
+
+
 generated_api()
 high_level()
+workflows()

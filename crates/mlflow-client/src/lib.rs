@@ -20,5 +20,5 @@ pub use error::{MlflowError, Result};
 pub use registry::NewModelVersion;
 pub use rest_transport::{ClientBuilder, ClientError, ClientOptions, RetryPolicy};
 pub use run_guard::RunGuard;
-pub use tracking::{NewRun, RunSearch, context_tag};
+pub use tracking::{NewRun, RunSearch, context_tag, os_user};
 pub use types::*;

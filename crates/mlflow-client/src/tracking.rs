@@ -43,7 +43,7 @@ pub struct RunSearch {
 pub struct NewRun {
     /// Run name.
     pub run_name: Option<String>,
-    /// User id (defaults to $USER).
+    /// User id (defaults to the OS user: `$USER`, `$LOGNAME`, else `id -un`).
     pub user_id: Option<String>,
     /// Start time in ms (defaults to now).
     pub start_time: Option<i64>,
@@ -117,10 +117,37 @@ impl MlflowClient {
         Ok(r.experiment_id)
     }
 
-    /// The experiment called `name`, created (with `tags`) if missing. Safe when several
+    /// Sets tag `key` of experiment `experiment_id`.
+    pub async fn set_experiment_tag(
+        &self,
+        experiment_id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
+        let _: serde_json::Value = self
+            .call(
+                Method::POST,
+                &format!("{API}/experiments/set-experiment-tag"),
+                &[],
+                Some(&json!({ "experiment_id": experiment_id, "key": key, "value": value })),
+                Idempotent::Yes,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The experiment called `name`, created (with `tags`) if missing; an existing experiment
+    /// gets those of `tags` whose keys it lacks (values it has are kept). Safe when several
     /// processes race to create it: the loser of the race reads the winner's experiment.
     pub async fn get_or_create_experiment(&self, name: &str, tags: &[Tag]) -> Result<Experiment> {
-        if let Some(exp) = self.get_experiment_by_name(name).await? {
+        if let Some(mut exp) = self.get_experiment_by_name(name).await? {
+            for tag in tags {
+                if !exp.tags.iter().any(|t| t.key == tag.key) {
+                    self.set_experiment_tag(&exp.experiment_id, &tag.key, &tag.value)
+                        .await?;
+                    exp.tags.push(tag.clone());
+                }
+            }
             return Ok(exp);
         }
         match self.create_experiment(name, tags).await {
@@ -138,10 +165,7 @@ impl MlflowClient {
 
     /// Creates a run in `experiment_id`.
     pub async fn create_run(&self, experiment_id: &str, new: NewRun) -> Result<Run> {
-        let user = new
-            .user_id
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "unknown".into());
+        let user = new.user_id.unwrap_or_else(os_user);
         let mut tags = new.tags;
         if !tags.iter().any(|t| t.key == "mlflow.user") {
             tags.push(Tag::new("mlflow.user", &user));
@@ -520,4 +544,23 @@ impl MlflowClient {
 /// The `mlflow.data.context` tag for a dataset input.
 pub fn context_tag(context: &str) -> Tag {
     Tag::new("mlflow.data.context", context)
+}
+
+/// The OS user running this process: `$USER`, `$LOGNAME` (unset in many containers and
+/// services), else what `id -un` says; "unknown" only when all three fail.
+pub fn os_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|v| !v.trim().is_empty())
+        .or_else(|| {
+            std::process::Command::new("id")
+                .arg("-un")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|u| !u.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -128,6 +128,15 @@ pub mod commit_meta {
     pub const FILES_SHA256: &str = "files_sha256";
 }
 
+/// Tags of the experiment: MLflow 3's experiment kind, so that its UI shows the experiment as
+/// model training (runs, metrics, logged models) rather than GenAI evaluation views.
+pub fn experiment_tags() -> Vec<Tag> {
+    vec![Tag::new(
+        "mlflow.experimentKind",
+        "custom_model_development",
+    )]
+}
+
 /// The MLflow UI address of a run (credentials in the tracking URI are left out).
 pub fn run_url(tracking_uri: &str, experiment_id: &str, run_id: &str) -> String {
     format!(

@@ -114,7 +114,7 @@ impl Store {
 
 /// The three-way merge of `source` and `dest` from `base`: each path takes the side that
 /// changed it; both sides changing it differently is a conflict unless `strategy` picks one.
-fn three_way(
+pub(super) fn three_way(
     base: &Tree,
     source: &Tree,
     dest: &Tree,

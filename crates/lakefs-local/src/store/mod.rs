@@ -9,6 +9,7 @@
 //! - [`blobs`]: content-addressed blob files.
 //! - [`error`]: [`StoreError`] by kind (the HTTP layer picks the status).
 
+mod apply;
 mod blobs;
 mod error;
 mod merge;
@@ -19,6 +20,7 @@ mod refs;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+pub use apply::Overrides;
 pub use blobs::{BlobInfo, Blobs};
 pub use error::StoreError;
 pub use merge::MergeRequest;
@@ -98,6 +100,7 @@ impl Store {
             creation_date: now_secs(),
             default_branch: default_branch.to_string(),
             storage_namespace: namespace.to_string(),
+            metadata: BTreeMap::new(),
         };
         let mut repo = Repo {
             rec: rec.clone(),
@@ -129,6 +132,35 @@ impl Store {
         atomic_write(&dir.join("repo.json"), &to_json(&rec)?)?;
         self.repos.insert(name.to_string(), repo);
         Ok(rec)
+    }
+
+    /// Adds or updates keys of a repository's metadata.
+    pub fn set_repo_metadata(
+        &mut self,
+        name: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let mut rec = self.repo(name)?.rec.clone();
+        rec.metadata.extend(metadata);
+        self.save_repo_rec(rec)
+    }
+
+    /// Removes keys of a repository's metadata (missing keys are not an error).
+    pub fn delete_repo_metadata(&mut self, name: &str, keys: &[String]) -> Result<(), StoreError> {
+        let mut rec = self.repo(name)?.rec.clone();
+        for k in keys {
+            rec.metadata.remove(k);
+        }
+        self.save_repo_rec(rec)
+    }
+
+    /// Writes `rec` to its `repo.json` (atomically), then keeps it in memory.
+    fn save_repo_rec(&mut self, rec: RepoRec) -> Result<(), StoreError> {
+        let path = self.repo_dir(&rec.id).join("repo.json");
+        atomic_write(&path, &to_json(&rec)?)?;
+        let id = rec.id.clone();
+        self.repo_mut(&id)?.rec = rec;
+        Ok(())
     }
 
     /// Deletes a repository.

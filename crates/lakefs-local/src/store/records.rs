@@ -64,6 +64,9 @@ pub struct RepoRec {
     pub default_branch: String,
     /// Storage namespace (`local://...`).
     pub storage_namespace: String,
+    /// Repository metadata (`GET/POST/DELETE /repositories/{repository}/metadata`).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// What to commit with.

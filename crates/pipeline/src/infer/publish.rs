@@ -81,7 +81,10 @@ pub(super) async fn commit(
     let mlflow = &services.mlflow;
     let facts = PredictionFacts::new(&summary.model, summary);
     let experiment = mlflow
-        .get_or_create_experiment(&config.mlflow.experiment, &[])
+        .get_or_create_experiment(
+            &config.mlflow.experiment,
+            &crate::run_record::experiment_tags(),
+        )
         .await?;
     let git = lineage::git_info(Path::new("."));
     let stamp = format_utc(mlflow_client::now_millis() / 1000)

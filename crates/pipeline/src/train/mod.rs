@@ -8,6 +8,7 @@
 //! - [`observer`]: metrics to MLflow without stalling training; progress; Ctrl-C.
 //! - [`report`]: the training curve and validation overlays.
 
+mod curve;
 mod fit;
 pub mod mlflow_model;
 pub mod observer;
@@ -86,6 +87,8 @@ pub struct TrainSummary {
     pub model_commit: String,
     /// `lakefs://repo/M/models/<run>/model.segm`.
     pub model_uri: String,
+    /// `lakefs://repo/M/models/<run>/`: the MLflow model folder (registered versions' source).
+    pub model_folder_uri: String,
     /// `lakefs://repo/<branch>/models/<run>/model.segm`.
     pub model_path: String,
     /// sha256 of the model file.
@@ -146,7 +149,10 @@ pub async fn train(opts: TrainOptions, progress: &Progress) -> Result<TrainSumma
     let data_seconds = started.elapsed().as_secs_f64();
     let experiment = services
         .mlflow
-        .get_or_create_experiment(&config.mlflow.experiment, &[])
+        .get_or_create_experiment(
+            &config.mlflow.experiment,
+            &crate::run_record::experiment_tags(),
+        )
         .await?;
     let mut run_tags = params::run_tags(config, &git, &data, reproduced.as_ref())?;
     run_tags.extend(me.run_tags());
@@ -334,6 +340,7 @@ async fn in_run(ctx: &RunContext<'_>) -> Result<TrainSummary> {
         data_commit: ctx.data.commit.clone(),
         model_commit: stored.commit,
         model_uri: stored.uri.to_string(),
+        model_folder_uri: stored.folder.to_string(),
         model_path: stored.path.to_string(),
         model_sha256: stored.saved.sha256,
         checkpoint: stored.saved.path,

@@ -16,7 +16,7 @@ use seg_model::{Checkpoint, CheckpointMeta, SavedCheckpoint, TrainOutcome, UNet}
 use super::RunContext;
 use super::fit::Plan;
 use super::mlflow_model::{self, Identity};
-use super::{params, report};
+use super::{curve, params, report};
 use crate::config::Config;
 use crate::error::{PipelineError, Result};
 use crate::run_record::{MODEL_FILE, MODEL_META_FILE, commit_meta, kinds, tags};
@@ -82,7 +82,7 @@ pub(super) async fn store(
         })?;
     let metrics = best.final_metrics();
     let artifacts = tempfile::tempdir().map_err(PipelineError::io("create", "temp dir"))?;
-    report::training_curve(
+    curve::training_curve(
         &outcome.history,
         &artifacts.path().join("training_curve.png"),
     )?;

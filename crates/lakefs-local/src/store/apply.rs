@@ -1,0 +1,141 @@
+//! Applying one commit's change to a branch as lakeFS does: `revert` (a new commit that undoes
+//! it) and `cherry_pick` (a new commit that redoes it, with its message and metadata). Both are
+//! three-way merges onto the branch head, refused on uncommitted changes and on conflicts.
+
+use std::collections::BTreeMap;
+
+use super::merge::three_way;
+use super::persistence::now_secs;
+use super::records::CommitRec;
+use super::{Store, StoreError};
+
+/// A new commit's message and metadata instead of the defaults (lakeFS's `commit_overrides`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// The message.
+    pub message: Option<String>,
+    /// The metadata.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+impl Store {
+    /// The parent of `commit` numbered `parent_number` (1-based; 0 means "the only parent").
+    fn parent_of(commit: &CommitRec, parent_number: usize) -> Result<String, StoreError> {
+        let n = commit.parents.len();
+        let index = match (parent_number, n) {
+            (0 | 1, 1) => 0,
+            (0, _) if n > 1 => {
+                return Err(StoreError::Invalid(format!(
+                    "commit {} is a merge commit with {n} parents: give parent_number",
+                    commit.id
+                )));
+            }
+            (p, _) if p >= 1 && p <= n => p - 1,
+            _ => {
+                return Err(StoreError::Invalid(format!(
+                    "commit {} has {n} parents, not a parent number {parent_number}",
+                    commit.id
+                )));
+            }
+        };
+        Ok(commit.parents[index].clone())
+    }
+
+    /// The branch head, checked to have no uncommitted changes.
+    fn clean_head(&self, repo: &str, branch: &str, what: &str) -> Result<String, StoreError> {
+        let head = self.branch_commit(repo, branch)?;
+        if self
+            .repo(repo)?
+            .staging
+            .get(branch)
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(StoreError::Invalid(format!(
+                "branch {branch} has uncommitted changes; commit or reset them before {what}"
+            )));
+        }
+        Ok(head)
+    }
+
+    /// Commits on `branch` the inverse of `reference`'s change against its parent
+    /// `parent_number`; returns the new commit.
+    pub fn revert(
+        &mut self,
+        repo: &str,
+        branch: &str,
+        reference: &str,
+        parent_number: usize,
+        committer: &str,
+        overrides: Overrides,
+    ) -> Result<CommitRec, StoreError> {
+        let head = self.clean_head(repo, branch, "reverting")?;
+        let id = self.resolve(repo, reference)?.commit;
+        let commit = self
+            .repo(repo)?
+            .commits
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("commit not found: {reference}")))?;
+        let parent = Self::parent_of(&commit, parent_number)?;
+        let (b, s, d) = (
+            self.commit_tree(repo, &commit.id)?,
+            self.commit_tree(repo, &parent)?,
+            self.commit_tree(repo, &head)?,
+        );
+        let tree = three_way(&b, &s, &d, None)?;
+        let draft = CommitRec {
+            id: String::new(),
+            parents: vec![head],
+            committer: committer.to_string(),
+            message: overrides
+                .message
+                .unwrap_or_else(|| format!("Revert {}", commit.id)),
+            creation_date: now_secs(),
+            meta_range_id: String::new(),
+            metadata: overrides.metadata.unwrap_or_default(),
+            generation: 0,
+        };
+        self.write_commit(repo, branch, draft, tree)
+    }
+
+    /// Commits on `branch` the change of `reference` against its parent `parent_number`, with
+    /// its message and metadata; returns the new commit.
+    pub fn cherry_pick(
+        &mut self,
+        repo: &str,
+        branch: &str,
+        reference: &str,
+        parent_number: usize,
+        committer: &str,
+        overrides: Overrides,
+    ) -> Result<CommitRec, StoreError> {
+        let head = self.clean_head(repo, branch, "cherry-picking")?;
+        let id = self.resolve(repo, reference)?.commit;
+        let commit = self
+            .repo(repo)?
+            .commits
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("commit not found: {reference}")))?;
+        let parent = Self::parent_of(&commit, parent_number)?;
+        let (b, s, d) = (
+            self.commit_tree(repo, &parent)?,
+            self.commit_tree(repo, &commit.id)?,
+            self.commit_tree(repo, &head)?,
+        );
+        let tree = three_way(&b, &s, &d, None)?;
+        let draft = CommitRec {
+            id: String::new(),
+            parents: vec![head],
+            committer: committer.to_string(),
+            message: overrides.message.unwrap_or_else(|| commit.message.clone()),
+            creation_date: now_secs(),
+            meta_range_id: String::new(),
+            metadata: overrides
+                .metadata
+                .unwrap_or_else(|| commit.metadata.clone()),
+            generation: 0,
+        };
+        self.write_commit(repo, branch, draft, tree)
+    }
+}
