@@ -50,13 +50,15 @@ print(exp["experiment_id"], runs[0]["info"]["run_id"], version)
 PY
 )
 
-shot() { # name url
+shot() { # name url window-size
   "$CHROMIUM" --headless=new --no-sandbox --disable-background-networking --disable-gpu \
-    --hide-scrollbars --window-size=1600,1300 --virtual-time-budget=20000 \
+    --hide-scrollbars --window-size="$3" --virtual-time-budget=20000 \
     --screenshot="$OUT/$1.png" "$2" >/dev/null 2>&1
   echo "screenshots: $OUT/$1.png <- $2"
 }
-shot run "$URI/#/experiments/$EXP_ID/runs/$RUN_ID"
-shot curve "$URI/#/experiments/$EXP_ID/runs/$RUN_ID/artifactPath/training_curve.png"
-shot model_version "$URI/#/models/$MODEL/versions/$VERSION"
-shot experiment "$URI/#/experiments/$EXP_ID"
+# MLflow 3's UI opens in its GenAI view unless the URL asks for the model-training one.
+ML="workflowType=machine_learning"
+shot run "$URI/#/experiments/$EXP_ID/runs/$RUN_ID?$ML" 1600,2600
+shot curve "$URI/#/experiments/$EXP_ID/runs/$RUN_ID/artifactPath/training_curve.png?$ML" 1600,1300
+shot model_version "$URI/#/models/$MODEL/versions/$VERSION?$ML" 1600,1300
+shot experiment "$URI/#/experiments/$EXP_ID?$ML" 1600,1000

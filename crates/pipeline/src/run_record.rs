@@ -137,10 +137,11 @@ pub fn experiment_tags() -> Vec<Tag> {
     )]
 }
 
-/// The MLflow UI address of a run (credentials in the tracking URI are left out).
+/// The MLflow UI address of a run (credentials in the tracking URI are left out), in the UI's
+/// "Model training" view (MLflow 3's UI opens in its GenAI view unless told otherwise).
 pub fn run_url(tracking_uri: &str, experiment_id: &str, run_id: &str) -> String {
     format!(
-        "{}/#/experiments/{experiment_id}/runs/{run_id}",
+        "{}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning",
         without_credentials(tracking_uri).trim_end_matches('/')
     )
 }
@@ -240,7 +241,7 @@ mod tests {
     fn urls_lose_their_credentials() {
         assert_eq!(
             run_url("http://user:s3cret@host:5000/", "1", "r"),
-            "http://host:5000/#/experiments/1/runs/r"
+            "http://host:5000/#/experiments/1/runs/r?workflowType=machine_learning"
         );
         assert_eq!(without_credentials("http://host:5000"), "http://host:5000");
     }

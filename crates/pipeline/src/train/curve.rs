@@ -71,17 +71,19 @@ pub(super) fn training_curve(history: &[EpochReport], path: &Path) -> Result<()>
             .filter(|v| v.is_finite())
             .fold(1e-6, f64::max)
             * 1.1;
-        panel(&top, "Loss per epoch", "loss", &epochs, &loss, top_loss)
-            .map_err(|e| failed(e.to_string()))?;
+        let upper = SeriesLabelPosition::UpperRight;
+        let lower = SeriesLabelPosition::LowerRight;
         panel(
-            &bottom,
-            "Validation scores per epoch",
-            "score (0-1)",
+            &top,
+            ("Loss per epoch", "loss"),
             &epochs,
-            &scores,
-            1.0,
+            &loss,
+            (top_loss, upper),
         )
         .map_err(|e| failed(e.to_string()))?;
+        let titles = ("Validation scores per epoch", "score (0-1)");
+        panel(&bottom, titles, &epochs, &scores, (1.0, lower))
+            .map_err(|e| failed(e.to_string()))?;
         root.present().map_err(|e| failed(e.to_string()))?;
     }
     let img = RgbImage::from_raw(WIDTH, HEIGHT, buffer)
@@ -93,14 +95,14 @@ pub(super) fn training_curve(history: &[EpochReport], path: &Path) -> Result<()>
     })
 }
 
-/// One panel: title, axes with labels, a line with points per series, a legend.
+/// One panel: title, axes with labels, a line with points per series, a legend where the
+/// curves usually are not (losses fall, scores rise).
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
-    title: &str,
-    y_label: &str,
+    (title, y_label): (&str, &str),
     epochs: &[f64],
     series: &[Series<'_>],
-    y_max: f64,
+    (y_max, legend): (f64, SeriesLabelPosition),
 ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let last = epochs.last().copied().unwrap_or(1.0).max(2.0);
     let mut chart = ChartBuilder::on(area)
@@ -141,7 +143,7 @@ fn panel<DB: DrawingBackend>(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font((FAMILY, 14))
