@@ -120,34 +120,19 @@ pub fn save(path: &Path, model: UNet, mut meta: CheckpointMeta) -> Result<SavedC
     meta.format_version = FORMAT_VERSION;
     meta.weights_sha256 = hex::encode(Sha256::digest(&weights[..]));
     let meta_json = serde_json::to_vec(&meta).map_err(|e| ck_err(path, e.to_string()))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| SegError::io("create", &dir, e))?;
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(&dir).map_err(|e| SegError::io("create", &dir, e))?;
-    let mut hasher = Sha256::new();
-    let header = [
+    let file = [
         &MAGIC[..],
         &FORMAT_VERSION.to_le_bytes(),
         &(meta_json.len() as u64).to_le_bytes(),
+        &meta_json,
+        &weights[..],
     ]
     .concat();
-    for part in [&header[..], &meta_json, &weights[..]] {
-        hasher.update(part);
-        tmp.write_all(part)
-            .map_err(|e| SegError::io("write", path, e))?;
-    }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| SegError::io("sync", path, e))?;
-    tmp.persist(path)
-        .map_err(|e| SegError::io("rename into", path, e.error))?;
+    write_atomically(path, &file)?;
     Ok(SavedCheckpoint {
         path: path.to_path_buf(),
-        sha256: hex::encode(hasher.finalize()),
-        bytes: (header.len() + meta_json.len() + weights.len()) as u64,
+        sha256: hex::encode(Sha256::digest(&file)),
+        bytes: file.len() as u64,
     })
 }
 

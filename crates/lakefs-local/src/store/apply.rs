@@ -18,6 +18,14 @@ pub struct Overrides {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
+/// The change to apply: that of `reference` against its parent `parent_number`, or its
+/// inverse.
+struct Change<'a> {
+    reference: &'a str,
+    parent_number: usize,
+    undo: bool,
+}
+
 impl Store {
     /// The parent of `commit` numbered `parent_number` (1-based; 0 means "the only parent").
     fn parent_of(commit: &CommitRec, parent_number: usize) -> Result<String, StoreError> {
@@ -42,7 +50,12 @@ impl Store {
     }
 
     /// The branch head, checked to have no uncommitted changes.
-    fn clean_head(&self, repo: &str, branch: &str, what: &str) -> Result<String, StoreError> {
+    pub(super) fn clean_head(
+        &self,
+        repo: &str,
+        branch: &str,
+        what: &str,
+    ) -> Result<String, StoreError> {
         let head = self.branch_commit(repo, branch)?;
         if self
             .repo(repo)?
@@ -58,7 +71,7 @@ impl Store {
     }
 
     /// Commits on `branch` the inverse of `reference`'s change against its parent
-    /// `parent_number`; returns the new commit.
+    /// `parent_number` ("Revert <commit>", no metadata unless overridden); returns the commit.
     pub fn revert(
         &mut self,
         repo: &str,
@@ -68,38 +81,16 @@ impl Store {
         committer: &str,
         overrides: Overrides,
     ) -> Result<CommitRec, StoreError> {
-        let head = self.clean_head(repo, branch, "reverting")?;
-        let id = self.resolve(repo, reference)?.commit;
-        let commit = self
-            .repo(repo)?
-            .commits
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| StoreError::NotFound(format!("commit not found: {reference}")))?;
-        let parent = Self::parent_of(&commit, parent_number)?;
-        let (b, s, d) = (
-            self.commit_tree(repo, &commit.id)?,
-            self.commit_tree(repo, &parent)?,
-            self.commit_tree(repo, &head)?,
-        );
-        let tree = three_way(&b, &s, &d, None)?;
-        let draft = CommitRec {
-            id: String::new(),
-            parents: vec![head],
-            committer: committer.to_string(),
-            message: overrides
-                .message
-                .unwrap_or_else(|| format!("Revert {}", commit.id)),
-            creation_date: now_secs(),
-            meta_range_id: String::new(),
-            metadata: overrides.metadata.unwrap_or_default(),
-            generation: 0,
+        let change = Change {
+            reference,
+            parent_number,
+            undo: true,
         };
-        self.write_commit(repo, branch, draft, tree)
+        self.apply(repo, branch, &change, committer, overrides)
     }
 
     /// Commits on `branch` the change of `reference` against its parent `parent_number`, with
-    /// its message and metadata; returns the new commit.
+    /// its message and metadata unless overridden; returns the new commit.
     pub fn cherry_pick(
         &mut self,
         repo: &str,
@@ -109,31 +100,58 @@ impl Store {
         committer: &str,
         overrides: Overrides,
     ) -> Result<CommitRec, StoreError> {
-        let head = self.clean_head(repo, branch, "cherry-picking")?;
-        let id = self.resolve(repo, reference)?.commit;
-        let commit = self
-            .repo(repo)?
-            .commits
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| StoreError::NotFound(format!("commit not found: {reference}")))?;
-        let parent = Self::parent_of(&commit, parent_number)?;
+        let change = Change {
+            reference,
+            parent_number,
+            undo: false,
+        };
+        self.apply(repo, branch, &change, committer, overrides)
+    }
+
+    /// Applies (or undoes) one commit's change onto the branch head as a three-way merge.
+    fn apply(
+        &mut self,
+        repo: &str,
+        branch: &str,
+        change: &Change<'_>,
+        committer: &str,
+        overrides: Overrides,
+    ) -> Result<CommitRec, StoreError> {
+        let what = if change.undo {
+            "reverting"
+        } else {
+            "cherry-picking"
+        };
+        let head = self.clean_head(repo, branch, what)?;
+        let id = self.resolve(repo, change.reference)?.commit;
+        let commit = self.repo(repo)?.commits.get(&id).cloned().ok_or_else(|| {
+            StoreError::NotFound(format!("commit not found: {}", change.reference))
+        })?;
+        let parent = Self::parent_of(&commit, change.parent_number)?;
+        let (from, to) = if change.undo {
+            (&commit.id, &parent)
+        } else {
+            (&parent, &commit.id)
+        };
         let (b, s, d) = (
-            self.commit_tree(repo, &parent)?,
-            self.commit_tree(repo, &commit.id)?,
+            self.commit_tree(repo, from)?,
+            self.commit_tree(repo, to)?,
             self.commit_tree(repo, &head)?,
         );
         let tree = three_way(&b, &s, &d, None)?;
+        let (message, metadata) = if change.undo {
+            (format!("Revert {}", commit.id), BTreeMap::new())
+        } else {
+            (commit.message.clone(), commit.metadata.clone())
+        };
         let draft = CommitRec {
             id: String::new(),
             parents: vec![head],
             committer: committer.to_string(),
-            message: overrides.message.unwrap_or_else(|| commit.message.clone()),
+            message: overrides.message.unwrap_or(message),
             creation_date: now_secs(),
             meta_range_id: String::new(),
-            metadata: overrides
-                .metadata
-                .unwrap_or_else(|| commit.metadata.clone()),
+            metadata: overrides.metadata.unwrap_or(metadata),
             generation: 0,
         };
         self.write_commit(repo, branch, draft, tree)

@@ -35,17 +35,7 @@ impl Store {
         request: MergeRequest,
     ) -> Result<String, StoreError> {
         let src = self.resolve(repo, source)?.commit;
-        let dst = self.branch_commit(repo, dest)?;
-        if self
-            .repo(repo)?
-            .staging
-            .get(dest)
-            .is_some_and(|s| !s.is_empty())
-        {
-            return Err(StoreError::Invalid(format!(
-                "branch {dest} has uncommitted changes; commit or reset them before merging"
-            )));
-        }
+        let dst = self.clean_head(repo, dest, "merging")?;
         let dst_ancestors = self.ancestors(repo, &dst)?;
         if dst_ancestors.contains(&src) && !request.allow_empty {
             return Err(StoreError::Invalid(
