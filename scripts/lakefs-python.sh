@@ -2,17 +2,18 @@
 # Installs (once, cached) lakeFS's official Python clients, pinned, and prints the venv's python:
 #   scripts/lakefs-python.sh        -> /root/.cache/seg-mlops/lakefs-py-<versions>/bin/python
 # lakefs-sdk is the generated API client, lakefs the high-level package (Repository, Branch,
-# Object, transact). The tests drive lakefs-local with them: they are the judges of our server.
+# Object, transact), lakefs-spec lakeFS's fsspec filesystem (what pandas & co. use). The tests drive lakefs-local with them: they are the judges of our server.
 set -euo pipefail
 LAKEFS_PY_VERSION="${LAKEFS_PY_VERSION:-0.16.0}"
 LAKEFS_SDK_VERSION="${LAKEFS_SDK_VERSION:-1.88.0}"
-VENV="${LAKEFS_PY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/lakefs-py-$LAKEFS_PY_VERSION-sdk-$LAKEFS_SDK_VERSION}"
+LAKEFS_SPEC_VERSION="${LAKEFS_SPEC_VERSION:-0.15.1}"
+VENV="${LAKEFS_PY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/lakefs-py-$LAKEFS_PY_VERSION-sdk-$LAKEFS_SDK_VERSION-spec-$LAKEFS_SPEC_VERSION}"
 if [ ! -f "$VENV/.complete" ]; then
-  echo "lakefs-python: installing lakefs==$LAKEFS_PY_VERSION lakefs-sdk==$LAKEFS_SDK_VERSION into $VENV (one time, ~30 s)" >&2
+  echo "lakefs-python: installing lakefs==$LAKEFS_PY_VERSION lakefs-sdk==$LAKEFS_SDK_VERSION lakefs-spec==$LAKEFS_SPEC_VERSION into $VENV (one time, ~30 s)" >&2
   rm -rf "$VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "lakefs==$LAKEFS_PY_VERSION" "lakefs-sdk==$LAKEFS_SDK_VERSION"
+    "lakefs==$LAKEFS_PY_VERSION" "lakefs-sdk==$LAKEFS_SDK_VERSION" "lakefs-spec==$LAKEFS_SPEC_VERSION"
   touch "$VENV/.complete"
 fi
 echo "$VENV/bin/python"
