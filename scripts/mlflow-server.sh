@@ -4,20 +4,37 @@
 #   scripts/mlflow-server.sh stop DIR         -> stops it by PID
 #   scripts/mlflow-server.sh python           -> prints the venv's python (MLflow's own client)
 # With MLFLOW_SERVER_OWNER_PID set, `start` also stops the server when that process exits.
-# The venv lives under ~/.cache/seg-mlops/mlflow-<version>; mlflow is pinned (3.17.2: 3.18.0
-# cannot be resolved from the registry we reach).
+# The venv lives under ~/.cache/seg-mlops/mlflow-<version>-lakefs-<version>; mlflow is pinned
+# (3.17.2: 3.18.0 cannot be resolved from the registry we reach). The server also gets this
+# repository's lakefs:// artifact plugin (python/mlflow-lakefs, on the pinned `lakefs` package,
+# reinstalled from the work tree at every start), so that it reads model versions whose source
+# is a lakeFS folder (the UI's model version page shows their MLmodel signature) with the
+# LAKECTL_* credentials of its environment.
 set -euo pipefail
 MLFLOW_VERSION="${MLFLOW_VERSION:-3.17.2}"
-MLFLOW_VENV="${MLFLOW_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/mlflow-$MLFLOW_VERSION}"
+LAKEFS_PY_VERSION="${LAKEFS_PY_VERSION:-0.16.0}"
+MLFLOW_VENV="${MLFLOW_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/mlflow-$MLFLOW_VERSION-lakefs-$LAKEFS_PY_VERSION}"
+REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
 install() {
   if [ ! -f "$MLFLOW_VENV/.complete" ]; then
     echo "mlflow-server: installing mlflow==$MLFLOW_VERSION into $MLFLOW_VENV (one time, ~1 minute)" >&2
     rm -rf "$MLFLOW_VENV"
     python3 -m venv "$MLFLOW_VENV"
-    "$MLFLOW_VENV/bin/pip" install --quiet --disable-pip-version-check "mlflow==$MLFLOW_VERSION"
+    "$MLFLOW_VENV/bin/pip" install --quiet --disable-pip-version-check "mlflow==$MLFLOW_VERSION" \
+      "lakefs==$LAKEFS_PY_VERSION" "setuptools==84.2.1"
     touch "$MLFLOW_VENV/.complete"
   fi
+}
+
+# The lakefs:// plugin from the work tree, built in a temporary folder (the tree stays clean).
+install_plugin() {
+  local build
+  build="$(mktemp -d "${TMPDIR:-/tmp}/mlflow-lakefs-build.XXXXXX")"
+  cp -r "$REPO_ROOT/python/mlflow-lakefs/." "$build/"
+  "$MLFLOW_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+    --force-reinstall "$build" >&2
+  rm -rf "$build"
 }
 
 case "${1:-}" in
@@ -25,6 +42,7 @@ case "${1:-}" in
     dir="${2:?usage: mlflow-server.sh start DIR PORT}"
     port="${3:?usage: mlflow-server.sh start DIR PORT}"
     install
+    install_plugin
     mkdir -p "$dir/artifacts"
     # Without MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false it starts ~9 processes and 2.3 GB RSS.
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false nohup "$MLFLOW_VENV/bin/mlflow" server \

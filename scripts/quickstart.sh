@@ -219,7 +219,11 @@ start_mlflow() {
     use_compose=1
     return
   fi
-  scripts/mlflow-server.sh start "$MLFLOW_DIR" "$MLFLOW_PORT"
+  # The server reads lakefs:// model folders (the UI's model version page) with these.
+  LAKECTL_SERVER_ENDPOINT_URL="http://localhost:$LAKEFS_PORT" \
+    LAKECTL_CREDENTIALS_ACCESS_KEY_ID="${LAKECTL_CREDENTIALS_ACCESS_KEY_ID:-AKIAIOSFOLKFSSAMPLES}" \
+    LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY="${LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY:-wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY}" \
+    scripts/mlflow-server.sh start "$MLFLOW_DIR" "$MLFLOW_PORT"
   say "MLflow: started MLflow 3.17.2 at $MLFLOW_URL (pid $(cat "$MLFLOW_DIR/mlflow.pid"), store $MLFLOW_DIR, log $MLFLOW_DIR/mlflow.log)"
 }
 start_lakefs
