@@ -27,22 +27,13 @@ install() {
   fi
 }
 
-# The lakefs:// plugin from the work tree, built in a temporary folder (the tree stays clean).
-install_plugin() {
-  local build
-  build="$(mktemp -d "${TMPDIR:-/tmp}/mlflow-lakefs-build.XXXXXX")"
-  cp -r "$REPO_ROOT/python/mlflow-lakefs/." "$build/"
-  "$MLFLOW_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
-    --force-reinstall "$build" >&2
-  rm -rf "$build"
-}
 
 case "${1:-}" in
   start)
     dir="${2:?usage: mlflow-server.sh start DIR PORT}"
     port="${3:?usage: mlflow-server.sh start DIR PORT}"
     install
-    install_plugin
+    "$REPO_ROOT/scripts/install-lakefs-plugin.sh" "$MLFLOW_VENV/bin/pip"
     mkdir -p "$dir/artifacts"
     # Without MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false it starts ~9 processes and 2.3 GB RSS.
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false nohup "$MLFLOW_VENV/bin/mlflow" server \

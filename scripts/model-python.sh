@@ -23,10 +23,5 @@ if [ ! -f "$VENV/.complete" ]; then
     "setuptools==$SETUPTOOLS_VERSION"
   touch "$VENV/.complete"
 fi
-# Built in a temporary folder: the work tree gets no build/ or egg-info.
-build="$(mktemp -d "${TMPDIR:-/tmp}/mlflow-lakefs-build.XXXXXX")"
-trap 'rm -rf "$build"' EXIT
-cp -r python/mlflow-lakefs/. "$build/"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
-  --force-reinstall "$build" >&2
+scripts/install-lakefs-plugin.sh "$VENV/bin/pip"
 echo "$VENV/bin/python"

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::api::{ApiResult, USER, bad, commit_json};
 use crate::state::AppState;
-use crate::store::Overrides;
+use crate::store::{Change, Overrides};
 
 /// `GET /repositories/{repository}/metadata`: the repository's metadata (a string map).
 pub async fn get_repository_metadata(
@@ -76,20 +76,32 @@ pub struct CommitOverrides {
 }
 
 impl ApplyCommit {
-    fn parent(&self) -> ApiResult<usize> {
-        match self.parent_number {
-            None => Ok(0),
-            Some(n) if n >= 0 => Ok(n as usize),
-            Some(n) => Err(bad(format!("parent_number {n} is negative"))),
-        }
-    }
-
-    fn overrides(self) -> Overrides {
+    /// Applies the body's change (or its inverse, `undo`) to `branch`.
+    fn apply(
+        self,
+        state: &AppState,
+        repo: &str,
+        branch: &str,
+        undo: bool,
+    ) -> ApiResult<crate::store::CommitRec> {
+        let parent_number = match self.parent_number {
+            None => 0,
+            Some(n) if n >= 0 => n as usize,
+            Some(n) => return Err(bad(format!("parent_number {n} is negative"))),
+        };
+        let change = Change {
+            reference: &self.reference,
+            parent_number,
+            undo,
+        };
         let o = self.commit_overrides.unwrap_or_default();
-        Overrides {
+        let overrides = Overrides {
             message: o.message,
             metadata: o.metadata,
-        }
+        };
+        Ok(state
+            .store()
+            .apply_change(repo, branch, &change, USER, overrides)?)
     }
 }
 
@@ -99,11 +111,7 @@ pub async fn revert(
     Path((repo, branch)): Path<(String, String)>,
     Json(body): Json<ApplyCommit>,
 ) -> ApiResult<StatusCode> {
-    let parent = body.parent()?;
-    let reference = body.reference.clone();
-    state
-        .store()
-        .revert(&repo, &branch, &reference, parent, USER, body.overrides())?;
+    body.apply(&state, &repo, &branch, true)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -113,11 +121,6 @@ pub async fn cherry_pick(
     Path((repo, branch)): Path<(String, String)>,
     Json(body): Json<ApplyCommit>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let parent = body.parent()?;
-    let reference = body.reference.clone();
-    let c =
-        state
-            .store()
-            .cherry_pick(&repo, &branch, &reference, parent, USER, body.overrides())?;
+    let c = body.apply(&state, &repo, &branch, false)?;
     Ok((StatusCode::CREATED, Json(commit_json(&c))))
 }

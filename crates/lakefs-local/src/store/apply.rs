@@ -18,12 +18,16 @@ pub struct Overrides {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-/// The change to apply: that of `reference` against its parent `parent_number`, or its
-/// inverse.
-struct Change<'a> {
-    reference: &'a str,
-    parent_number: usize,
-    undo: bool,
+/// The change to apply: that of `reference` against its parent `parent_number` (1-based; 0
+/// for "the only parent"), or its inverse (`undo`, a revert).
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    /// The commit (any ref expression).
+    pub reference: &'a str,
+    /// Which parent the change is taken against.
+    pub parent_number: usize,
+    /// Revert instead of cherry-pick.
+    pub undo: bool,
 }
 
 impl Store {
@@ -70,46 +74,10 @@ impl Store {
         Ok(head)
     }
 
-    /// Commits on `branch` the inverse of `reference`'s change against its parent
-    /// `parent_number` ("Revert <commit>", no metadata unless overridden); returns the commit.
-    pub fn revert(
-        &mut self,
-        repo: &str,
-        branch: &str,
-        reference: &str,
-        parent_number: usize,
-        committer: &str,
-        overrides: Overrides,
-    ) -> Result<CommitRec, StoreError> {
-        let change = Change {
-            reference,
-            parent_number,
-            undo: true,
-        };
-        self.apply(repo, branch, &change, committer, overrides)
-    }
-
-    /// Commits on `branch` the change of `reference` against its parent `parent_number`, with
-    /// its message and metadata unless overridden; returns the new commit.
-    pub fn cherry_pick(
-        &mut self,
-        repo: &str,
-        branch: &str,
-        reference: &str,
-        parent_number: usize,
-        committer: &str,
-        overrides: Overrides,
-    ) -> Result<CommitRec, StoreError> {
-        let change = Change {
-            reference,
-            parent_number,
-            undo: false,
-        };
-        self.apply(repo, branch, &change, committer, overrides)
-    }
-
-    /// Applies (or undoes) one commit's change onto the branch head as a three-way merge.
-    fn apply(
+    /// Commits on `branch` the change of a commit against one of its parents (cherry-pick: its
+    /// message and metadata) or its inverse (revert: "Revert <commit>", no metadata), unless
+    /// overridden; a three-way merge onto the head. Returns the new commit.
+    pub fn apply_change(
         &mut self,
         repo: &str,
         branch: &str,

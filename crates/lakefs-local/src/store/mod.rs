@@ -20,7 +20,7 @@ mod refs;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-pub use apply::Overrides;
+pub use apply::{Change, Overrides};
 pub use blobs::{BlobInfo, Blobs};
 pub use error::StoreError;
 pub use merge::MergeRequest;

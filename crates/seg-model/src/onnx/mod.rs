@@ -214,12 +214,7 @@ fn up_block(g: &mut Graph, up: &UpBlock, x: &str, skip: &str) -> Result<String> 
 
 /// A 2D convolution with the layer's kernel, stride and padding.
 fn conv(g: &mut Graph, layer: &Conv2d, x: &str) -> Result<String> {
-    let dims = layer.weight.val().dims();
-    let weight = g.floats("conv_w", &dims, param(&layer.weight)?);
-    let mut inputs = vec![x.to_string(), weight];
-    if let Some(bias) = &layer.bias {
-        inputs.push(g.floats("conv_b", &[dims[0]], param(bias)?));
-    }
+    let inputs = weighted(g, x, &layer.weight, layer.bias.as_ref())?;
     let pads = match layer.padding {
         PaddingConfig2d::Explicit(top, left, bottom, right) => [top, left, bottom, right],
         PaddingConfig2d::Valid => [0; 4],
@@ -229,10 +224,9 @@ fn conv(g: &mut Graph, layer: &Conv2d, x: &str) -> Result<String> {
             ));
         }
     };
-    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     Ok(g.node(
         "Conv",
-        &refs,
+        &inputs.iter().map(String::as_str).collect::<Vec<_>>(),
         vec![
             ints("kernel_shape", &to_i64(&layer.kernel_size)),
             ints("strides", &to_i64(&layer.stride)),
@@ -245,17 +239,11 @@ fn conv(g: &mut Graph, layer: &Conv2d, x: &str) -> Result<String> {
 
 /// A transposed convolution (burn's and ONNX's weight layout agree: `[in, out/groups, kh, kw]`).
 fn conv_transpose(g: &mut Graph, layer: &ConvTranspose2d, x: &str) -> Result<String> {
-    let dims = layer.weight.val().dims();
-    let weight = g.floats("deconv_w", &dims, param(&layer.weight)?);
-    let mut inputs = vec![x.to_string(), weight];
-    if let Some(bias) = &layer.bias {
-        inputs.push(g.floats("deconv_b", &[dims[1] * layer.groups], param(bias)?));
-    }
+    let inputs = weighted(g, x, &layer.weight, layer.bias.as_ref())?;
     let [ph, pw] = layer.padding;
-    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     Ok(g.node(
         "ConvTranspose",
-        &refs,
+        &inputs.iter().map(String::as_str).collect::<Vec<_>>(),
         vec![
             ints("kernel_shape", &to_i64(&layer.kernel_size)),
             ints("strides", &to_i64(&layer.stride)),
@@ -265,6 +253,22 @@ fn conv_transpose(g: &mut Graph, layer: &ConvTranspose2d, x: &str) -> Result<Str
             ints("output_padding", &to_i64(&layer.padding_out)),
         ],
     ))
+}
+
+/// The inputs of a (transposed) convolution: `x`, the weight as an initialiser, and the bias
+/// when the layer has one.
+fn weighted(
+    g: &mut Graph,
+    x: &str,
+    weight: &Param<Tensor<4>>,
+    bias: Option<&Param<Tensor<1>>>,
+) -> Result<Vec<String>> {
+    let w = g.floats("weight", &weight.val().dims(), param(weight)?);
+    let mut inputs = vec![x.to_string(), w];
+    if let Some(b) = bias {
+        inputs.push(g.floats("bias", &b.val().dims(), param(b)?));
+    }
+    Ok(inputs)
 }
 
 /// Inference-mode batch normalisation with the running statistics.
