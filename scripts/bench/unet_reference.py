@@ -2,9 +2,15 @@
 
 U-Net depth 4, base 16, batch norm, transposed-conv up-sampling; BCE-with-logits + soft Dice;
 Adam lr 1e-3; batch 8 of 3x128x128. Prints one JSON line with median step times and
-throughputs. Run by seg-model's `throughput` bench; usable alone:
+throughputs; usable alone:
     python unet_reference.py --steps 10 --warmup 3
+With --serve it keeps one model and answers commands on stdin, one JSON line each, so that
+seg-model's `throughput` bench can interleave its rounds with PyTorch's (drift cancels):
+    train K   -> {"train_s": [K step times]}
+    infer K   -> {"infer_s": [K batch times]}
+    quit
 """
+import sys
 import argparse
 import json
 import os
@@ -67,6 +73,7 @@ def main():
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-batch-norm", action="store_true")
+    ap.add_argument("--serve", action="store_true")
     args = ap.parse_args()
     global BATCH_NORM
     BATCH_NORM = not args.no_batch_norm
@@ -97,15 +104,32 @@ def main():
         opt.step()
         loss.item()
 
-    model.train()
-    timed(train_step, args.warmup)
-    train = timed(train_step, args.steps)
-    model.eval()
-
     def infer():
         with torch.inference_mode():
             model(x).sum().item()
 
+    if args.serve:
+        print(json.dumps({"backend": f"pytorch-eager-{dev.type}", "torch": torch.__version__,
+                          "threads": torch.get_num_threads()}), flush=True)
+        for line in sys.stdin:
+            cmd = line.split()
+            if not cmd or cmd[0] == "quit":
+                break
+            k = int(cmd[1])
+            if cmd[0] == "train":
+                model.train()
+                print(json.dumps({"train_s": timed(train_step, k)}), flush=True)
+            elif cmd[0] == "infer":
+                model.eval()
+                print(json.dumps({"infer_s": timed(infer, k)}), flush=True)
+            else:
+                print(json.dumps({"error": f"unknown command {cmd[0]}"}), flush=True)
+        return
+
+    model.train()
+    timed(train_step, args.warmup)
+    train = timed(train_step, args.steps)
+    model.eval()
     timed(infer, args.warmup)
     inf = timed(infer, args.steps)
     tm, im = statistics.median(train), statistics.median(inf)

@@ -1,16 +1,22 @@
 //! Throughput benchmark: train-step and inference images/s of the benchmark U-Net (depth 4,
-//! base 16, BCE+Dice, Adam, batch 8, 3x128x128) on every backend compiled in and on PyTorch
-//! eager (scripts/bench/unet_reference.py), the data pipeline's images/s on kvasir-seg, and the
-//! peak RSS of training on kvasir-seg. Prints medians and ratios from one invocation:
+//! base 16, BCE+Dice, Adam, batch 8) at 128x128 and 256x256 on every backend compiled in and on
+//! PyTorch eager (scripts/bench/unet_reference.py --serve, one process kept per size), the data
+//! pipeline's images/s on kvasir-seg, and the peak RSS of training on kvasir-seg.
+//!
+//! The implementations are interleaved round by round (ours, then PyTorch, then the next round),
+//! so machine drift hits both; each round gives a ratio (PyTorch's median time / ours), and the
+//! summary prints the median and the worst ratio over the rounds of one invocation:
 //!
 //! ```text
+//! SEG_BENCH_PYTHON=~/.cache/seg-mlops/torch-2.9.0/bin/python cargo bench -p seg-model --bench throughput
 //! scripts/with-libtorch.sh cargo bench -p seg-model --features tch --bench throughput
 //! ```
-//! Environment: SEG_BENCH_STEPS (timed steps, default 10), SEG_DATASETS_DIR, SEG_BENCH_PYTHON
+//! Environment: SEG_BENCH_SIZES (default 128,256), SEG_BENCH_ROUNDS (default 5),
+//! SEG_BENCH_STEPS (timed steps per round, default 4), SEG_DATASETS_DIR, SEG_BENCH_PYTHON
 //! (python with torch; default $TORCH_VENV/bin/python), SEG_BENCH_BATCH_NORM=0 (no batch norm),
-//! SEG_BENCH_BACKENDS=flex,tch-cpu (which backends), SEG_BENCH_PROFILE=1 (forward/backward/optimiser split),
-//! SEG_BENCH_GENERIC=1 (each backend a second time with seg-model's own kernels off: burn's
-//! generic autodiff and modules, `set_own_kernels(false)`).
+//! SEG_BENCH_BACKENDS=flex,tch-cpu (which backends), SEG_BENCH_PROFILE=1 (forward/backward/
+//! optimiser split after the rounds), SEG_BENCH_GENERIC=1 (each backend a second time with
+//! seg-model's own kernels off: burn's generic autodiff and modules, `set_own_kernels(false)`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +32,7 @@ use seg_model::loss::{LossConfig, LossTargets, segmentation_loss};
 use seg_model::{BackendKind, UNetConfig};
 
 const BATCH: usize = 8;
+/// The data pipeline's and the RSS child's image size.
 const SIZE: usize = 128;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -33,11 +40,29 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn steps() -> usize {
-    std::env::var("SEG_BENCH_STEPS")
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10)
+        .unwrap_or(default)
+}
+
+/// Timed steps (and inference batches) per round.
+fn steps() -> usize {
+    env_usize("SEG_BENCH_STEPS", 4)
+}
+
+/// Rounds: each round times every implementation in turn, so drift hits all of them alike.
+fn rounds() -> usize {
+    env_usize("SEG_BENCH_ROUNDS", 5)
+}
+
+/// Image sizes (square), SEG_BENCH_SIZES=128,256 by default.
+fn sizes() -> Vec<usize> {
+    std::env::var("SEG_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![128, 256])
 }
 
 /// SEG_BENCH_BATCH_NORM=0 benchmarks the U-Net without batch norm (in both implementations).
@@ -51,134 +76,311 @@ fn datasets_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"))
 }
 
-struct Measure {
+/// Per-round medians (seconds per step and per inference batch) of one implementation.
+#[derive(Default)]
+struct Rounds {
+    train: Vec<f64>,
+    infer: Vec<f64>,
+}
+
+/// One of our backends, with its model and optimiser kept across rounds.
+struct Ours {
     name: String,
-    train: f64,
-    infer: f64,
+    kind: BackendKind,
+    own: bool,
+    model: Option<seg_model::UNet>,
+    optim: burn::optim::ModuleOptimizer,
+    x: Tensor<4>,
+    targets: LossTargets,
+    rounds: Rounds,
 }
 
-fn bench_backend((kind, own): (BackendKind, bool)) -> Measure {
-    seg_model::set_own_kernels(own);
-    let name = if own {
-        kind.to_string()
-    } else {
-        format!("{kind} (burn generic)")
-    };
-    let n = steps();
-    let device: Device = kind.training_device();
-    device.seed(0);
-    let config = UNetConfig::new().with_batch_norm(batch_norm());
-    let mut model = config.init(&device).expect("model");
-    let mut optim = AdamConfig::new().init();
-    let loss_cfg = LossConfig::new();
-    let x = Tensor::<4>::random(
-        [BATCH, 3, SIZE, SIZE],
-        Distribution::Normal(0.0, 1.0),
-        &device,
+impl Ours {
+    fn new((kind, own): (BackendKind, bool), size: usize) -> Self {
+        seg_model::set_own_kernels(own);
+        let name = if own {
+            kind.to_string()
+        } else {
+            format!("{kind} (burn generic)")
+        };
+        let device: Device = kind.training_device();
+        device.seed(0);
+        let config = UNetConfig::new().with_batch_norm(batch_norm());
+        let model = config.init(&device).expect("model");
+        let x = Tensor::<4>::random(
+            [BATCH, 3, size, size],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let masks: Vec<u8> = (0..BATCH * size * size)
+            .map(|i| u8::from(i % 7 < 2))
+            .collect();
+        let targets =
+            LossTargets::from_masks(&masks, BATCH, size, size, 1, &device).expect("targets");
+        seg_model::set_own_kernels(true);
+        Self {
+            name,
+            kind,
+            own,
+            model: Some(model),
+            optim: AdamConfig::new().init(),
+            x,
+            targets,
+            rounds: Rounds::default(),
+        }
+    }
+
+    /// `steps` train steps, then `steps` inference batches; records both medians.
+    fn round(&mut self, steps: usize, record: bool) {
+        seg_model::set_own_kernels(self.own);
+        let loss_cfg = LossConfig::new();
+        let mut model = self.model.take().expect("model");
+        let mut times = Vec::new();
+        for _ in 0..steps {
+            let t = Instant::now();
+            let loss = segmentation_loss(&loss_cfg, model.forward(self.x.clone()), &self.targets);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = self.optim.step(1e-3, model, grads);
+            let _ = loss.into_data();
+            times.push(t.elapsed().as_secs_f64());
+        }
+        let eval = model.valid();
+        let xe = Tensor::<4>::from_data(self.x.to_data(), &self.kind.device());
+        let mut infer = Vec::new();
+        for _ in 0..steps {
+            let t = Instant::now();
+            let _ = eval.forward(xe.clone()).sum().into_data();
+            infer.push(t.elapsed().as_secs_f64());
+        }
+        if record {
+            self.rounds.train.push(median(times));
+            self.rounds.infer.push(median(infer));
+        }
+        self.model = Some(model);
+        seg_model::set_own_kernels(true);
+    }
+
+    /// SEG_BENCH_PROFILE=1: median milliseconds of forward+loss, backward and the optimiser.
+    fn profile(&mut self, steps: usize) {
+        seg_model::set_own_kernels(self.own);
+        let loss_cfg = LossConfig::new();
+        let mut model = self.model.take().expect("model");
+        let (mut f, mut b, mut o) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..steps {
+            let t = Instant::now();
+            let loss = segmentation_loss(&loss_cfg, model.forward(self.x.clone()), &self.targets);
+            let _ = loss.clone().into_data();
+            f.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            b.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            model = self.optim.step(1e-3, model, grads);
+            o.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        println!(
+            "  profile {}: forward+loss {:.1} ms, backward {:.1} ms, optimiser {:.1} ms",
+            self.name,
+            median(f),
+            median(b),
+            median(o)
+        );
+        self.model = Some(model);
+        seg_model::set_own_kernels(true);
+    }
+}
+
+/// PyTorch eager (scripts/bench/unet_reference.py --serve), one process per image size.
+struct PyTorch {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    name: String,
+    rounds: Rounds,
+}
+
+impl PyTorch {
+    fn start(size: usize) -> Option<Self> {
+        use std::io::BufRead;
+        let python = std::env::var_os("SEG_BENCH_PYTHON")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("TORCH_VENV").map(|v| PathBuf::from(v).join("bin/python"))
+            })?;
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench/unet_reference.py");
+        let mut cmd = std::process::Command::new(&python);
+        cmd.arg(&script)
+            .args(["--serve", "--size", &size.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        if !batch_norm() {
+            cmd.arg("--no-batch-norm");
+        }
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                eprintln!(
+                    "pytorch reference did not start ({}): {e}",
+                    python.display()
+                );
+                return None;
+            }
+        };
+        let stdin = child.stdin.take()?;
+        let mut stdout = std::io::BufReader::new(child.stdout.take()?);
+        let mut hello = String::new();
+        stdout.read_line(&mut hello).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&hello).ok()?;
+        Some(Self {
+            child,
+            stdin,
+            stdout,
+            name: format!(
+                "{} (torch {}, {} threads)",
+                v["backend"].as_str().unwrap_or("pytorch"),
+                v["torch"].as_str().unwrap_or("?"),
+                v["threads"]
+            ),
+            rounds: Rounds::default(),
+        })
+    }
+
+    fn ask(&mut self, command: &str, key: &str) -> Vec<f64> {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{command}").expect("pytorch reference: write");
+        self.stdin.flush().expect("pytorch reference: flush");
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("pytorch reference: read");
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("pytorch reference answered {line:?}: {e}"));
+        v[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("pytorch reference answered {line:?}"))
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .collect()
+    }
+
+    fn round(&mut self, steps: usize, record: bool) {
+        let train = self.ask(&format!("train {steps}"), "train_s");
+        let infer = self.ask(&format!("infer {steps}"), "infer_s");
+        if record {
+            self.rounds.train.push(median(train));
+            self.rounds.infer.push(median(infer));
+        }
+    }
+}
+
+impl Drop for PyTorch {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.child.wait();
+    }
+}
+
+/// One image size: a warm-up round, then `rounds()` interleaved rounds; prints per-round
+/// ratios against PyTorch and their median and worst; returns the best train img/s of ours.
+fn bench_size(size: usize, backends: &[(BackendKind, bool)]) -> f64 {
+    let (steps, rounds) = (steps(), rounds());
+    println!(
+        "\n== {size}x{size}: batch {BATCH}, {rounds} rounds of {steps} train steps + {steps} inference batches each, interleaved"
     );
-    let masks: Vec<u8> = (0..BATCH * SIZE * SIZE)
-        .map(|i| u8::from(i % 7 < 2))
-        .collect();
-    let targets = LossTargets::from_masks(&masks, BATCH, SIZE, SIZE, 1, &device).expect("targets");
-    let mut step = |model: seg_model::UNet| {
-        let loss = segmentation_loss(&loss_cfg, model.forward(x.clone()), &targets);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let model = optim.step(1e-3, model, grads);
-        let _ = loss.into_data();
-        model
-    };
-    let mut times = Vec::new();
-    for i in 0..n + 2 {
-        let t = Instant::now();
-        model = step(model);
-        if i >= 2 {
-            times.push(t.elapsed().as_secs_f64());
+    let mut ours: Vec<Ours> = backends.iter().map(|&b| Ours::new(b, size)).collect();
+    let mut torch = PyTorch::start(size);
+    for round in 0..=rounds {
+        let record = round > 0;
+        for o in &mut ours {
+            o.round(steps, record);
+        }
+        if let Some(t) = torch.as_mut() {
+            t.round(steps, record);
+        }
+        if record {
+            let line: Vec<String> = ours
+                .iter()
+                .map(|o| {
+                    let (t, i) = (o.rounds.train[round - 1], o.rounds.infer[round - 1]);
+                    match torch.as_ref() {
+                        Some(p) => format!(
+                            "{} train {:.2}x infer {:.2}x",
+                            o.name,
+                            p.rounds.train[round - 1] / t,
+                            p.rounds.infer[round - 1] / i
+                        ),
+                        None => format!(
+                            "{} train {:.2} infer {:.2} img/s",
+                            o.name,
+                            BATCH as f64 / t,
+                            BATCH as f64 / i
+                        ),
+                    }
+                })
+                .collect();
+            println!("  round {round}: {}", line.join("; "));
         }
     }
-    let train = BATCH as f64 / median(times);
     if std::env::var_os("SEG_BENCH_PROFILE").is_some() {
-        model = profile_step(model, &mut optim, &loss_cfg, &x, &targets, n, &name);
-    }
-    let eval = model.valid();
-    let eval_device = kind.device();
-    let xe = Tensor::<4>::from_data(x.into_data(), &eval_device);
-    let mut times = Vec::new();
-    for i in 0..n + 2 {
-        let t = Instant::now();
-        let _ = eval.forward(xe.clone()).sum().into_data();
-        if i >= 2 {
-            times.push(t.elapsed().as_secs_f64());
+        for o in &mut ours {
+            o.profile(steps.max(3));
         }
-    }
-    seg_model::set_own_kernels(true);
-    Measure {
-        name,
-        train,
-        infer: BATCH as f64 / median(times),
-    }
-}
-
-/// SEG_BENCH_PROFILE=1: median milliseconds of forward+loss, backward and the optimiser step.
-fn profile_step(
-    mut model: seg_model::UNet,
-    optim: &mut burn::optim::ModuleOptimizer,
-    loss_cfg: &LossConfig,
-    x: &Tensor<4>,
-    targets: &LossTargets,
-    n: usize,
-    name: &str,
-) -> seg_model::UNet {
-    let (mut f, mut b, mut o) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..n {
-        let t = Instant::now();
-        let loss = segmentation_loss(loss_cfg, model.forward(x.clone()), targets);
-        let _ = loss.clone().into_data();
-        f.push(t.elapsed().as_secs_f64() * 1e3);
-        let t = Instant::now();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        b.push(t.elapsed().as_secs_f64() * 1e3);
-        let t = Instant::now();
-        model = optim.step(1e-3, model, grads);
-        o.push(t.elapsed().as_secs_f64() * 1e3);
     }
     println!(
-        "profile {name}: forward+loss {:.1} ms, backward {:.1} ms, optimiser {:.1} ms",
-        median(f),
-        median(b),
-        median(o)
+        "  {:<50} {:>11} {:>11} {:>20} {:>20}",
+        "implementation",
+        "train img/s",
+        "infer img/s",
+        "train ratio med/min",
+        "infer ratio med/min"
     );
-    model
-}
-
-fn bench_pytorch() -> Option<Measure> {
-    let python = std::env::var_os("SEG_BENCH_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("TORCH_VENV").map(|v| PathBuf::from(v).join("bin/python")))?;
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench/unet_reference.py");
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .args(["--steps", &steps().to_string()])
-        .args(if batch_norm() {
-            &[][..]
-        } else {
-            &["--no-batch-norm"][..]
-        })
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "pytorch reference failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+    let rate = |v: &[f64]| BATCH as f64 / median(v.to_vec());
+    for o in &ours {
+        let (tr, ir) = match torch.as_ref() {
+            Some(p) => {
+                let ratios = |a: &[f64], b: &[f64]| -> (f64, f64) {
+                    let r: Vec<f64> = a.iter().zip(b).map(|(p, o)| p / o).collect();
+                    (
+                        median(r.clone()),
+                        r.iter().copied().fold(f64::INFINITY, f64::min),
+                    )
+                };
+                let (tm, tmin) = ratios(&p.rounds.train, &o.rounds.train);
+                let (im, imin) = ratios(&p.rounds.infer, &o.rounds.infer);
+                (
+                    format!("{tm:.2}x / {tmin:.2}x"),
+                    format!("{im:.2}x / {imin:.2}x"),
+                )
+            }
+            None => ("n/a".into(), "n/a".into()),
+        };
+        println!(
+            "  {:<50} {:>11.2} {:>11.2} {:>20} {:>20}",
+            o.name,
+            rate(&o.rounds.train),
+            rate(&o.rounds.infer),
+            tr,
+            ir
         );
-        return None;
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some(Measure {
-        name: v["backend"].as_str().unwrap_or("pytorch").to_string(),
-        train: v["train_images_per_sec"].as_f64()?,
-        infer: v["infer_images_per_sec"].as_f64()?,
-    })
+    match torch.as_ref() {
+        Some(p) => println!(
+            "  {:<50} {:>11.2} {:>11.2} {:>20} {:>20}",
+            p.name,
+            rate(&p.rounds.train),
+            rate(&p.rounds.infer),
+            "1.00x",
+            "1.00x"
+        ),
+        None => println!(
+            "  (PyTorch reference not run: set SEG_BENCH_PYTHON or run under scripts/with-libtorch.sh)"
+        ),
+    }
+    ours.iter()
+        .map(|o| rate(&o.rounds.train))
+        .fold(0.0, f64::max)
 }
 
 fn kvasir() -> Option<SegmentationDataset> {
@@ -238,8 +440,7 @@ fn main() {
         return;
     }
     println!(
-        "seg-model throughput: U-Net depth 4, base 16, batch {BATCH}, 3x{SIZE}x{SIZE}, BCE+Dice, Adam; {} timed steps, medians",
-        steps()
+        "seg-model throughput: U-Net depth 4, base 16, batch {BATCH}, BCE+Dice, Adam; medians per round, ratios = PyTorch time / ours"
     );
     println!("threads: {} (rayon)", rayon::current_num_threads());
     let kinds = [
@@ -250,7 +451,7 @@ fn main() {
     ];
     let only = std::env::var("SEG_BENCH_BACKENDS").ok();
     let generic = std::env::var("SEG_BENCH_GENERIC").is_ok_and(|v| v == "1");
-    let results: Vec<Measure> = kinds
+    let backends: Vec<(BackendKind, bool)> = kinds
         .into_iter()
         .filter(|k| {
             only.as_deref()
@@ -261,34 +462,26 @@ fn main() {
                 .into_iter()
                 .take(1 + usize::from(generic))
         })
-        .map(bench_backend)
         .collect();
-    let reference = bench_pytorch();
-    println!(
-        "{:<26} {:>14} {:>14} {:>12} {:>12}",
-        "backend", "train img/s", "infer img/s", "train ratio", "infer ratio"
-    );
-    for m in results.iter().chain(reference.iter()) {
-        let (tr, ir) = reference.as_ref().map_or((f64::NAN, f64::NAN), |r| {
-            (m.train / r.train, m.infer / r.infer)
-        });
-        println!(
-            "{:<26} {:>14.2} {:>14.2} {:>11.2}x {:>11.2}x",
-            m.name, m.train, m.infer, tr, ir
-        );
-    }
-    if reference.is_none() {
-        println!(
-            "(PyTorch reference not run: set SEG_BENCH_PYTHON or run under scripts/with-libtorch.sh)"
-        );
-    }
+    let rates: Vec<(usize, f64)> = sizes()
+        .into_iter()
+        .map(|size| (size, bench_size(size, &backends)))
+        .collect();
+    let fastest = rates
+        .iter()
+        .find(|(size, _)| *size == SIZE)
+        .map(|&(_, rate)| rate);
     if let Some(ds) = kvasir() {
         let pipeline = bench_pipeline(&ds);
-        let consumer = results.iter().map(|m| m.train).fold(0.0, f64::max);
-        println!(
-            "data pipeline (kvasir-seg, decode+augment @128): {pipeline:.1} img/s = {:.1}x the fastest train step",
-            pipeline / consumer
-        );
+        match fastest {
+            Some(consumer) => println!(
+                "\ndata pipeline (kvasir-seg, decode+augment @{SIZE}): {pipeline:.1} img/s = {:.1}x the fastest train step",
+                pipeline / consumer
+            ),
+            None => println!(
+                "\ndata pipeline (kvasir-seg, decode+augment @{SIZE}): {pipeline:.1} img/s"
+            ),
+        }
         let exe = std::env::current_exe().expect("exe");
         match std::process::Command::new(exe).arg("--rss-child").output() {
             Ok(out) if out.status.success() => {
