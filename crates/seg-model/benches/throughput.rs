@@ -328,56 +328,8 @@ fn bench_size(size: usize, backends: &[(BackendKind, bool)]) -> f64 {
             o.profile(steps.max(3));
         }
     }
-    println!(
-        "  {:<50} {:>11} {:>11} {:>20} {:>20}",
-        "implementation",
-        "train img/s",
-        "infer img/s",
-        "train ratio med/min",
-        "infer ratio med/min"
-    );
+    print_summary(&ours, torch.as_ref());
     let rate = |v: &[f64]| BATCH as f64 / median(v.to_vec());
-    for o in &ours {
-        let (tr, ir) = match torch.as_ref() {
-            Some(p) => {
-                let ratios = |a: &[f64], b: &[f64]| -> (f64, f64) {
-                    let r: Vec<f64> = a.iter().zip(b).map(|(p, o)| p / o).collect();
-                    (
-                        median(r.clone()),
-                        r.iter().copied().fold(f64::INFINITY, f64::min),
-                    )
-                };
-                let (tm, tmin) = ratios(&p.rounds.train, &o.rounds.train);
-                let (im, imin) = ratios(&p.rounds.infer, &o.rounds.infer);
-                (
-                    format!("{tm:.2}x / {tmin:.2}x"),
-                    format!("{im:.2}x / {imin:.2}x"),
-                )
-            }
-            None => ("n/a".into(), "n/a".into()),
-        };
-        println!(
-            "  {:<50} {:>11.2} {:>11.2} {:>20} {:>20}",
-            o.name,
-            rate(&o.rounds.train),
-            rate(&o.rounds.infer),
-            tr,
-            ir
-        );
-    }
-    match torch.as_ref() {
-        Some(p) => println!(
-            "  {:<50} {:>11.2} {:>11.2} {:>20} {:>20}",
-            p.name,
-            rate(&p.rounds.train),
-            rate(&p.rounds.infer),
-            "1.00x",
-            "1.00x"
-        ),
-        None => println!(
-            "  (PyTorch reference not run: set SEG_BENCH_PYTHON or run under scripts/with-libtorch.sh)"
-        ),
-    }
     ours.iter()
         .map(|o| rate(&o.rounds.train))
         .fold(0.0, f64::max)
@@ -434,7 +386,63 @@ fn rss_child() {
     println!("{}", hwm.split_whitespace().nth(1).unwrap_or("0"));
 }
 
+/// The table of one size: median img/s per implementation, median and worst per-round ratio.
+fn print_summary(ours: &[Ours], torch: Option<&PyTorch>) {
+    println!(
+        "  {:<50} {:>11} {:>11} {:>20} {:>20}",
+        "implementation",
+        "train img/s",
+        "infer img/s",
+        "train ratio med/min",
+        "infer ratio med/min"
+    );
+    let rate = |v: &[f64]| BATCH as f64 / median(v.to_vec());
+    for o in ours {
+        let (tr, ir) = match torch {
+            Some(p) => {
+                let ratios = |a: &[f64], b: &[f64]| -> (f64, f64) {
+                    let r: Vec<f64> = a.iter().zip(b).map(|(p, o)| p / o).collect();
+                    (
+                        median(r.clone()),
+                        r.iter().copied().fold(f64::INFINITY, f64::min),
+                    )
+                };
+                let (tm, tmin) = ratios(&p.rounds.train, &o.rounds.train);
+                let (im, imin) = ratios(&p.rounds.infer, &o.rounds.infer);
+                (
+                    format!("{tm:.2}x / {tmin:.2}x"),
+                    format!("{im:.2}x / {imin:.2}x"),
+                )
+            }
+            None => ("n/a".into(), "n/a".into()),
+        };
+        println!(
+            "  {:<50} {:>11.2} {:>11.2} {:>20} {:>20}",
+            o.name,
+            rate(&o.rounds.train),
+            rate(&o.rounds.infer),
+            tr,
+            ir
+        );
+    }
+    match torch {
+        Some(p) => println!(
+            "  {:<50} {:>11.2} {:>11.2} {:>20} {:>20}",
+            p.name,
+            rate(&p.rounds.train),
+            rate(&p.rounds.infer),
+            "1.00x",
+            "1.00x"
+        ),
+        None => println!(
+            "  (PyTorch reference not run: set SEG_BENCH_PYTHON or run under scripts/with-libtorch.sh)"
+        ),
+    }
+}
+
 fn main() {
+    // As `seg_model::train` and `Predictor` do (the bench drives the model directly).
+    seg_model::tune_allocator();
     if std::env::args().any(|a| a == "--rss-child") {
         rss_child();
         return;

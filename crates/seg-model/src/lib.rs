@@ -11,6 +11,8 @@
 //! - [`onnx`]: a checkpoint as an ONNX model, preprocessing and decision inside the graph.
 //! - [`backend`]: which burn device runs it (`flex` by default, `tch` for libtorch).
 
+mod alloc;
+pub use alloc::tune_allocator;
 pub mod backend;
 pub mod checkpoint;
 pub mod data;

@@ -124,10 +124,13 @@ fn compare(config: UNetConfig, kind: BackendKind) {
     assert_close("inference logits", &own.inference, &burn.inference);
 }
 
-/// The four configurations on one backend (the switch is per thread: each test sets its own).
+/// The five configurations on one backend (the switch is per thread: each test sets its own).
+/// With base 8 every convolution after the first has at least 8 input channels, so on flex all
+/// of them (and their input and weight gradients) run on the shifted, im2col-free form.
 fn compare_all(kind: BackendKind) {
     let base = UNetConfig::new().with_base_channels(4).with_depth(2);
     compare(base.clone(), kind);
+    compare(base.clone().with_base_channels(8), kind);
     compare(base.clone().with_batch_norm(false), kind);
     compare(base.clone().with_upsample(UpsampleMode::Bilinear), kind);
     compare(base.with_num_classes(3), kind);

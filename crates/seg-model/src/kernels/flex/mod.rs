@@ -37,6 +37,7 @@ mod norm;
 mod pool;
 mod product;
 mod shape;
+mod shifted;
 mod tensors;
 #[cfg(test)]
 mod tests;

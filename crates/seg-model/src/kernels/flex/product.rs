@@ -61,7 +61,8 @@ impl<'a> Mat<'a> {
 /// `dst = a·b` (or `dst += a·b` with `accumulate`), `dst` row-major `a.rows x b.cols` with
 /// `dst_rs` floats per row.
 ///
-/// The workspace's one `unsafe` block: the gemm crate's API takes raw pointers and strides.
+/// One of the workspace's two `unsafe` blocks (the other is `mallopt` in src/alloc.rs): the
+/// gemm crate's API takes raw pointers and strides.
 #[allow(unsafe_code)]
 pub(super) fn matmul(
     dst: &mut [f32],
