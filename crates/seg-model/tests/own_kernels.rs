@@ -125,8 +125,7 @@ fn compare(config: UNetConfig, kind: BackendKind) {
 }
 
 /// The five configurations on one backend (the switch is per thread: each test sets its own).
-/// With base 8 every convolution after the first has at least 8 input channels, so on flex all
-/// of them (and their input and weight gradients) run on the shifted, im2col-free form.
+/// Base 8 too, so that every level's products have more than a handful of channels.
 fn compare_all(kind: BackendKind) {
     let base = UNetConfig::new().with_base_channels(4).with_depth(2);
     compare(base.clone(), kind);

@@ -3,25 +3,9 @@
 
 use super::*;
 
-/// `y[b] = conv(x[b], W) + bias`: the forward convolution; with `relu`, `max(0, ·)` of it,
-/// applied band by band while the band is still in cache. Stride-1 convolutions with enough
-/// input channels run on [`shifted::conv_forward`] (no im2col), the rest on [`im2col_forward`].
+/// `y[b] = W·im2col(x[b]) + bias`: the forward convolution; with `relu`, `max(0, ·)` of it,
+/// applied band by band while the band is still in cache.
 pub(super) fn conv_forward(
-    s: &ConvShape,
-    x: &[f32],
-    w: &[f32],
-    bias: &[f32],
-    relu: bool,
-) -> Vec<f32> {
-    if shifted::applies(s) {
-        shifted::conv_forward(s, x, w, bias, relu)
-    } else {
-        im2col_forward(s, x, w, bias, relu)
-    }
-}
-
-/// `y[b] = W·im2col(x[b]) + bias` (with `relu`, `max(0, ·)` of it), band by band.
-pub(super) fn im2col_forward(
     s: &ConvShape,
     x: &[f32],
     w: &[f32],
@@ -146,21 +130,11 @@ pub(super) fn col2im_input_grad(s: &ConvShape, dy: &[f32], w: &[f32]) -> Vec<f32
     dx
 }
 
-/// `dW = Σ_b dy[b]·im2col(x[b])ᵀ`: the weight gradient of the convolution, on
-/// [`shifted::conv_weight_grad`] where [`shifted::applies`], else on [`im2col_weight_grad`].
-pub(super) fn conv_weight_grad(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    if shifted::applies(s) {
-        shifted::conv_weight_grad(s, x, dy)
-    } else {
-        im2col_weight_grad(s, x, dy)
-    }
-}
-
-/// The weight gradient through im2col. The gemm computes
+/// `dW = Σ_b dy[b]·im2col(x[b])ᵀ`: the weight gradient of the convolution. The gemm computes
 /// `dWᵀ = Σ_b im2col(x[b])·dy[b]ᵀ` (`[col_len, c_out]`): with few output channels and many
 /// positions, that orientation runs 1.5-2.6x faster in the gemm crate (measured at the U-Net's
 /// 16- and 32-channel levels), and the transpose at the end is tiny.
-pub(super) fn im2col_weight_grad(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
+pub(super) fn conv_weight_grad(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (col_len, positions) = (s.col_len(), s.positions());
     let one = |b: usize, acc: &mut Vec<f32>, col: &mut Vec<f32>, parallel: bool| {
         let x_b = &x[b * s.in_image()..(b + 1) * s.in_image()];

@@ -37,7 +37,6 @@ mod norm;
 mod pool;
 mod product;
 mod shape;
-mod shifted;
 mod tensors;
 #[cfg(test)]
 mod tests;
