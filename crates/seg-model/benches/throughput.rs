@@ -40,6 +40,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Images per second of a batch from its per-round median seconds.
+fn rate(seconds: &[f64]) -> f64 {
+    BATCH as f64 / median(seconds.to_vec())
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -86,11 +91,12 @@ struct Rounds {
 /// One of our backends, with its model and optimiser kept across rounds.
 struct Ours {
     name: String,
-    kind: BackendKind,
     own: bool,
     model: Option<seg_model::UNet>,
     optim: burn::optim::ModuleOptimizer,
     x: Tensor<4>,
+    /// `x` on the inference device.
+    x_eval: Tensor<4>,
     targets: LossTargets,
     rounds: Rounds,
 }
@@ -120,43 +126,49 @@ impl Ours {
         seg_model::set_own_kernels(true);
         Self {
             name,
-            kind,
             own,
             model: Some(model),
             optim: AdamConfig::new().init(),
+            x_eval: Tensor::<4>::from_data(x.to_data(), &kind.device()),
             x,
             targets,
             rounds: Rounds::default(),
         }
     }
 
+    /// One train step; seconds of forward+loss, backward and the optimiser step.
+    fn train_step(&mut self, loss_cfg: &LossConfig) -> [f64; 3] {
+        let model = self.model.take().expect("model");
+        let t = Instant::now();
+        let loss = segmentation_loss(loss_cfg, model.forward(self.x.clone()), &self.targets);
+        let _ = loss.clone().into_data();
+        let forward = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let backward = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        self.model = Some(self.optim.step(1e-3, model, grads));
+        [forward, backward, t.elapsed().as_secs_f64()]
+    }
+
     /// `steps` train steps, then `steps` inference batches; records both medians.
     fn round(&mut self, steps: usize, record: bool) {
         seg_model::set_own_kernels(self.own);
         let loss_cfg = LossConfig::new();
-        let mut model = self.model.take().expect("model");
-        let mut times = Vec::new();
-        for _ in 0..steps {
-            let t = Instant::now();
-            let loss = segmentation_loss(&loss_cfg, model.forward(self.x.clone()), &self.targets);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = self.optim.step(1e-3, model, grads);
-            let _ = loss.into_data();
-            times.push(t.elapsed().as_secs_f64());
-        }
-        let eval = model.valid();
-        let xe = Tensor::<4>::from_data(self.x.to_data(), &self.kind.device());
+        let times: Vec<f64> = (0..steps)
+            .map(|_| self.train_step(&loss_cfg).iter().sum())
+            .collect();
+        let eval = self.model.as_ref().expect("model").valid();
         let mut infer = Vec::new();
         for _ in 0..steps {
             let t = Instant::now();
-            let _ = eval.forward(xe.clone()).sum().into_data();
+            let _ = eval.forward(self.x_eval.clone()).sum().into_data();
             infer.push(t.elapsed().as_secs_f64());
         }
         if record {
             self.rounds.train.push(median(times));
             self.rounds.infer.push(median(infer));
         }
-        self.model = Some(model);
         seg_model::set_own_kernels(true);
     }
 
@@ -164,28 +176,15 @@ impl Ours {
     fn profile(&mut self, steps: usize) {
         seg_model::set_own_kernels(self.own);
         let loss_cfg = LossConfig::new();
-        let mut model = self.model.take().expect("model");
-        let (mut f, mut b, mut o) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..steps {
-            let t = Instant::now();
-            let loss = segmentation_loss(&loss_cfg, model.forward(self.x.clone()), &self.targets);
-            let _ = loss.clone().into_data();
-            f.push(t.elapsed().as_secs_f64() * 1e3);
-            let t = Instant::now();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            b.push(t.elapsed().as_secs_f64() * 1e3);
-            let t = Instant::now();
-            model = self.optim.step(1e-3, model, grads);
-            o.push(t.elapsed().as_secs_f64() * 1e3);
-        }
+        let phases: Vec<[f64; 3]> = (0..steps).map(|_| self.train_step(&loss_cfg)).collect();
+        let ms = |i: usize| median(phases.iter().map(|p| p[i] * 1e3).collect());
         println!(
             "  profile {}: forward+loss {:.1} ms, backward {:.1} ms, optimiser {:.1} ms",
             self.name,
-            median(f),
-            median(b),
-            median(o)
+            ms(0),
+            ms(1),
+            ms(2)
         );
-        self.model = Some(model);
         seg_model::set_own_kernels(true);
     }
 }
@@ -329,7 +328,6 @@ fn bench_size(size: usize, backends: &[(BackendKind, bool)]) -> f64 {
         }
     }
     print_summary(&ours, torch.as_ref());
-    let rate = |v: &[f64]| BATCH as f64 / median(v.to_vec());
     ours.iter()
         .map(|o| rate(&o.rounds.train))
         .fold(0.0, f64::max)
@@ -396,7 +394,6 @@ fn print_summary(ours: &[Ours], torch: Option<&PyTorch>) {
         "train ratio med/min",
         "infer ratio med/min"
     );
-    let rate = |v: &[f64]| BATCH as f64 / median(v.to_vec());
     for o in ours {
         let (tr, ir) = match torch {
             Some(p) => {
