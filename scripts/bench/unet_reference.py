@@ -10,11 +10,11 @@ seg-model's `throughput` bench can interleave its rounds with PyTorch's (drift c
     infer K   -> {"infer_s": [K batch times]}
     quit
 """
-import sys
 import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 import torch
