@@ -16,6 +16,7 @@ pub use alloc::tune_allocator;
 pub mod backend;
 pub mod checkpoint;
 pub mod data;
+mod ema;
 pub mod error;
 pub mod evaluate;
 mod kernels;

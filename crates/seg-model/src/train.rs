@@ -20,6 +20,7 @@ use crate::checkpoint::CheckpointMeta;
 use crate::data::{
     AugmentConfig, BatchLoader, LoaderConfig, Preprocess, SegmentationDataset, Split,
 };
+use crate::ema::WeightEma;
 use crate::error::{Result, SegError, backend_call};
 use crate::evaluate::{Evaluation, scalar};
 use crate::loss::{LossConfig, LossTargets, segmentation_loss};
@@ -180,6 +181,11 @@ pub struct TrainConfig {
     /// best model so far is returned.
     #[config(default = 0.0)]
     pub time_budget_secs: f64,
+    /// Weight EMA decay (0 = off, else in (0, 1)): validation, best-epoch selection and the
+    /// returned model use an exponential moving average of the weights and batch-norm
+    /// statistics, updated after every optimiser step (horizon about `1 / (1 - decay)` steps).
+    #[config(default = 0.0)]
+    pub ema_decay: f64,
 }
 
 impl TrainConfig {
@@ -217,6 +223,13 @@ impl TrainConfig {
                 "warmup_epochs",
                 self.warmup_epochs,
                 format!("must be below the epochs ({})", self.epochs),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return Err(SegError::invalid(
+                "ema_decay",
+                self.ema_decay,
+                "must be in [0, 1) (0 = no weight EMA)",
             ));
         }
         self.lr_schedule.validate()?;
@@ -488,6 +501,8 @@ struct Run<'a> {
     backend: BackendKind,
     /// The model being trained (taken out for each optimiser step, which consumes it).
     model: Option<UNet>,
+    /// The weight average that is validated instead of `model`, when on.
+    ema: Option<WeightEma>,
     optim: burn::optim::ModuleOptimizer,
     shared: Arc<SegmentationDataset>,
     preprocess: Arc<Preprocess>,
@@ -541,6 +556,7 @@ impl<'a> Run<'a> {
         let train_device = backend.training_device();
         train_device.seed(config.seed);
         let model = model_config.init(&train_device)?;
+        let ema = (config.ema_decay > 0.0).then(|| WeightEma::new(config.ema_decay, &model));
         let optim = match config.optimizer {
             Optimizer::Adam => AdamConfig::new()
                 .with_weight_decay(
@@ -579,6 +595,7 @@ impl<'a> Run<'a> {
             split,
             backend,
             model: Some(model),
+            ema,
             optim,
             shared,
             preprocess,
@@ -645,7 +662,10 @@ impl<'a> Run<'a> {
             }
         }
         let train_seconds = started.elapsed().as_secs_f64();
-        let snapshot = self.model.as_ref().ok_or_else(missing_model)?.valid();
+        let snapshot = match &self.ema {
+            Some(ema) => ema.snapshot(),
+            None => self.model.as_ref().ok_or_else(missing_model)?.valid(),
+        };
         let (valid_loss, metrics) = self.eval.run(&snapshot, &self.split.valid)?;
         let report = EpochReport {
             epoch,
@@ -699,6 +719,9 @@ impl Run<'_> {
             Ok((optim.step(lr, model, grads), value))
         })?;
         self.model = Some(model);
+        if let (Some(ema), Some(model)) = (&mut self.ema, &self.model) {
+            ema.update(model)?;
+        }
         Ok(value)
     }
 }

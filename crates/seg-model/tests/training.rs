@@ -172,6 +172,35 @@ fn binary_synthetic_reaches_iou_080_and_is_deterministic() {
     assert_eq!(preds[0].mask.dimensions(), images[0].dimensions_pair());
 }
 
+/// Weight EMA changes what is validated (and kept), not what is trained.
+#[test]
+fn weight_ema_changes_what_is_validated_not_what_is_trained() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ds = synthetic(dir.path(), 2);
+    let split = Split::new(ds.len(), 0.2, 11).expect("split");
+    let backend = BackendKind::default_kind();
+    let run = |config: TrainConfig| {
+        let mut rec = Recorder {
+            epochs: vec![],
+            batches: 0,
+        };
+        seg_model::train(&model(2), &config, &ds, &split, backend, &mut rec).expect("train")
+    };
+    let plain = run(small_run(3));
+    let averaged = run(small_run(3).with_ema_decay(0.9));
+    assert_eq!(averaged.history.len(), 3);
+    for (a, b) in plain.history.iter().zip(&averaged.history) {
+        assert_eq!(a.train_loss, b.train_loss, "epoch {} train loss", a.epoch);
+        assert_ne!(a.valid_loss, b.valid_loss, "epoch {} validation", a.epoch);
+    }
+    let err = small_run(3)
+        .with_ema_decay(1.0)
+        .validate()
+        .expect_err("decay 1");
+    assert!(err.to_string().contains("ema_decay = 1"), "{err}");
+}
+
 trait Dims {
     fn dimensions_pair(&self) -> (u32, u32);
 }

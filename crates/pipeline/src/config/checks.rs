@@ -15,6 +15,7 @@ const TRAIN_KEYS: &[(&str, &str)] = &[
     ("weight_decay", "train.weight_decay"),
     ("warmup_epochs", "train.warmup_epochs"),
     ("time_budget_secs", "train.time_budget_secs"),
+    ("ema_decay", "train.ema_decay"),
     ("lr_schedule.min_factor", "train.lr_min_factor"),
     ("lr_schedule.every", "train.lr_step_every"),
     ("lr_schedule.gamma", "train.lr_step_gamma"),

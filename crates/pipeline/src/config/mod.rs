@@ -224,6 +224,7 @@ impl Config {
             .with_image_height(t.image_size)
             .with_image_width(t.image_size)
             .with_time_budget_secs(t.time_budget_secs)
+            .with_ema_decay(t.ema_decay)
             .with_augment(if t.augment {
                 seg_model::data::AugmentConfig::new()
             } else {

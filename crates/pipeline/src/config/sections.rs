@@ -146,6 +146,8 @@ pub struct TrainSection {
     pub augment: bool,
     /// Wall-clock budget in seconds (0 = none).
     pub time_budget_secs: f64,
+    /// Weight EMA decay (0 = off): the averaged weights are validated and saved.
+    pub ema_decay: f64,
     /// Validation overlays logged to MLflow.
     pub overlay_samples: usize,
 }

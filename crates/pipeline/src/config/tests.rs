@@ -209,6 +209,7 @@ fn seg_model_checks_are_reported_under_their_keys() {
         ("SEG_DATA__VALID_FRACTION", "1.5", "data.valid_fraction"),
         ("SEG_DATA__SYNTHETIC_COUNT", "2", "data.synthetic_count"),
         ("SEG_TRAIN__EPOCHS", "0", "train.epochs"),
+        ("SEG_TRAIN__EMA_DECAY", "1.0", "train.ema_decay"),
     ] {
         let text = load_with_env(None, Flags::new(), vars(&[(var, value)]))
             .expect_err(var)

@@ -108,6 +108,14 @@ pub(crate) fn up_block(
         return libtorch::up_block(up, units, activation, x, skip);
     }
     let x = conv_transpose2d(up, x);
+    #[cfg(feature = "flex")]
+    if flex::applies(&x) {
+        // Inference: the first convolution reads skip and up in place, no concatenated copy.
+        let [(c1, n1), (c2, n2)] = units;
+        if let Some(y) = flex::conv_cat_affine_relu(c1, n1, &skip, &x) {
+            return conv_norm_relu(c2, n2, activation, y);
+        }
+    }
     conv_block(None, units, activation, Tensor::cat(vec![skip, x], 1))
 }
 

@@ -200,6 +200,22 @@ impl<C: CheckpointStrategy> FlexTrainOps for Autodiff<Flex, C> {
         Self::flex_affine_relu(y, scale, shift)
     }
 
+    fn flex_conv2d_cat_affine_relu(
+        first: AdTensor<C>,
+        second: AdTensor<C>,
+        weight: AdTensor<C>,
+        bias: AdTensor<C>,
+        scale: AdTensor<C>,
+        shift: AdTensor<C>,
+        geometry: Geometry,
+    ) -> AdTensor<C> {
+        // Differentiable as a concatenation and the fused convolution (seg-model only calls
+        // it off autodiff devices).
+        use burn::backend::ops::FloatTensorOps;
+        let x = Self::float_cat(vec![first, second], 1);
+        Self::flex_conv2d_affine_relu(x, weight, bias, scale, shift, geometry)
+    }
+
     fn flex_batch_norm_relu(
         x: AdTensor<C>,
         gamma: AdTensor<C>,

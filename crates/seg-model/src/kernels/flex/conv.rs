@@ -12,14 +12,45 @@ pub(super) fn conv_forward(
     bias: &[f32],
     relu: bool,
 ) -> Vec<f32> {
+    conv_forward_parts(s, &[x], w, bias, relu)
+}
+
+/// [`conv_forward`] of the channel-wise concatenation of `parts` (each `[n, c_i, h, w]`, the
+/// `c_i` summing to `s.c_in`) without building it: each part fills its own rows of the im2col
+/// band (a U-Net decoder's `conv(cat([skip, up]))` reads skip and up in place).
+pub(super) fn conv_forward_parts(
+    s: &ConvShape,
+    parts: &[&[f32]],
+    w: &[f32],
+    bias: &[f32],
+    relu: bool,
+) -> Vec<f32> {
+    let plane = s.h * s.w;
+    let part_shapes: Vec<ConvShape> = parts
+        .iter()
+        .map(|p| s.with_c_in(p.len() / (s.n * plane).max(1)))
+        .collect();
+    assert_eq!(
+        part_shapes.iter().map(|p| p.c_in).sum::<usize>(),
+        s.c_in,
+        "convolution: the input parts' channels do not add up to the weight's"
+    );
     let (col_len, positions) = (s.col_len(), s.positions());
     let parallel = !per_image_parallel(s.n);
     let mut y = vec![0.0; s.n * s.out_image()];
     for_images(&mut y, s.out_image(), s.n, s.tile_len(), |b, y_b, col| {
-        let x_b = &x[b * s.in_image()..(b + 1) * s.in_image()];
         for rows in s.tiles() {
             let band = rows.start * s.ow..rows.end * s.ow;
-            s.im2col(x_b, rows, col);
+            let mut at = 0;
+            for (part, ps) in parts.iter().zip(&part_shapes) {
+                let image = ps.in_image();
+                ps.im2col(
+                    &part[b * image..(b + 1) * image],
+                    rows.clone(),
+                    &mut col[at..],
+                );
+                at += ps.col_len() * band.len();
+            }
             matmul(
                 &mut y_b[band.start..],
                 positions,

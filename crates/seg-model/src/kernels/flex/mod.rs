@@ -136,10 +136,53 @@ pub(super) fn conv_affine_relu(
     norm: Option<&BatchNorm>,
     x: &Tensor<4>,
 ) -> Option<Tensor<4>> {
+    let [w, bias, scale, shift] = fused_parameters(conv, norm, x)?;
+    Some(Tensor::from_dispatch(
+        <Dispatch as FlexTrainOps>::flex_conv2d_affine_relu(
+            x.clone().into_dispatch(),
+            w,
+            bias,
+            scale,
+            shift,
+            geometry(conv)?,
+        ),
+    ))
+}
+
+/// [`conv_affine_relu`] of `cat([first, second], 1)` with both read in place, without the
+/// concatenated copy; `None` where the fused kernel does not apply.
+pub(super) fn conv_cat_affine_relu(
+    conv: &Conv2d,
+    norm: Option<&BatchNorm>,
+    first: &Tensor<4>,
+    second: &Tensor<4>,
+) -> Option<Tensor<4>> {
+    let [w, bias, scale, shift] = fused_parameters(conv, norm, first)?;
+    Some(Tensor::from_dispatch(
+        <Dispatch as FlexTrainOps>::flex_conv2d_cat_affine_relu(
+            first.clone().into_dispatch(),
+            second.clone().into_dispatch(),
+            w,
+            bias,
+            scale,
+            shift,
+            geometry(conv)?,
+        ),
+    ))
+}
+
+/// Weight, bias, and batch norm's running statistics as a scale and shift (1 and 0 without
+/// `norm`) for the fused inference convolution; `None` on an autodiff device, with batch norm
+/// in training mode, or for a geometry the kernels do not cover.
+fn fused_parameters(
+    conv: &Conv2d,
+    norm: Option<&BatchNorm>,
+    x: &Tensor<4>,
+) -> Option<[burn::backend::DispatchTensor; 4]> {
     if x.device().is_autodiff() || norm.is_some_and(|n| n.training.is_enabled()) {
         return None;
     }
-    let geometry = geometry(conv)?;
+    geometry(conv)?;
     let device = x.device();
     let weight = conv.weight.val();
     let c_out = weight.dims()[0];
@@ -154,16 +197,12 @@ pub(super) fn conv_affine_relu(
             Tensor::zeros([c_out], &device),
         ),
     };
-    Some(Tensor::from_dispatch(
-        <Dispatch as FlexTrainOps>::flex_conv2d_affine_relu(
-            x.clone().into_dispatch(),
-            weight.into_dispatch(),
-            bias.into_dispatch(),
-            scale.into_dispatch(),
-            shift.into_dispatch(),
-            geometry,
-        ),
-    ))
+    Some([
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        scale.into_dispatch(),
+        shift.into_dispatch(),
+    ])
 }
 
 /// `pool.forward(x)`; off autodiff devices a 2x2, stride-2 max-pool (the U-Net's) runs on a
@@ -259,6 +298,17 @@ pub trait FlexTrainOps: Backend {
     /// statistics (or none: scale 1, shift 0) and ReLU in one pass (inference).
     fn flex_conv2d_affine_relu(
         x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        geometry: Geometry,
+    ) -> FloatTensor<Self>;
+    /// [`FlexTrainOps::flex_conv2d_affine_relu`] of `cat([first, second], 1)`, both read in
+    /// place (inference).
+    fn flex_conv2d_cat_affine_relu(
+        first: FloatTensor<Self>,
+        second: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         scale: FloatTensor<Self>,

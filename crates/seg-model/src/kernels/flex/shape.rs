@@ -58,6 +58,12 @@ impl ConvShape {
         }
     }
 
+    /// The same convolution over `c_in` of its input channels (one part of a concatenated
+    /// input).
+    pub(super) fn with_c_in(&self, c_in: usize) -> Self {
+        Self { c_in, ..*self }
+    }
+
     /// Rows of an image's im2col matrix.
     pub(super) fn col_len(&self) -> usize {
         self.c_in * self.kh * self.kw

@@ -41,12 +41,36 @@ pub(super) fn conv2d_affine_relu_forward(
     x: &FlexTensor,
     w: &FlexTensor,
     bias: &FlexTensor,
+    affine: [&FlexTensor; 2],
+    g: Geometry,
+) -> FlexTensor {
+    conv2d_cat_affine_relu_forward(&[x], w, bias, affine, g)
+}
+
+/// [`conv2d_affine_relu_forward`] of the channel-wise concatenation of `parts` (all
+/// `[n, c_i, h, w]` with the same `n`, `h`, `w`), read in place.
+pub(super) fn conv2d_cat_affine_relu_forward(
+    parts: &[&FlexTensor],
+    w: &FlexTensor,
+    bias: &FlexTensor,
     [scale, shift]: [&FlexTensor; 2],
     g: Geometry,
 ) -> FlexTensor {
-    let ((x, xs), (w, ws), (bias, _)) = (view(x), view(w), view(bias));
+    let views: Vec<(FlexTensor, Vec<usize>)> = parts.iter().map(|p| view(p)).collect();
+    let ((w, ws), (bias, _)) = (view(w), view(bias));
     let ((scale, _), (shift, _)) = (view(scale), view(shift));
-    let s = ConvShape::new(dims4(&xs), dims4(&ws), g);
+    let [n, _, h, wd] = dims4(&views.first().expect("fused convolution: no input").1);
+    let mut c_in = 0;
+    for (_, xs) in &views {
+        let [pn, c, ph, pw] = dims4(xs);
+        assert!(
+            (pn, ph, pw) == (n, h, wd),
+            "fused convolution: concatenated inputs of shapes {:?} differ outside the channels",
+            views.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>()
+        );
+        c_in += c;
+    }
+    let s = ConvShape::new([n, c_in, h, wd], dims4(&ws), g);
     let (scale, shift): (&[f32], &[f32]) = (scale.storage(), shift.storage());
     assert!(
         scale.len() == s.c_out && shift.len() == s.c_out,
@@ -56,7 +80,8 @@ pub(super) fn conv2d_affine_relu_forward(
         shift.len()
     );
     let (folded, bias) = fold_affine(w.storage(), bias.storage(), scale, shift);
-    let y = conv_forward(&s, x.storage(), &folded, &bias, true);
+    let inputs: Vec<&[f32]> = views.iter().map(|(x, _)| x.storage()).collect();
+    let y = conv_forward_parts(&s, &inputs, &folded, &bias, true);
     tensor(y, vec![s.n, s.c_out, s.oh, s.ow])
 }
 
@@ -206,6 +231,24 @@ impl FlexTrainOps for Flex {
         geometry: Geometry,
     ) -> FlexTensor {
         conv2d_affine_relu_forward(&x, &weight, &bias, [&scale, &shift], geometry)
+    }
+
+    fn flex_conv2d_cat_affine_relu(
+        first: FlexTensor,
+        second: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+        geometry: Geometry,
+    ) -> FlexTensor {
+        conv2d_cat_affine_relu_forward(
+            &[&first, &second],
+            &weight,
+            &bias,
+            [&scale, &shift],
+            geometry,
+        )
     }
 
     fn flex_batch_norm_relu(

@@ -158,6 +158,22 @@ fn fused_conv_affine_relu_matches_its_parts() {
         &expected,
         "banded fused",
     );
+    // The same input as two channel groups read in place (a decoder's skip and up-sampled
+    // tensors): 1 + 3 channels of each image, whole and banded.
+    let plane = s.h * s.w;
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for image in x.chunks(s.in_image()) {
+        first.extend_from_slice(&image[..plane]);
+        second.extend_from_slice(&image[plane..]);
+    }
+    let (ft, st2) = (t(&first, &[3, 1, 7, 6]), t(&second, &[3, 3, 7, 6]));
+    let parts = conv2d_cat_affine_relu_forward(&[&ft, &st2], &wt, &bt, [&at, &st], g);
+    close(parts.storage(), &expected, "fused, two parts");
+    close(
+        &conv_forward_parts(&banded, &[&first, &second], &folded, &folded_bias, true),
+        &expected,
+        "banded fused, two parts",
+    );
 }
 
 /// The 2x2 max-pool against its definition, odd sizes included.
