@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn the_average_follows_the_live_weights_by_the_decay_and_snapshots_stay_put() {
-        let device = BackendKind::Flex.device();
+        let device = BackendKind::default_kind().device();
         let config = UNetConfig::new()
             .with_base_channels(4)
             .with_depth(1)
