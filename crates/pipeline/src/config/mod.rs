@@ -210,6 +210,14 @@ impl Config {
             t.lr_step_every,
             t.lr_step_gamma,
         )?;
+        // Checked even when augmentation is off, so that a bad value never waits to be used.
+        let strengths = seg_model::data::AugmentConfig::new()
+            .with_max_scale(t.augment_scale)
+            .with_rotate_degrees(t.augment_rotate)
+            .with_brightness(t.augment_brightness)
+            .with_contrast(t.augment_contrast)
+            .with_saturation(t.augment_saturation);
+        strengths.validate()?;
         let config = TrainConfig::new()
             .with_epochs(t.epochs)
             .with_batch_size(t.batch_size)
@@ -226,7 +234,7 @@ impl Config {
             .with_time_budget_secs(t.time_budget_secs)
             .with_ema_decay(t.ema_decay)
             .with_augment(if t.augment {
-                seg_model::data::AugmentConfig::new()
+                strengths
             } else {
                 seg_model::data::AugmentConfig::none()
             });

@@ -142,8 +142,18 @@ pub struct TrainSection {
     pub early_stopping_patience: usize,
     /// The metric that picks the best epoch, by its per-epoch name (`val_iou`, ...).
     pub selection_metric: Metric,
-    /// Training augmentations on or off.
+    /// Training augmentations on or off (flips, quarter turns and the strengths below).
     pub augment: bool,
+    /// Largest zoom of the random scale-crop (1 = none).
+    pub augment_scale: f32,
+    /// Largest rotation by an arbitrary angle, degrees either way (0 = none).
+    pub augment_rotate: f32,
+    /// Largest brightness shift, in [0, 1] intensity units.
+    pub augment_brightness: f32,
+    /// Largest relative contrast change.
+    pub augment_contrast: f32,
+    /// Largest relative saturation change (RGB images).
+    pub augment_saturation: f32,
     /// Wall-clock budget in seconds (0 = none).
     pub time_budget_secs: f64,
     /// Weight EMA decay (0 = off): the averaged weights are validated and saved.

@@ -210,6 +210,8 @@ fn seg_model_checks_are_reported_under_their_keys() {
         ("SEG_DATA__SYNTHETIC_COUNT", "2", "data.synthetic_count"),
         ("SEG_TRAIN__EPOCHS", "0", "train.epochs"),
         ("SEG_TRAIN__EMA_DECAY", "1.0", "train.ema_decay"),
+        ("SEG_TRAIN__AUGMENT_ROTATE", "200", "train.augment_rotate"),
+        ("SEG_TRAIN__AUGMENT_SCALE", "0.5", "train.augment_scale"),
     ] {
         let text = load_with_env(None, Flags::new(), vars(&[(var, value)]))
             .expect_err(var)
@@ -221,6 +223,11 @@ fn seg_model_checks_are_reported_under_their_keys() {
     }
     let loaded = load_with_env(None, Flags::new(), vars(&[])).expect("defaults");
     assert_eq!(loaded.source_of("train.epochs"), DEFAULTS);
+    // The default strengths are seg-model's: configurations without them train as before.
+    assert_eq!(
+        loaded.config.train_config().expect("train config").augment,
+        seg_model::data::AugmentConfig::new()
+    );
     assert_eq!(loaded.config.train.selection_metric, seg_model::Metric::Iou);
     assert_eq!(
         loaded.config.model.upsample,

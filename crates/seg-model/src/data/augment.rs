@@ -1,6 +1,7 @@
-//! Seeded augmentations applied jointly to an image and its mask: random scale-crop, flips,
-//! 90-degree rotations, brightness and contrast. Each sample's randomness comes from
-//! `(seed, epoch, index)` alone, so results do not depend on thread scheduling.
+//! Seeded augmentations applied jointly to an image and its mask: random scale-crop, rotation
+//! by a small angle, flips, 90-degree rotations, brightness, contrast and saturation. Each
+//! sample's randomness comes from `(seed, epoch, index)` alone, so results do not depend on
+//! thread scheduling.
 
 use burn::config::Config;
 use image::imageops;
@@ -9,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::dataset::RawSample;
+use super::mask::IGNORE_INDEX;
 use super::preprocess::{Preprocess, resize_mask, resize_pixels};
 use crate::error::{Result, SegError};
 
@@ -33,6 +35,13 @@ pub struct AugmentConfig {
     /// Largest relative contrast change (0 disables it).
     #[config(default = 0.1)]
     pub contrast: f32,
+    /// Largest rotation by an arbitrary angle, in degrees either way (0 disables it). Pixels
+    /// rotated in from outside the image are black and unlabelled (ignored by the loss).
+    #[config(default = 0.0)]
+    pub rotate_degrees: f32,
+    /// Largest relative saturation change of RGB images (0 disables it).
+    #[config(default = 0.0)]
+    pub saturation: f32,
 }
 
 impl AugmentConfig {
@@ -45,18 +54,27 @@ impl AugmentConfig {
             .with_max_scale(1.0)
             .with_brightness(0.0)
             .with_contrast(0.0)
+            .with_rotate_degrees(0.0)
+            .with_saturation(0.0)
     }
 
     /// Checks the values.
     pub fn validate(&self) -> Result<()> {
-        if !(1.0..=4.0).contains(&self.max_scale)
-            || !(0.0..=1.0).contains(&self.brightness)
-            || !(0.0..=1.0).contains(&self.contrast)
-        {
-            return Err(SegError::InvalidConfig(format!(
-                "augment.max_scale = {} must be in [1, 4], brightness = {} and contrast = {} in [0, 1]",
-                self.max_scale, self.brightness, self.contrast
-            )));
+        let checks = [
+            ("augment.max_scale", self.max_scale, 1.0, 4.0),
+            ("augment.brightness", self.brightness, 0.0, 1.0),
+            ("augment.contrast", self.contrast, 0.0, 1.0),
+            ("augment.rotate_degrees", self.rotate_degrees, 0.0, 180.0),
+            ("augment.saturation", self.saturation, 0.0, 1.0),
+        ];
+        for (field, value, lo, hi) in checks {
+            if !(lo..=hi).contains(&value) {
+                return Err(SegError::invalid(
+                    field,
+                    value,
+                    format!("must be between {lo} and {hi}"),
+                ));
+            }
         }
         Ok(())
     }
@@ -97,8 +115,8 @@ pub fn prepare_sample(
         ((h as f32) * scale).round().max(h as f32) as u32,
     );
     let (x0, y0) = (rng.random_range(0..=sw - w), rng.random_range(0..=sh - h));
-    let pixels = resize_pixels(&sample.image, pre.channels, sw, sh);
-    let mask = resize_mask(&sample.mask, iw, ih, sw, sh)?;
+    let mut pixels = resize_pixels(&sample.image, pre.channels, sw, sh);
+    let mut mask = resize_mask(&sample.mask, iw, ih, sw, sh)?;
     let hflip = cfg.hflip && rng.random_bool(0.5);
     let vflip = cfg.vflip && rng.random_bool(0.5);
     let turns = if !cfg.rotate90 {
@@ -118,12 +136,92 @@ pub fn prepare_sample(
     } else {
         1.0
     };
+    // Drawn after the others, and only when enabled, so that configurations without them
+    // see the same random numbers as before they existed.
+    if cfg.rotate_degrees > 0.0 {
+        let angle = rng
+            .random_range(-cfg.rotate_degrees..=cfg.rotate_degrees)
+            .to_radians();
+        (pixels, mask) = rotate(&pixels, &mask, pre.channels, sw, sh, angle);
+    }
+    let saturation = if cfg.saturation > 0.0 {
+        rng.random_range(1.0 - cfg.saturation..=1.0 + cfg.saturation)
+    } else {
+        1.0
+    };
     let geometry = |img: ImageBufferAny| -> ImageBufferAny {
         img.crop(x0, y0, w, h).transform(hflip, vflip, turns)
     };
-    let pixels = geometry(ImageBufferAny::from_raw(pre.channels, sw, sh, pixels)?).into_raw();
+    let mut pixels = geometry(ImageBufferAny::from_raw(pre.channels, sw, sh, pixels)?).into_raw();
     let mask = geometry(ImageBufferAny::from_raw(1, sw, sh, mask)?).into_raw();
+    if pre.channels == 3 && saturation != 1.0 {
+        saturate(&mut pixels, saturation);
+    }
     Ok((pre.normalize_hwc(&pixels, brightness, contrast), mask))
+}
+
+/// Rotates an interleaved `w` x `h` image (bilinear) and its mask (nearest) by `angle` radians
+/// about the centre. Pixels that come from outside are black and [`IGNORE_INDEX`].
+fn rotate(
+    pixels: &[u8],
+    mask: &[u8],
+    channels: usize,
+    w: u32,
+    h: u32,
+    angle: f32,
+) -> (Vec<u8>, Vec<u8>) {
+    let (w, h) = (w as usize, h as usize);
+    let (sin, cos) = angle.sin_cos();
+    let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
+    let mut out = vec![0u8; pixels.len()];
+    let mut out_mask = vec![IGNORE_INDEX; mask.len()];
+    for y in 0..h {
+        for x in 0..w {
+            let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+            // Where the output pixel comes from: the inverse rotation.
+            let sx = cos * dx + sin * dy + cx;
+            let sy = -sin * dx + cos * dy + cy;
+            let (nx, ny) = (sx.round(), sy.round());
+            if nx >= 0.0 && ny >= 0.0 && (nx as usize) < w && (ny as usize) < h {
+                out_mask[y * w + x] = mask[ny as usize * w + nx as usize];
+            }
+            if sx <= -1.0 || sy <= -1.0 || sx >= w as f32 || sy >= h as f32 {
+                continue;
+            }
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - x0, sy - y0);
+            let taps = [
+                (x0, y0, (1.0 - fx) * (1.0 - fy)),
+                (x0 + 1.0, y0, fx * (1.0 - fy)),
+                (x0, y0 + 1.0, (1.0 - fx) * fy),
+                (x0 + 1.0, y0 + 1.0, fx * fy),
+            ];
+            for ch in 0..channels {
+                let mut v = 0.0f32;
+                for &(tx, ty, wt) in &taps {
+                    if tx >= 0.0 && ty >= 0.0 && (tx as usize) < w && (ty as usize) < h {
+                        v +=
+                            wt * f32::from(pixels[(ty as usize * w + tx as usize) * channels + ch]);
+                    }
+                }
+                out[(y * w + x) * channels + ch] = v.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    (out, out_mask)
+}
+
+/// Scales each RGB pixel's distance from its grey value by `factor` (0 = grey, 1 = unchanged).
+fn saturate(rgb: &mut [u8], factor: f32) {
+    for px in rgb.chunks_exact_mut(3) {
+        let [r, g, b] = [px[0], px[1], px[2]].map(f32::from);
+        let grey = 0.299 * r + 0.587 * g + 0.114 * b;
+        for v in px.iter_mut() {
+            *v = (grey + factor * (f32::from(*v) - grey))
+                .round()
+                .clamp(0.0, 255.0) as u8;
+        }
+    }
 }
 
 /// A grey or RGB u8 buffer with the geometric operations augmentation needs.
@@ -238,5 +336,75 @@ mod tests {
                 "{bright_fg}/{fg} aligned"
             );
         }
+    }
+
+    #[test]
+    fn rotation_keeps_image_and_mask_aligned_and_ignores_what_comes_from_outside() {
+        let pre = Preprocess::unnormalized(16, 16, 3);
+        let cfg = AugmentConfig::none().with_rotate_degrees(40.0);
+        let s = sample();
+        let mut ignored_somewhere = false;
+        for i in 0..20 {
+            let (img, mask) =
+                prepare_sample(&s, &pre, Some((&cfg, &mut sample_rng(3, 0, i)))).expect("rot");
+            let fg: Vec<usize> = (0..mask.len()).filter(|&p| mask[p] == 1).collect();
+            let bright = fg.iter().filter(|&&p| img[p] > 0.6).count();
+            assert!(
+                !fg.is_empty() && bright * 10 >= fg.len() * 8,
+                "{bright}/{} aligned",
+                fg.len()
+            );
+            for p in (0..mask.len()).filter(|&p| mask[p] == IGNORE_INDEX) {
+                ignored_somewhere = true;
+                assert!(img[p] < 0.5, "a pixel from outside is dark ({})", img[p]);
+            }
+        }
+        assert!(ignored_somewhere, "40-degree turns bring in corners");
+    }
+
+    #[test]
+    fn a_quarter_turn_is_an_exact_rotation_and_no_turn_is_the_identity() {
+        let (w, h) = (5usize, 5usize);
+        let pixels: Vec<u8> = (0..w * h * 3).map(|v| (v * 3 % 251) as u8).collect();
+        let mask: Vec<u8> = (0..w * h).map(|v| (v % 3) as u8).collect();
+        let (same, same_mask) = rotate(&pixels, &mask, 3, 5, 5, 0.0);
+        assert_eq!((same, same_mask), (pixels.clone(), mask.clone()));
+        let (turned, turned_mask) = rotate(&pixels, &mask, 3, 5, 5, std::f32::consts::FRAC_PI_2);
+        let want = ImageBufferAny::from_raw(3, 5, 5, pixels)
+            .expect("rgb")
+            .transform(false, false, 1)
+            .into_raw();
+        let want_mask = ImageBufferAny::from_raw(1, 5, 5, mask)
+            .expect("grey")
+            .transform(false, false, 1)
+            .into_raw();
+        assert_eq!(turned, want);
+        assert_eq!(turned_mask, want_mask);
+    }
+
+    #[test]
+    fn saturation_moves_colours_towards_or_away_from_grey() {
+        let mut rgb = vec![200u8, 100, 50, 10, 10, 10];
+        saturate(&mut rgb, 1.0);
+        assert_eq!(rgb, [200, 100, 50, 10, 10, 10], "factor 1 changes nothing");
+        saturate(&mut rgb, 0.0);
+        assert_eq!(rgb, [124, 124, 124, 10, 10, 10], "factor 0 is grey");
+        let mut rgb = vec![150u8, 100, 100];
+        saturate(&mut rgb, 1.5);
+        assert!(rgb[0] > 150 && rgb[1] < 100, "{rgb:?}");
+    }
+
+    #[test]
+    fn out_of_range_strengths_name_their_field() {
+        let err = AugmentConfig::new()
+            .with_rotate_degrees(270.0)
+            .validate()
+            .expect_err("270 degrees");
+        assert!(err.to_string().contains("augment.rotate_degrees"), "{err}");
+        let err = AugmentConfig::new()
+            .with_saturation(-0.1)
+            .validate()
+            .expect_err("negative");
+        assert!(err.to_string().contains("augment.saturation"), "{err}");
     }
 }
