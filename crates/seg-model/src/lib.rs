@@ -37,5 +37,5 @@ pub use model::{UNet, UNetConfig, UpsampleMode};
 pub use predict::{Prediction, Predictor};
 pub use train::{
     BatchReport, EpochReport, Flow, LrSchedule, LrScheduleKind, NoObserver, Optimizer, StopReason,
-    TrainConfig, TrainEnd, TrainObserver, TrainOutcome, TrainStart, train,
+    TrainConfig, TrainEnd, TrainObserver, TrainOutcome, TrainStart, epochs_within_budget, train,
 };

@@ -178,7 +178,9 @@ pub struct TrainConfig {
     #[config(default = 4)]
     pub prefetch: usize,
     /// Wall-clock budget in seconds (0 = none): no new epoch starts once it is spent, and the
-    /// best model so far is returned.
+    /// best model so far is returned. After each epoch the learning-rate schedule is shortened
+    /// (never lengthened) to the epochs the budget will allow at the mean epoch time so far,
+    /// so that a cosine decay ends within the budget on a slower machine too.
     #[config(default = 0.0)]
     pub time_budget_secs: f64,
     /// Weight EMA decay (0 = off, else in (0, 1)): validation, best-epoch selection and the
@@ -242,6 +244,12 @@ impl TrainConfig {
     /// The learning rate of `epoch` (1-based): the warm-up, then the schedule over the
     /// remaining epochs.
     pub fn learning_rate_at(&self, epoch: usize) -> Result<f64> {
+        self.learning_rate_planned(epoch, self.epochs)
+    }
+
+    /// [`Self::learning_rate_at`] for a run planned to last `planned` epochs (at most
+    /// `epochs`): what a time budget leaves of the schedule ([`epochs_within_budget`]).
+    pub fn learning_rate_planned(&self, epoch: usize, planned: usize) -> Result<f64> {
         let w = self.warmup_epochs;
         if epoch >= 1 && epoch <= w {
             return Ok(self.learning_rate * epoch as f64 / (w + 1) as f64);
@@ -249,8 +257,25 @@ impl TrainConfig {
         self.lr_schedule.rate(
             self.learning_rate,
             epoch.saturating_sub(w),
-            self.epochs.saturating_sub(w),
+            planned.min(self.epochs).saturating_sub(w),
         )
+    }
+}
+
+/// How many epochs a run with a wall-clock budget of `budget_secs` will start, estimated after
+/// `done` epochs took `elapsed_secs` in all: a new epoch starts while the budget is not spent.
+/// At least `done`; `usize::MAX` when there is nothing to estimate from.
+pub fn epochs_within_budget(budget_secs: f64, elapsed_secs: f64, done: usize) -> usize {
+    let known = done > 0 && elapsed_secs > 0.0 && budget_secs > 0.0;
+    if !known {
+        return usize::MAX;
+    }
+    let per_epoch = elapsed_secs / done as f64;
+    let fit = (budget_secs / per_epoch).ceil();
+    if fit >= usize::MAX as f64 {
+        usize::MAX
+    } else {
+        (fit as usize).max(done)
     }
 }
 
@@ -459,8 +484,10 @@ pub fn train(
     } else {
         0
     };
+    // The epochs the schedule runs over: shortened when the budget will not allow them all.
+    let mut planned = config.epochs;
     for epoch in 1..=epochs {
-        let (report, snapshot) = match run.epoch(epoch, observer)? {
+        let (report, snapshot) = match run.epoch(epoch, planned, observer)? {
             EpochResult::Finished(done) => *done,
             EpochResult::Stopped(reason) => {
                 end = TrainEnd::Stopped { epoch, reason };
@@ -481,12 +508,16 @@ pub fn train(
             }
             break;
         }
-        if config.time_budget_secs > 0.0 && clock.elapsed().as_secs_f64() >= config.time_budget_secs
-        {
-            if !last {
-                end = TrainEnd::TimeBudget;
+        if config.time_budget_secs > 0.0 {
+            let elapsed = clock.elapsed().as_secs_f64();
+            if elapsed >= config.time_budget_secs {
+                if !last {
+                    end = TrainEnd::TimeBudget;
+                }
+                break;
             }
-            break;
+            let fit = epochs_within_budget(config.time_budget_secs, elapsed, epoch);
+            planned = planned.min(fit.max(epoch + 1));
         }
     }
     selection.finish(run, end)
@@ -617,11 +648,16 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Trains one epoch, then validates it.
-    fn epoch(&mut self, epoch: usize, observer: &mut dyn TrainObserver) -> Result<EpochResult> {
+    /// Trains one epoch of a run planned to last `planned` epochs, then validates it.
+    fn epoch(
+        &mut self,
+        epoch: usize,
+        planned: usize,
+        observer: &mut dyn TrainObserver,
+    ) -> Result<EpochResult> {
         let config = self.config;
         let started = Instant::now();
-        let lr = config.learning_rate_at(epoch)?;
+        let lr = config.learning_rate_planned(epoch, planned)?;
         if let ControlFlow::Break(reason) = observer.on_epoch_start(epoch, lr) {
             return Ok(EpochResult::Stopped(reason));
         }
@@ -837,5 +873,33 @@ mod tests {
             .validate()
             .expect_err("too long");
         assert!(err.to_string().contains("warmup_epochs = 6"), "{err}");
+    }
+
+    #[test]
+    fn a_budget_shortens_the_schedule_to_the_epochs_that_fit() {
+        // 10 s per epoch, 95 s budget: epochs start at 0, 10, ..., 90 s, so 10 of them.
+        assert_eq!(epochs_within_budget(95.0, 30.0, 3), 10);
+        assert_eq!(epochs_within_budget(100.0, 30.0, 3), 10);
+        assert_eq!(epochs_within_budget(101.0, 30.0, 3), 11);
+        // Never fewer than the epochs already done; nothing to go on without any.
+        assert_eq!(epochs_within_budget(10.0, 60.0, 3), 3);
+        assert_eq!(epochs_within_budget(10.0, 0.0, 0), usize::MAX);
+        let config = TrainConfig::new()
+            .with_epochs(12)
+            .with_learning_rate(1.0)
+            .with_warmup_epochs(2)
+            .with_lr_schedule(LrSchedule::Cosine { min_factor: 0.0 });
+        let planned = config.learning_rate_planned(8, 8).expect("rate");
+        assert!(planned.abs() < 1e-12, "the floor at the planned last epoch");
+        assert_eq!(
+            config.learning_rate_planned(5, 99).expect("rate"),
+            config.learning_rate_at(5).expect("rate"),
+            "a plan beyond the configured epochs changes nothing"
+        );
+        assert_eq!(
+            config.learning_rate_planned(1, 8).expect("rate"),
+            config.learning_rate_at(1).expect("rate"),
+            "the warm-up is not shortened"
+        );
     }
 }

@@ -201,6 +201,58 @@ fn weight_ema_changes_what_is_validated_not_what_is_trained() {
     assert!(err.to_string().contains("ema_decay = 1"), "{err}");
 }
 
+/// Records each epoch and then waits, so that epochs take a known minimum time.
+struct SlowRecorder {
+    epochs: Vec<EpochReport>,
+    wait: std::time::Duration,
+}
+
+impl TrainObserver for SlowRecorder {
+    fn on_epoch_end(&mut self, report: &EpochReport) -> Flow {
+        self.epochs.push(report.clone());
+        std::thread::sleep(self.wait);
+        Flow::Continue(())
+    }
+}
+
+#[test]
+fn a_time_budget_stops_the_run_and_ends_the_cosine_decay_within_it() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ds = synthetic(dir.path(), 2);
+    let split = Split::new(ds.len(), 0.2, 11).expect("split");
+    // 200 epochs configured, epochs of at least 0.2 s, a 2 s budget: about ten run.
+    let config = small_run(200).with_time_budget_secs(2.0);
+    let mut rec = SlowRecorder {
+        epochs: vec![],
+        wait: std::time::Duration::from_millis(200),
+    };
+    let outcome = seg_model::train(
+        &model(2),
+        &config,
+        &ds,
+        &split,
+        BackendKind::default_kind(),
+        &mut rec,
+    )
+    .expect("train");
+    assert_eq!(outcome.end, TrainEnd::TimeBudget);
+    let rates: Vec<f64> = rec.epochs.iter().map(|e| e.learning_rate).collect();
+    assert!(
+        (2..=10).contains(&rates.len()),
+        "{} epochs ran",
+        rates.len()
+    );
+    assert!(
+        rates.windows(2).all(|w| w[1] <= w[0]),
+        "the rate only falls: {rates:?}"
+    );
+    // A 200-epoch cosine would still be at ~99.9 % of the base rate here; the shortened one
+    // has (nearly) reached its floor of 0.1x.
+    let last = rates[rates.len() - 1];
+    assert!(last < 0.3 * config.learning_rate, "{rates:?}");
+}
+
 trait Dims {
     fn dimensions_pair(&self) -> (u32, u32);
 }
