@@ -254,10 +254,12 @@ impl TrainConfig {
         if epoch >= 1 && epoch <= w {
             return Ok(self.learning_rate * epoch as f64 / (w + 1) as f64);
         }
+        // Epochs past the plan (the budget allowed more than estimated) stay at its end.
+        let planned = planned.min(self.epochs);
         self.lr_schedule.rate(
             self.learning_rate,
-            epoch.saturating_sub(w),
-            planned.min(self.epochs).saturating_sub(w),
+            epoch.min(planned.max(w + 1)).saturating_sub(w),
+            planned.saturating_sub(w),
         )
     }
 }
@@ -895,6 +897,11 @@ mod tests {
             config.learning_rate_planned(5, 99).expect("rate"),
             config.learning_rate_at(5).expect("rate"),
             "a plan beyond the configured epochs changes nothing"
+        );
+        let past = config.learning_rate_planned(10, 8).expect("rate");
+        assert!(
+            past.abs() < 1e-12,
+            "an epoch past the plan stays at the floor"
         );
         assert_eq!(
             config.learning_rate_planned(1, 8).expect("rate"),
