@@ -212,11 +212,11 @@ impl Config {
         )?;
         // Checked even when augmentation is off, so that a bad value never waits to be used.
         let strengths = seg_model::data::AugmentConfig::new()
-            .with_max_scale(t.augment_scale)
-            .with_rotate_degrees(t.augment_rotate)
-            .with_brightness(t.augment_brightness)
-            .with_contrast(t.augment_contrast)
-            .with_saturation(t.augment_saturation);
+            .with_max_scale(t.augment_scale as f32)
+            .with_rotate_degrees(t.augment_rotate as f32)
+            .with_brightness(t.augment_brightness as f32)
+            .with_contrast(t.augment_contrast as f32)
+            .with_saturation(t.augment_saturation as f32);
         strengths.validate()?;
         let config = TrainConfig::new()
             .with_epochs(t.epochs)

@@ -145,15 +145,15 @@ pub struct TrainSection {
     /// Training augmentations on or off (flips, quarter turns and the strengths below).
     pub augment: bool,
     /// Largest zoom of the random scale-crop (1 = none).
-    pub augment_scale: f32,
+    pub augment_scale: f64,
     /// Largest rotation by an arbitrary angle, degrees either way (0 = none).
-    pub augment_rotate: f32,
+    pub augment_rotate: f64,
     /// Largest brightness shift, in [0, 1] intensity units.
-    pub augment_brightness: f32,
+    pub augment_brightness: f64,
     /// Largest relative contrast change.
-    pub augment_contrast: f32,
+    pub augment_contrast: f64,
     /// Largest relative saturation change (RGB images).
-    pub augment_saturation: f32,
+    pub augment_saturation: f64,
     /// Wall-clock budget in seconds (0 = none).
     pub time_budget_secs: f64,
     /// Weight EMA decay (0 = off): the averaged weights are validated and saved.
