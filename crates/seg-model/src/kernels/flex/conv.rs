@@ -25,6 +25,20 @@ pub(super) fn conv_forward_parts(
     bias: &[f32],
     relu: bool,
 ) -> Vec<f32> {
+    if direct::applies(s) {
+        return direct::conv(s, parts, w, bias, relu);
+    }
+    im2col_forward_parts(s, parts, w, bias, relu)
+}
+
+/// [`conv_forward_parts`] as im2col (of each band of output rows) + gemm.
+pub(super) fn im2col_forward_parts(
+    s: &ConvShape,
+    parts: &[&[f32]],
+    w: &[f32],
+    bias: &[f32],
+    relu: bool,
+) -> Vec<f32> {
     let plane = s.h * s.w;
     let part_shapes: Vec<ConvShape> = parts
         .iter()

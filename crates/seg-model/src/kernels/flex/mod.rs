@@ -33,6 +33,7 @@ use rayon::prelude::*;
 
 mod autodiff;
 mod conv;
+mod direct;
 mod norm;
 mod pool;
 mod product;

@@ -231,3 +231,61 @@ fn norm_relu_gradient_matches_finite_differences() {
         assert!((n - f64::from(dbeta[i])).abs() < 2e-2, "dbeta[{i}]");
     }
 }
+
+/// The direct convolution against the definition: 3x3 and 1x1 kernels, padding 0-1, widths
+/// that leave partial SIMD vectors and tiles, bias and ReLU, one image (parallel over channel
+/// tiles) and several (parallel over images), and an input given as two concatenated parts.
+#[test]
+fn direct_conv_matches_definition() {
+    // The U-Net's top levels take this path; its deep, narrow-row levels stay on im2col.
+    let unet = |c: usize, size: usize| {
+        let g = Geometry {
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+        };
+        direct::applies(&ConvShape::new([8, c, size, size], [c, c, 3, 3], g))
+    };
+    assert!(unet(16, 128) && unet(32, 64) && unet(64, 64));
+    assert!(!unet(64, 32) && !unet(128, 16) && !unet(256, 8));
+    let cases = [
+        ([3, 5, 9, 37], [8, 5, 3, 3], [1, 1]),
+        ([1, 6, 4, 70], [12, 6, 3, 3], [1, 1]),
+        ([4, 3, 6, 33], [4, 3, 3, 3], [0, 0]),
+        ([2, 7, 5, 40], [16, 7, 1, 1], [0, 0]),
+        ([2, 4, 7, 64], [8, 4, 3, 3], [1, 1]),
+        ([1, 2, 3, 5], [4, 2, 3, 3], [1, 1]),
+        ([3, 6, 8, 19], [4, 6, 3, 1], [1, 0]),
+    ];
+    for (xs, ws, padding) in cases {
+        let g = Geometry {
+            stride: [1, 1],
+            padding,
+            dilation: [1, 1],
+        };
+        let s = ConvShape::new(xs, ws, g);
+        let x = values(s.n * s.in_image(), 5);
+        let w = values(ws.iter().product(), 6);
+        let bias = values(s.c_out, 7);
+        let mut expected = naive_conv(&s, &x, &w);
+        for (i, v) in expected.iter_mut().enumerate() {
+            *v += bias[(i / s.positions()) % s.c_out];
+        }
+        let what = format!("direct {xs:?} {ws:?} {padding:?}");
+        close(&direct::conv(&s, &[&x], &w, &bias, false), &expected, &what);
+        let relu: Vec<f32> = expected.iter().map(|v| v.max(0.0)).collect();
+        close(&direct::conv(&s, &[&x], &w, &bias, true), &relu, &what);
+        // The same input as two parts of 1 and c_in - 1 channels.
+        let plane = s.h * s.w;
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        for image in x.chunks_exact(s.in_image()) {
+            first.extend_from_slice(&image[..plane]);
+            second.extend_from_slice(&image[plane..]);
+        }
+        close(
+            &direct::conv(&s, &[&first, &second], &w, &bias, false),
+            &expected,
+            &format!("{what} in two parts"),
+        );
+    }
+}

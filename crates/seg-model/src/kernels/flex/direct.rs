@@ -1,0 +1,294 @@
+//! A direct stride-1 convolution for the U-Net's narrow, wide levels (few channels, many
+//! positions), where im2col + gemm spends more time copying (the 9x im2col band, then the gemm
+//! crate's packing of it) than multiplying: each output tile of 4 channels x 4 SIMD vectors of
+//! one row is accumulated in registers straight from a zero-padded copy of the input, one
+//! fused multiply-add per weight and vector. SIMD through pulp (AVX-512 or AVX2 chosen at run
+//! time, as the gemm crate does); no `unsafe`.
+
+use super::*;
+use pulp::bytemuck;
+use pulp::{Arch, Simd, WithSimd};
+
+/// Output channels per register tile (and the multiple `c_out` must be).
+const TILE_CHANNELS: usize = 4;
+/// Floats per padded input row beyond the output width's round-up to this many lanes (the
+/// widest SIMD vector, AVX-512's 16 `f32`).
+const MAX_LANES: usize = 16;
+
+/// Whether [`conv`] covers `s` and beats im2col + gemm on it: stride and dilation 1, a 1- or
+/// 3-wide kernel with padding inside its span, `c_out` a multiple of 4, and few output
+/// channels for the row width (at most 32 channels on rows of 32 or more, 64 on rows of 64 or
+/// more: per-layer timings in BENCHMARKS.md, "A direct convolution", session 13).
+pub(super) fn applies(s: &ConvShape) -> bool {
+    let g = s.g;
+    let narrow = (s.ow >= 32 && s.c_out <= 32) || (s.ow >= 64 && s.c_out <= 64);
+    g.stride == [1, 1]
+        && g.dilation == [1, 1]
+        && (s.kw == 1 || s.kw == 3)
+        && g.padding[0] < s.kh.max(1)
+        && g.padding[1] < s.kw
+        && s.c_out.is_multiple_of(TILE_CHANNELS)
+        && s.c_in > 0
+        && narrow
+}
+
+/// The padded input's geometry: rows of `pw` floats (`h + 2·padding` of them per channel),
+/// channels `cs` floats apart.
+#[derive(Clone, Copy)]
+struct Padded {
+    pw: usize,
+    cs: usize,
+}
+
+impl Padded {
+    fn of(s: &ConvShape) -> Self {
+        let (ph, pw) = (
+            s.h + 2 * s.g.padding[0],
+            s.ow.div_ceil(MAX_LANES) * MAX_LANES + s.kw - 1,
+        );
+        // Channels 4 KiB-aligned plus 5 cache lines apart: the same row of consecutive
+        // channels falls in different L1 sets (a 256-wide image's planes are a multiple of
+        // 4 KiB, and 16 channels' rows in the same set ran at half speed).
+        let cs = (ph * pw).div_ceil(1024) * 1024 + 80;
+        Self { pw, cs }
+    }
+
+    fn image(&self, c_in: usize) -> usize {
+        c_in * self.cs
+    }
+}
+
+/// `conv_forward_parts` for shapes where [`applies`]: `y[b] = W * x[b] + bias` (then ReLU with
+/// `relu`), the input the channel-wise concatenation of `parts`.
+pub(super) fn conv(
+    s: &ConvShape,
+    parts: &[&[f32]],
+    w: &[f32],
+    bias: &[f32],
+    relu: bool,
+) -> Vec<f32> {
+    assert!(
+        s.g.stride == [1, 1] && s.g.dilation == [1, 1] && (s.kw == 1 || s.kw == 3),
+        "direct convolution: unsupported geometry {:?} with a {}x{} kernel",
+        s.g,
+        s.kh,
+        s.kw
+    );
+    let p = Padded::of(s);
+    // Weights regrouped per tile of output channels: [block][c][tap][TILE_CHANNELS].
+    let taps = s.kh * s.kw;
+    let blocks = s.c_out / TILE_CHANNELS;
+    let mut wt = vec![0.0f32; w.len()];
+    for o in 0..s.c_out {
+        for c in 0..s.c_in {
+            for t in 0..taps {
+                let (block, lane) = (o / TILE_CHANNELS, o % TILE_CHANNELS);
+                wt[((block * s.c_in + c) * taps + t) * TILE_CHANNELS + lane] =
+                    w[(o * s.c_in + c) * taps + t];
+            }
+        }
+    }
+    let positions = s.positions();
+    let mut y = vec![0.0f32; s.n * s.out_image()];
+    if s.out_image() == 0 {
+        return y;
+    }
+    let job = |xp: &[f32], first_block: usize, y_part: &mut [f32]| {
+        Arch::new().dispatch(Rows {
+            input: Input { s, p, x: xp, relu },
+            wt: &wt,
+            bias,
+            first_block,
+            y: y_part,
+        });
+    };
+    if per_image_parallel(s.n) {
+        // Each image padded into its thread's scratch buffer, then all its channels.
+        y.par_chunks_mut(s.out_image())
+            .enumerate()
+            .for_each(|(b, yb)| {
+                with_scratch(p.image(s.c_in), |xp| {
+                    pad(s, p, parts, b, xp);
+                    job(xp, 0, yb);
+                });
+            });
+    } else {
+        // Few images: one at a time, its tiles of output channels in parallel.
+        let mut xp = vec![0.0f32; p.image(s.c_in)];
+        for (b, yb) in y.chunks_mut(s.out_image()).enumerate() {
+            pad(s, p, parts, b, &mut xp);
+            yb.par_chunks_mut(TILE_CHANNELS * positions)
+                .enumerate()
+                .for_each(|(block, yt)| job(&xp, block, yt));
+        }
+        debug_assert!(blocks * TILE_CHANNELS == s.c_out);
+    }
+    y
+}
+
+/// Writes image `b` of the concatenation of `parts` into `xp` (`[c_in][ph][pw]`) with zeros
+/// around it.
+fn pad(s: &ConvShape, p: Padded, parts: &[&[f32]], b: usize, xp: &mut [f32]) {
+    let plane = s.h * s.w;
+    let (pad_h, pad_w) = (s.g.padding[0], s.g.padding[1]);
+    xp.fill(0.0);
+    let mut channels = xp.chunks_exact_mut(p.cs);
+    for part in parts {
+        let c_part = part.len() / (s.n * plane).max(1);
+        let image = &part[b * c_part * plane..(b + 1) * c_part * plane];
+        for src in image.chunks_exact(plane.max(1)) {
+            let Some(dst) = channels.next() else { return };
+            for (y, row) in src.chunks_exact(s.w.max(1)).enumerate() {
+                let at = (y + pad_h) * p.pw + pad_w;
+                dst[at..at + s.w].copy_from_slice(row);
+            }
+        }
+    }
+}
+
+/// One image's padded input and what to do with the sums.
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    s: &'a ConvShape,
+    p: Padded,
+    /// The image's padded input, `[c_in][ph][pw]`.
+    x: &'a [f32],
+    relu: bool,
+}
+
+/// One image's output channels `first_block * 4..` (as many tiles as `y` holds), row by row.
+struct Rows<'a> {
+    input: Input<'a>,
+    /// The regrouped weights of all blocks.
+    wt: &'a [f32],
+    bias: &'a [f32],
+    first_block: usize,
+    /// `[tiles * 4][oh][ow]`.
+    y: &'a mut [f32],
+}
+
+impl WithSimd for Rows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        // 16 accumulators with AVX-512's 32 registers; 8 with AVX2's 16.
+        match (S::REGISTER_COUNT >= 32, self.input.s.kw) {
+            (true, 1) => self.run::<S, 4, 1>(simd),
+            (true, _) => self.run::<S, 4, 3>(simd),
+            (false, 1) => self.run::<S, 2, 1>(simd),
+            (false, _) => self.run::<S, 2, 3>(simd),
+        }
+    }
+}
+
+impl Rows<'_> {
+    #[inline(always)]
+    fn run<S: Simd, const V: usize, const KW: usize>(self, simd: S) {
+        let Rows {
+            input,
+            wt,
+            bias,
+            first_block,
+            y,
+        } = self;
+        let s = input.s;
+        let lanes = S::F32_LANES;
+        let positions = s.positions();
+        let vectors = s.ow.div_ceil(lanes);
+        let tiles = y.len() / (TILE_CHANNELS * positions);
+        let block_weights = s.c_in * s.kh * s.kw * TILE_CHANNELS;
+        // Each block of vectors of a row against every tile of output channels in turn, so
+        // that the block's input segments (channels x kernel rows) stay in L1 between tiles.
+        let mut blocks = Vec::with_capacity(vectors.div_ceil(V) + V);
+        let mut v0 = 0;
+        while v0 + V <= vectors {
+            blocks.push((v0, V));
+            v0 += V;
+        }
+        blocks.extend((v0..vectors).map(|v| (v, 1)));
+        for oy in 0..s.oh {
+            for &(v0, width) in &blocks {
+                for tile in 0..tiles {
+                    let block = first_block + tile;
+                    let wt = &wt[block * block_weights..(block + 1) * block_weights];
+                    let bias: [f32; TILE_CHANNELS] =
+                        std::array::from_fn(|o| bias[block * TILE_CHANNELS + o]);
+                    let y = &mut y[tile * TILE_CHANNELS * positions..];
+                    if width == V {
+                        input.tile::<S, V, KW>(simd, wt, oy, v0, bias, y);
+                    } else {
+                        input.tile::<S, 1, KW>(simd, wt, oy, v0, bias, y);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Input<'_> {
+    /// Output row `oy`, vectors `v0..v0 + V` of one tile of 4 channels.
+    #[inline(always)]
+    fn tile<S: Simd, const V: usize, const KW: usize>(
+        &self,
+        simd: S,
+        wt: &[f32],
+        oy: usize,
+        v0: usize,
+        bias: [f32; TILE_CHANNELS],
+        y: &mut [f32],
+    ) {
+        let s = self.s;
+        let (lanes, pw, cs) = (S::F32_LANES, self.p.pw, self.p.cs);
+        let mut acc: [[S::f32s; V]; TILE_CHANNELS] =
+            std::array::from_fn(|o| [simd.splat_f32s(bias[o]); V]);
+        // One loop over the (channel, kernel row) pairs, so that the accumulators stay in
+        // registers; the kernel's columns are unrolled.
+        let span = V * lanes + KW - 1;
+        let (mut ki, mut row) = (0, oy * pw + v0 * lanes);
+        for ws in wt.chunks_exact(KW * TILE_CHANNELS) {
+            let seg = &self.x[row..row + span];
+            for kj in 0..KW {
+                let xs: [S::f32s; V] = std::array::from_fn(|v| {
+                    let at = v * lanes + kj;
+                    bytemuck::pod_read_unaligned(bytemuck::cast_slice(&seg[at..at + lanes]))
+                });
+                let w: [f32; TILE_CHANNELS] = std::array::from_fn(|o| ws[kj * TILE_CHANNELS + o]);
+                acc = fma_tile(simd, acc, xs, w);
+            }
+            ki += 1;
+            row += pw;
+            if ki == s.kh {
+                ki = 0;
+                row += cs - s.kh * pw;
+            }
+        }
+        let zero = simd.splat_f32s(0.0);
+        let positions = s.positions();
+        for (o, acc_o) in acc.iter().enumerate() {
+            let out = &mut y[o * positions + oy * s.ow..o * positions + (oy + 1) * s.ow];
+            for (v, &a) in acc_o.iter().enumerate() {
+                let a = if self.relu { simd.max_f32s(a, zero) } else { a };
+                let start = (v0 + v) * lanes;
+                let end = (start + lanes).min(s.ow);
+                if end - start == lanes {
+                    out[start..end].copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&a)));
+                } else {
+                    simd.partial_store_f32s(&mut out[start..end], a);
+                }
+            }
+        }
+    }
+}
+
+/// `acc[o][v] += w[o] * x[v]`, by value so that the accumulators stay in registers.
+#[inline(always)]
+fn fma_tile<S: Simd, const V: usize>(
+    simd: S,
+    acc: [[S::f32s; V]; TILE_CHANNELS],
+    xs: [S::f32s; V],
+    ws: [f32; TILE_CHANNELS],
+) -> [[S::f32s; V]; TILE_CHANNELS] {
+    let ws = ws.map(|w| simd.splat_f32s(w));
+    std::array::from_fn(|o| std::array::from_fn(|v| simd.mul_add_e_f32s(ws[o], xs[v], acc[o][v])))
+}
