@@ -16,12 +16,11 @@ const TILE_CHANNELS: usize = 4;
 const MAX_LANES: usize = 16;
 
 /// Whether [`conv`] covers `s` and beats im2col + gemm on it: stride and dilation 1, a 1- or
-/// 3-wide kernel with padding inside its span, `c_out` a multiple of 4, and few output
-/// channels for the row width (at most 32 channels on rows of 32 or more, 64 on rows of 64 or
-/// more: per-layer timings in BENCHMARKS.md, "A direct convolution", session 13).
+/// 3-wide kernel with padding inside its span, `c_out` a multiple of 4, output rows at least 16
+/// wide (narrower rows would leave most of an AVX-512 vector empty: at 8 it ran at half
+/// im2col's speed; per-layer timings in BENCHMARKS.md, "A direct convolution", session 13).
 pub(super) fn applies(s: &ConvShape) -> bool {
     let g = s.g;
-    let narrow = (s.ow >= 32 && s.c_out <= 32) || (s.ow >= 64 && s.c_out <= 64);
     g.stride == [1, 1]
         && g.dilation == [1, 1]
         && (s.kw == 1 || s.kw == 3)
@@ -29,7 +28,7 @@ pub(super) fn applies(s: &ConvShape) -> bool {
         && g.padding[1] < s.kw
         && s.c_out.is_multiple_of(TILE_CHANNELS)
         && s.c_in > 0
-        && narrow
+        && s.ow >= 16
 }
 
 /// The padded input's geometry: rows of `pw` floats (`h + 2·padding` of them per channel),
@@ -131,16 +130,23 @@ pub(super) fn conv(
 fn pad(s: &ConvShape, p: Padded, parts: &[&[f32]], b: usize, xp: &mut [f32]) {
     let plane = s.h * s.w;
     let (pad_h, pad_w) = (s.g.padding[0], s.g.padding[1]);
-    xp.fill(0.0);
+    let rows = s.h + 2 * pad_h;
+    // Only the border is zeroed (the buffer is reused scratch): a whole-buffer fill was a
+    // memset of the input's size per convolution.
     let mut channels = xp.chunks_exact_mut(p.cs);
     for part in parts {
         let c_part = part.len() / (s.n * plane).max(1);
         let image = &part[b * c_part * plane..(b + 1) * c_part * plane];
         for src in image.chunks_exact(plane.max(1)) {
             let Some(dst) = channels.next() else { return };
-            for (y, row) in src.chunks_exact(s.w.max(1)).enumerate() {
-                let at = (y + pad_h) * p.pw + pad_w;
-                dst[at..at + s.w].copy_from_slice(row);
+            let dst = &mut dst[..rows * p.pw];
+            dst[..pad_h * p.pw].fill(0.0);
+            dst[(pad_h + s.h) * p.pw..].fill(0.0);
+            for (y, src_row) in src.chunks_exact(s.w.max(1)).enumerate() {
+                let row = &mut dst[(y + pad_h) * p.pw..(y + pad_h + 1) * p.pw];
+                row[..pad_w].fill(0.0);
+                row[pad_w..pad_w + s.w].copy_from_slice(src_row);
+                row[pad_w + s.w..].fill(0.0);
             }
         }
     }
@@ -207,20 +213,49 @@ impl Rows<'_> {
             v0 += V;
         }
         blocks.extend((v0..vectors).map(|v| (v, 1)));
-        for oy in 0..s.oh {
-            for &(v0, width) in &blocks {
-                for tile in 0..tiles {
-                    let block = first_block + tile;
-                    let wt = &wt[block * block_weights..(block + 1) * block_weights];
-                    let bias: [f32; TILE_CHANNELS] =
-                        std::array::from_fn(|o| bias[block * TILE_CHANNELS + o]);
-                    let y = &mut y[tile * TILE_CHANNELS * positions..];
-                    if width == V {
-                        input.tile::<S, V, KW>(simd, wt, oy, v0, bias, y);
-                    } else {
-                        input.tile::<S, 1, KW>(simd, wt, oy, v0, bias, y);
+        if vectors >= V {
+            for oy in 0..s.oh {
+                for &(v0, width) in &blocks {
+                    for tile in 0..tiles {
+                        let block = first_block + tile;
+                        let wt = &wt[block * block_weights..(block + 1) * block_weights];
+                        let bias: [f32; TILE_CHANNELS] =
+                            std::array::from_fn(|o| bias[block * TILE_CHANNELS + o]);
+                        let y = &mut y[tile * TILE_CHANNELS * positions..];
+                        if width == V {
+                            input.tile::<S, V, KW>(simd, wt, oy, v0, bias, y);
+                        } else {
+                            input.tile::<S, 1, KW>(simd, wt, oy, v0, bias, y);
+                        }
                     }
                 }
+            }
+            return;
+        }
+        // Rows narrower than a tile: a tile's vectors come from consecutive rows.
+        let spots: Vec<(usize, usize)> = (0..s.oh)
+            .flat_map(|oy| (0..vectors).map(move |v| (oy, v)))
+            .collect();
+        let mut groups = spots.chunks_exact(V);
+        for group in groups.by_ref() {
+            let at: [(usize, usize); V] = std::array::from_fn(|i| group[i]);
+            for tile in 0..tiles {
+                let block = first_block + tile;
+                let wt = &wt[block * block_weights..(block + 1) * block_weights];
+                let bias: [f32; TILE_CHANNELS] =
+                    std::array::from_fn(|o| bias[block * TILE_CHANNELS + o]);
+                let y = &mut y[tile * TILE_CHANNELS * positions..];
+                input.tile_at::<S, V, KW>(simd, wt, at, bias, y);
+            }
+        }
+        for &spot in groups.remainder() {
+            for tile in 0..tiles {
+                let block = first_block + tile;
+                let wt = &wt[block * block_weights..(block + 1) * block_weights];
+                let bias: [f32; TILE_CHANNELS] =
+                    std::array::from_fn(|o| bias[block * TILE_CHANNELS + o]);
+                let y = &mut y[tile * TILE_CHANNELS * positions..];
+                input.tile_at::<S, 1, KW>(simd, wt, [spot], bias, y);
             }
         }
     }
@@ -275,6 +310,56 @@ impl Input<'_> {
                     out[start..end].copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&a)));
                 } else {
                     simd.partial_store_f32s(&mut out[start..end], a);
+                }
+            }
+        }
+    }
+}
+
+impl Input<'_> {
+    /// The vectors `at` (output row, vector index in the row) of one tile of 4 channels.
+    #[inline(always)]
+    fn tile_at<S: Simd, const V: usize, const KW: usize>(
+        &self,
+        simd: S,
+        wt: &[f32],
+        at: [(usize, usize); V],
+        bias: [f32; TILE_CHANNELS],
+        y: &mut [f32],
+    ) {
+        let s = self.s;
+        let (lanes, pw, cs) = (S::F32_LANES, self.p.pw, self.p.cs);
+        let bases: [usize; V] = at.map(|(oy, v)| oy * pw + v * lanes);
+        let mut acc: [[S::f32s; V]; TILE_CHANNELS] =
+            std::array::from_fn(|o| [simd.splat_f32s(bias[o]); V]);
+        let (mut ki, mut row) = (0, 0);
+        for ws in wt.chunks_exact(KW * TILE_CHANNELS) {
+            for kj in 0..KW {
+                let xs: [S::f32s; V] = std::array::from_fn(|v| {
+                    let at = row + bases[v] + kj;
+                    bytemuck::pod_read_unaligned(bytemuck::cast_slice(&self.x[at..at + lanes]))
+                });
+                let w: [f32; TILE_CHANNELS] = std::array::from_fn(|o| ws[kj * TILE_CHANNELS + o]);
+                acc = fma_tile(simd, acc, xs, w);
+            }
+            ki += 1;
+            row += pw;
+            if ki == s.kh {
+                ki = 0;
+                row += cs - s.kh * pw;
+            }
+        }
+        let zero = simd.splat_f32s(0.0);
+        let positions = s.positions();
+        for (o, acc_o) in acc.iter().enumerate() {
+            for (&(oy, v), &a) in at.iter().zip(acc_o) {
+                let a = if self.relu { simd.max_f32s(a, zero) } else { a };
+                let start = o * positions + oy * s.ow + v * lanes;
+                let end = o * positions + oy * s.ow + ((v + 1) * lanes).min(s.ow);
+                if end - start == lanes {
+                    y[start..end].copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&a)));
+                } else {
+                    simd.partial_store_f32s(&mut y[start..end], a);
                 }
             }
         }

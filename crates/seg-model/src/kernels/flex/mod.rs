@@ -10,6 +10,9 @@
 //! with batch statistics and the ReLU after it are one pass for the statistics and one for the
 //! output, and their backward two passes. Images (or channels) run in parallel on rayon's
 //! global pool, burn-flex's own; the gemm crate (which burn-flex uses too) does the products.
+//! Stride-1 convolutions with rows at least 16 wide (the U-Net's forward and input gradients
+//! down to 16x16) skip im2col: `direct.rs` accumulates 4 output channels x 4 SIMD vectors in
+//! registers straight from a zero-padded copy of the input.
 //!
 //! The ops are burn [backend extensions](burn::backend::backend_extension) on `Flex` (used for
 //! inference) and `Autodiff<Flex>` (training). They cover `f32` convolutions with one group;
