@@ -66,12 +66,28 @@ pub(super) fn conv(
     bias: &[f32],
     relu: bool,
 ) -> Vec<f32> {
+    conv_on(Arch::new(), s, parts, w, bias, relu)
+}
+
+/// [`conv`] with the SIMD instruction set `arch` (the tests run each one this machine has).
+pub(super) fn conv_on(
+    arch: Arch,
+    s: &ConvShape,
+    parts: &[&[f32]],
+    w: &[f32],
+    bias: &[f32],
+    relu: bool,
+) -> Vec<f32> {
     assert!(
-        s.g.stride == [1, 1] && s.g.dilation == [1, 1] && (s.kw == 1 || s.kw == 3),
-        "direct convolution: unsupported geometry {:?} with a {}x{} kernel",
+        s.g.stride == [1, 1]
+            && s.g.dilation == [1, 1]
+            && (s.kw == 1 || s.kw == 3)
+            && s.c_out.is_multiple_of(TILE_CHANNELS),
+        "direct convolution: unsupported geometry {:?} with a {}x{} kernel and {} outputs",
         s.g,
         s.kh,
-        s.kw
+        s.kw,
+        s.c_out
     );
     let p = Padded::of(s);
     // Weights regrouped per tile of output channels: [block][c][tap][TILE_CHANNELS].
@@ -93,7 +109,7 @@ pub(super) fn conv(
         return y;
     }
     let job = |xp: &[f32], first_block: usize, y_part: &mut [f32]| {
-        Arch::new().dispatch(Rows {
+        arch.dispatch(Rows {
             input: Input { s, p, x: xp, relu },
             wt: &wt,
             bias,

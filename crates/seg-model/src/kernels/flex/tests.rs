@@ -232,6 +232,17 @@ fn norm_relu_gradient_matches_finite_differences() {
     }
 }
 
+/// pulp's instruction sets available here, scalar included.
+fn instruction_sets() -> Vec<pulp::Arch> {
+    let mut sets = vec![pulp::Arch::Scalar];
+    #[cfg(target_arch = "x86_64")]
+    {
+        sets.extend(pulp::x86::V3::try_new().map(pulp::Arch::V3));
+        sets.extend(pulp::x86::V4::try_new().map(pulp::Arch::V4));
+    }
+    sets
+}
+
 /// The direct convolution against the definition: 3x3 and 1x1 kernels, padding 0-1, widths
 /// that leave partial SIMD vectors and tiles, bias and ReLU, one image (parallel over channel
 /// tiles) and several (parallel over images), and an input given as two concatenated parts.
@@ -273,6 +284,15 @@ fn direct_conv_matches_definition() {
         }
         let what = format!("direct {xs:?} {ws:?} {padding:?}");
         close(&direct::conv(&s, &[&x], &w, &bias, false), &expected, &what);
+        // Every instruction set this machine has: AVX-512 (16 lanes, 4-vector tiles), AVX2
+        // (8 lanes, 2-vector tiles) and scalar.
+        for arch in instruction_sets() {
+            close(
+                &direct::conv_on(arch, &s, &[&x], &w, &bias, false),
+                &expected,
+                &format!("{what} on {arch:?}"),
+            );
+        }
         let relu: Vec<f32> = expected.iter().map(|v| v.max(0.0)).collect();
         close(&direct::conv(&s, &[&x], &w, &bias, true), &relu, &what);
         // The same input as two parts of 1 and c_in - 1 channels.
