@@ -93,7 +93,6 @@ pub(super) fn conv_on(
     let p = Padded::of(s);
     // Weights regrouped per tile of output channels: [block][c][tap][TILE_CHANNELS].
     let taps = s.kh * s.kw;
-    let blocks = s.c_out / TILE_CHANNELS;
     let mut wt = vec![0.0f32; w.len()];
     for o in 0..s.c_out {
         for c in 0..s.c_in {
@@ -137,7 +136,6 @@ pub(super) fn conv_on(
                 .enumerate()
                 .for_each(|(block, yt)| job(&xp, block, yt));
         }
-        debug_assert!(blocks * TILE_CHANNELS == s.c_out);
     }
     y
 }
@@ -221,29 +219,33 @@ impl Rows<'_> {
         let vectors = s.ow.div_ceil(lanes);
         let tiles = y.len() / (TILE_CHANNELS * positions);
         let block_weights = s.c_in * s.kh * s.kw * TILE_CHANNELS;
-        // Each block of vectors of a row against every tile of output channels in turn, so
-        // that the block's input segments (channels x kernel rows) stay in L1 between tiles.
-        let mut blocks = Vec::with_capacity(vectors.div_ceil(V) + V);
-        let mut v0 = 0;
-        while v0 + V <= vectors {
-            blocks.push((v0, V));
-            v0 += V;
-        }
-        blocks.extend((v0..vectors).map(|v| (v, 1)));
+        // Tile `tile` of `y`: its weights, its bias and where its channels start in `y`.
+        let tile_of = |tile: usize| {
+            let block = first_block + tile;
+            let bias: [f32; TILE_CHANNELS] =
+                std::array::from_fn(|o| bias[block * TILE_CHANNELS + o]);
+            (
+                &wt[block * block_weights..(block + 1) * block_weights],
+                bias,
+                tile * TILE_CHANNELS * positions,
+            )
+        };
         if vectors >= V {
+            // Each block of vectors of a row against every tile of output channels in turn,
+            // so that the block's input segments (channels x kernel rows) stay in L1 between
+            // tiles.
+            let full = vectors / V * V;
             for oy in 0..s.oh {
-                for &(v0, width) in &blocks {
+                for v0 in (0..full).step_by(V) {
                     for tile in 0..tiles {
-                        let block = first_block + tile;
-                        let wt = &wt[block * block_weights..(block + 1) * block_weights];
-                        let bias: [f32; TILE_CHANNELS] =
-                            std::array::from_fn(|o| bias[block * TILE_CHANNELS + o]);
-                        let y = &mut y[tile * TILE_CHANNELS * positions..];
-                        if width == V {
-                            input.tile::<S, V, KW>(simd, wt, oy, v0, bias, y);
-                        } else {
-                            input.tile::<S, 1, KW>(simd, wt, oy, v0, bias, y);
-                        }
+                        let (wt, bias, at) = tile_of(tile);
+                        input.tile::<S, V, KW>(simd, wt, oy, v0, bias, &mut y[at..]);
+                    }
+                }
+                for v0 in full..vectors {
+                    for tile in 0..tiles {
+                        let (wt, bias, at) = tile_of(tile);
+                        input.tile::<S, 1, KW>(simd, wt, oy, v0, bias, &mut y[at..]);
                     }
                 }
             }
@@ -255,24 +257,16 @@ impl Rows<'_> {
             .collect();
         let mut groups = spots.chunks_exact(V);
         for group in groups.by_ref() {
-            let at: [(usize, usize); V] = std::array::from_fn(|i| group[i]);
+            let spots: [(usize, usize); V] = std::array::from_fn(|i| group[i]);
             for tile in 0..tiles {
-                let block = first_block + tile;
-                let wt = &wt[block * block_weights..(block + 1) * block_weights];
-                let bias: [f32; TILE_CHANNELS] =
-                    std::array::from_fn(|o| bias[block * TILE_CHANNELS + o]);
-                let y = &mut y[tile * TILE_CHANNELS * positions..];
-                input.tile_at::<S, V, KW>(simd, wt, at, bias, y);
+                let (wt, bias, at) = tile_of(tile);
+                input.tile_at::<S, V, KW>(simd, wt, spots, bias, &mut y[at..]);
             }
         }
         for &spot in groups.remainder() {
             for tile in 0..tiles {
-                let block = first_block + tile;
-                let wt = &wt[block * block_weights..(block + 1) * block_weights];
-                let bias: [f32; TILE_CHANNELS] =
-                    std::array::from_fn(|o| bias[block * TILE_CHANNELS + o]);
-                let y = &mut y[tile * TILE_CHANNELS * positions..];
-                input.tile_at::<S, 1, KW>(simd, wt, [spot], bias, y);
+                let (wt, bias, at) = tile_of(tile);
+                input.tile_at::<S, 1, KW>(simd, wt, [spot], bias, &mut y[at..]);
             }
         }
     }
@@ -317,25 +311,9 @@ impl Input<'_> {
                 row += cs - s.kh * pw;
             }
         }
-        let zero = simd.splat_f32s(0.0);
-        let positions = s.positions();
-        for (o, acc_o) in acc.iter().enumerate() {
-            let out = &mut y[o * positions + oy * s.ow..o * positions + (oy + 1) * s.ow];
-            for (v, &a) in acc_o.iter().enumerate() {
-                let a = if self.relu { simd.max_f32s(a, zero) } else { a };
-                let start = (v0 + v) * lanes;
-                let end = (start + lanes).min(s.ow);
-                if end - start == lanes {
-                    out[start..end].copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&a)));
-                } else {
-                    simd.partial_store_f32s(&mut out[start..end], a);
-                }
-            }
-        }
+        self.store(simd, acc, std::array::from_fn(|v| (oy, v0 + v)), y);
     }
-}
 
-impl Input<'_> {
     /// The vectors `at` (output row, vector index in the row) of one tile of 4 channels.
     #[inline(always)]
     fn tile_at<S: Simd, const V: usize, const KW: usize>(
@@ -368,13 +346,27 @@ impl Input<'_> {
                 row += cs - s.kh * pw;
             }
         }
+        self.store(simd, acc, at, y);
+    }
+
+    /// Writes a tile's sums (ReLU first, with `relu`) to the output vectors `at` (output row,
+    /// vector index in the row), the row's last vector partially.
+    #[inline(always)]
+    fn store<S: Simd, const V: usize>(
+        &self,
+        simd: S,
+        acc: [[S::f32s; V]; TILE_CHANNELS],
+        at: [(usize, usize); V],
+        y: &mut [f32],
+    ) {
+        let s = self.s;
+        let (lanes, positions) = (S::F32_LANES, s.positions());
         let zero = simd.splat_f32s(0.0);
-        let positions = s.positions();
         for (o, acc_o) in acc.iter().enumerate() {
             for (&(oy, v), &a) in at.iter().zip(acc_o) {
                 let a = if self.relu { simd.max_f32s(a, zero) } else { a };
-                let start = o * positions + oy * s.ow + v * lanes;
-                let end = o * positions + oy * s.ow + ((v + 1) * lanes).min(s.ow);
+                let row = o * positions + oy * s.ow;
+                let (start, end) = (row + v * lanes, row + ((v + 1) * lanes).min(s.ow));
                 if end - start == lanes {
                     y[start..end].copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&a)));
                 } else {
