@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// `y[b] = W·im2col(x[b]) + bias`: the forward convolution; with `relu`, `max(0, ·)` of it,
-/// applied band by band while the band is still in cache.
+/// `y[b] = W * x[b] + bias`: the forward convolution; with `relu`, `max(0, ·)` of it, applied
+/// while the output is still in cache. The direct form where it applies (`direct.rs`), else
+/// im2col + gemm.
 pub(super) fn conv_forward(
     s: &ConvShape,
     x: &[f32],
@@ -16,8 +17,9 @@ pub(super) fn conv_forward(
 }
 
 /// [`conv_forward`] of the channel-wise concatenation of `parts` (each `[n, c_i, h, w]`, the
-/// `c_i` summing to `s.c_in`) without building it: each part fills its own rows of the im2col
-/// band (a U-Net decoder's `conv(cat([skip, up]))` reads skip and up in place).
+/// `c_i` summing to `s.c_in`) without building it: each part fills its own channels of the
+/// padded copy or its own rows of the im2col band (a U-Net decoder's `conv(cat([skip, up]))`
+/// reads skip and up in place).
 pub(super) fn conv_forward_parts(
     s: &ConvShape,
     parts: &[&[f32]],
@@ -32,7 +34,7 @@ pub(super) fn conv_forward_parts(
 }
 
 /// [`conv_forward_parts`] as im2col (of each band of output rows) + gemm.
-pub(super) fn im2col_forward_parts(
+fn im2col_forward_parts(
     s: &ConvShape,
     parts: &[&[f32]],
     w: &[f32],
