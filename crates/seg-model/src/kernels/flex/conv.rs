@@ -53,7 +53,7 @@ fn im2col_forward_parts(
     );
     let (col_len, positions) = (s.col_len(), s.positions());
     let parallel = !per_image_parallel(s.n);
-    let mut y = vec![0.0; s.n * s.out_image()];
+    let mut y = zeroed(s.n * s.out_image());
     for_images(&mut y, s.out_image(), s.n, s.tile_len(), |b, y_b, col| {
         for rows in s.tiles() {
             let band = rows.start * s.ow..rows.end * s.ow;
@@ -139,17 +139,13 @@ pub(super) fn flipped_conv(s: &ConvShape, w: &[f32]) -> Option<(ConvShape, Vec<f
     if (shape.oh, shape.ow) != (s.h, s.w) {
         return None;
     }
-    let mut flipped = vec![0.0; w.len()];
-    for o in 0..s.c_out {
-        for c in 0..s.c_in {
-            for i in 0..s.kh {
-                for j in 0..s.kw {
-                    flipped[((c * s.c_out + o) * s.kh + i) * s.kw + j] =
-                        w[((o * s.c_in + c) * s.kh + (s.kh - 1 - i)) * s.kw + (s.kw - 1 - j)];
-                }
-            }
-        }
-    }
+    // flipped[c][o][i][j] = w[o][c][kh-1-i][kw-1-j]
+    let (taps, c_in, c_out, kh, kw) = (s.kh * s.kw, s.c_in, s.c_out, s.kh, s.kw);
+    let flipped = gathered(w.len(), |k| {
+        let (co, t) = (k / taps, k % taps);
+        let (c, o, i, j) = (co / c_out, co % c_out, t / kw, t % kw);
+        w[((o * c_in + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)]
+    });
     Some((shape, flipped))
 }
 
@@ -158,7 +154,7 @@ pub(super) fn flipped_conv(s: &ConvShape, w: &[f32]) -> Option<(ConvShape, Vec<f
 pub(super) fn col2im_input_grad(s: &ConvShape, dy: &[f32], w: &[f32]) -> Vec<f32> {
     let (col_len, positions) = (s.col_len(), s.positions());
     let parallel = !per_image_parallel(s.n);
-    let mut dx = vec![0.0; s.n * s.in_image()];
+    let mut dx = zeroed(s.n * s.in_image());
     for_images(&mut dx, s.in_image(), s.n, s.tile_len(), |b, dx_b, col| {
         let dy_b = &dy[b * s.out_image()..(b + 1) * s.out_image()];
         for rows in s.tiles() {
@@ -223,13 +219,10 @@ pub(super) fn conv_weight_grad(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32>
         }
         acc
     };
-    let mut dw = vec![0.0f32; s.c_out * col_len];
-    for (r, row) in transposed.chunks_exact(s.c_out).enumerate() {
-        for (o, &v) in row.iter().enumerate() {
-            dw[o * col_len + r] = v;
-        }
-    }
-    dw
+    let c_out = s.c_out;
+    gathered(c_out * col_len, |k| {
+        transposed[(k % col_len) * c_out + k / col_len]
+    })
 }
 
 /// Per-channel sums of `[n, c, positions]` data (a bias gradient).

@@ -93,18 +93,18 @@ pub(super) fn conv_on(
     let p = Padded::of(s);
     // Weights regrouped per tile of output channels: [block][c][tap][TILE_CHANNELS].
     let taps = s.kh * s.kw;
-    let mut wt = vec![0.0f32; w.len()];
-    for o in 0..s.c_out {
-        for c in 0..s.c_in {
-            for t in 0..taps {
-                let (block, lane) = (o / TILE_CHANNELS, o % TILE_CHANNELS);
-                wt[((block * s.c_in + c) * taps + t) * TILE_CHANNELS + lane] =
-                    w[(o * s.c_in + c) * taps + t];
-            }
-        }
-    }
+    let (c_in, per_block) = (s.c_in, s.c_in * taps * TILE_CHANNELS);
+    let wt = gathered(w.len(), |i| {
+        let (block, rest) = (i / per_block, i % per_block);
+        let (c, t, lane) = (
+            rest / (taps * TILE_CHANNELS),
+            rest / TILE_CHANNELS % taps,
+            rest % TILE_CHANNELS,
+        );
+        w[((block * TILE_CHANNELS + lane) * c_in + c) * taps + t]
+    });
     let positions = s.positions();
-    let mut y = vec![0.0f32; s.n * s.out_image()];
+    let mut y = zeroed(s.n * s.out_image());
     if s.out_image() == 0 {
         return y;
     }

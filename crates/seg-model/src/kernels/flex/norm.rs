@@ -59,7 +59,7 @@ pub(super) fn norm_relu_forward(
 ) -> NormForward {
     let (mean, variance) = channel_stats(x, n, c, positions);
     let inv = inv_std(&variance, epsilon);
-    let mut output = vec![0.0; x.len()];
+    let mut output = zeroed(x.len());
     if positions > 0 {
         output
             .par_chunks_mut(positions)
@@ -116,7 +116,7 @@ pub(super) fn norm_relu_backward(
         })
         .unzip();
     let count = (n * positions) as f32;
-    let mut dx = vec![0.0; x.len()];
+    let mut dx = zeroed(x.len());
     if positions > 0 {
         dx.par_chunks_mut(positions)
             .enumerate()

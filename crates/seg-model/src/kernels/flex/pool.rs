@@ -5,7 +5,7 @@ use super::*;
 /// 2x2, stride-2 max-pool of `[n, c, h, w]` data: `[n, c, h / 2, w / 2]`.
 pub(super) fn max_pool2x2(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
     let (oh, ow) = (h / 2, w / 2);
-    let mut out = vec![0.0; n * c * oh * ow];
+    let mut out = zeroed(n * c * oh * ow);
     if oh * ow == 0 {
         return out;
     }

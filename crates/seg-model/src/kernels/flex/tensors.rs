@@ -94,11 +94,7 @@ pub(super) fn fold_affine(
     shift: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
     let row = w.len() / scale.len().max(1);
-    let folded = w
-        .chunks_exact(row.max(1))
-        .zip(scale)
-        .flat_map(|(r, &a)| r.iter().map(move |&v| v * a))
-        .collect();
+    let folded = gathered(w.len(), |i| w[i] * scale[i / row.max(1)]);
     let bias = (bias.iter().zip(scale).zip(shift))
         .map(|((&b, &a), &t)| b * a + t)
         .collect();
@@ -175,7 +171,7 @@ pub(super) fn affine_relu(x: &FlexTensor, scale: &FlexTensor, shift: &FlexTensor
     let ((x, xs), (scale, _), (shift, _)) = (view(x), view(scale), view(shift));
     let [_, c, positions] = flat3(&xs);
     let (scale, shift): (&[f32], &[f32]) = (scale.storage(), shift.storage());
-    let mut out = vec![0.0; x.layout().num_elements()];
+    let mut out = zeroed(x.layout().num_elements());
     if positions > 0 && c > 0 {
         out.par_chunks_mut(positions)
             .zip(x.storage::<f32>().par_chunks(positions))
