@@ -12,8 +12,9 @@
 //!   libtorch's autograd, and burn's backward step hands the incoming gradient to libtorch's
 //!   backward (`libtorch.rs`): PyTorch's own `convolution_backward`,
 //!   `native_batch_norm_backward` and `threshold_backward`;
-//! - on flex (training and inference), convolutions, transposed convolutions and batch norm +
-//!   ReLU run on seg-model's im2col + gemm and fused kernels (`flex/`).
+//! - on flex (training and inference), convolutions, transposed convolutions, batch norm +
+//!   ReLU and the 2x2 max-pool run on seg-model's direct, im2col + gemm and fused kernels
+//!   (`flex/`), and the decoder's convolution of `cat([skip, up])` reads both in place.
 //!
 //! Everywhere else, or after [`set_own_kernels`]`(false)`, burn's modules run. The maths is
 //! the same either way (`tests/own_kernels.rs`).
@@ -110,9 +111,18 @@ pub(crate) fn up_block(
     let x = conv_transpose2d(up, x);
     #[cfg(feature = "flex")]
     if flex::applies(&x) {
-        // Inference: the first convolution reads skip and up in place, no concatenated copy.
+        // Inference: the first convolution reads skip and up in place, no concatenated copy,
+        // fused with batch norm and ReLU.
         let [(c1, n1), (c2, n2)] = units;
         if let Some(y) = flex::conv_cat_affine_relu(c1, n1, &skip, &x) {
+            return conv_norm_relu(c2, n2, activation, y);
+        }
+        // Training (or batch norm in training mode): the convolution still reads both in place.
+        if let Some(y) = flex::conv2d_cat(c1, &skip, &x) {
+            let y = match n1 {
+                Some(norm) => flex::batch_norm_relu(norm, y),
+                None => activation.forward(y),
+            };
             return conv_norm_relu(c2, n2, activation, y);
         }
     }

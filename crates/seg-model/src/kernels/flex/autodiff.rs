@@ -28,7 +28,7 @@ impl Backward<Flex, 3> for Conv2dBackward {
         let s = ConvShape::new(dims4(&xs), dims4(&ws), g);
         let dy: &[f32] = dy.storage();
         if let Some(node) = pw {
-            let dw = conv_weight_grad(&s, x.storage(), dy);
+            let dw = conv_weight_grad(&s, &[x.storage()], dy);
             grads.register::<Flex>(node.id, tensor(dw, ws.clone()));
         }
         if let Some(node) = pb {
@@ -37,6 +37,71 @@ impl Backward<Flex, 3> for Conv2dBackward {
         }
         if let Some(node) = px {
             let dx = conv_input_grad(&s, dy, w.storage());
+            grads.register::<Flex>(node.id, tensor(dx, xs));
+        }
+    }
+}
+
+/// What the backward step of a convolution of a concatenation needs: both inputs, the weight
+/// and the geometry.
+#[derive(Debug, Clone)]
+pub(super) struct ConvCatState {
+    pub(super) parts: [FlexTensor; 2],
+    pub(super) w: FlexTensor,
+    pub(super) g: Geometry,
+}
+
+/// Backward of `flex_conv2d_cat`: the weight gradient reads both inputs in place, the input
+/// gradient of the concatenation is split into the two inputs' gradients.
+#[derive(Debug)]
+pub(super) struct ConvCatBackward;
+
+impl Backward<Flex, 4> for ConvCatBackward {
+    type State = ConvCatState;
+
+    fn backward(self, ops: Ops<ConvCatState, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let [p0, p1, pw, pb] = ops.parents;
+        let ConvCatState { parts, w, g } = ops.state;
+        let views = parts.each_ref().map(view);
+        let ((w, ws), (dy, _)) = (view(&w), view(&dy));
+        let s = cat_shape(&views, &ws, g);
+        let dy: &[f32] = dy.storage();
+        if let Some(node) = pw {
+            let inputs = views.each_ref().map(|(x, _)| x.storage::<f32>());
+            let dw = conv_weight_grad(&s, &inputs, dy);
+            grads.register::<Flex>(node.id, tensor(dw, ws.clone()));
+        }
+        if let Some(node) = pb {
+            let db = channel_sums(dy, s.n, s.c_out, s.positions());
+            grads.register::<Flex>(node.id, tensor(db, vec![s.c_out]));
+        }
+        if p0.is_some() || p1.is_some() {
+            let dx = conv_input_grad(&s, dy, w.storage());
+            let channels = views.each_ref().map(|(_, xs)| dims4(xs)[1]);
+            let split = split_channels(&dx, s.n, &channels, s.h * s.w);
+            for ((node, dx), (_, xs)) in [p0, p1].into_iter().zip(split).zip(views) {
+                if let Some(node) = node {
+                    grads.register::<Flex>(node.id, tensor(dx, xs));
+                }
+            }
+        }
+    }
+}
+
+/// Backward of `flex_max_pool2x2`.
+#[derive(Debug)]
+pub(super) struct MaxPoolBackward;
+
+impl Backward<Flex, 1> for MaxPoolBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let [px] = ops.parents;
+        let ((x, xs), (dy, _)) = (view(&ops.state), view(&dy));
+        if let Some(node) = px {
+            let dx = max_pool2x2_backward(x.storage(), dy.storage(), dims4(&xs));
             grads.register::<Flex>(node.id, tensor(dx, xs));
         }
     }
@@ -58,7 +123,7 @@ impl Backward<Flex, 3> for ConvTranspose2dBackward {
         let s = adjoint_shape(&xs, &ws, g);
         let dy: &[f32] = dy.storage();
         if let Some(node) = pw {
-            let dw = conv_weight_grad(&s, dy, x.storage());
+            let dw = conv_weight_grad(&s, &[dy], x.storage());
             grads.register::<Flex>(node.id, tensor(dw, ws.clone()));
         }
         if let Some(node) = pb {
@@ -181,10 +246,46 @@ impl<C: CheckpointStrategy> FlexTrainOps for Autodiff<Flex, C> {
         )
     }
 
+    fn flex_conv2d_cat(
+        first: AdTensor<C>,
+        second: AdTensor<C>,
+        weight: AdTensor<C>,
+        bias: AdTensor<C>,
+        geometry: Geometry,
+    ) -> AdTensor<C> {
+        let out = conv2d_cat_forward(
+            &[first.primitive(), second.primitive()],
+            weight.primitive(),
+            bias.primitive(),
+            geometry,
+        );
+        match ConvCatBackward
+            .prepare::<C>([first.node(), second.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = ConvCatState {
+                    parts: [first.into_primitive(), second.into_primitive()],
+                    w: weight.into_primitive(),
+                    g: geometry,
+                };
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     fn flex_max_pool2x2(x: AdTensor<C>) -> AdTensor<C> {
-        // burn's differentiable pooling (seg-model only calls this off autodiff devices).
-        use burn::backend::ops::ModuleOps;
-        Self::max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], false)
+        let out = max_pool2x2_forward(x.primitive());
+        match MaxPoolBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(x.into_primitive(), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
     }
 
     fn flex_conv2d_affine_relu(

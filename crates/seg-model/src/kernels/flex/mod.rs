@@ -12,7 +12,11 @@
 //! global pool, burn-flex's own; the gemm crate (which burn-flex uses too) does the products.
 //! Stride-1 convolutions with rows at least 16 wide (the U-Net's forward and input gradients
 //! down to 16x16) skip im2col: `direct.rs` accumulates 4 output channels x 4 SIMD vectors in
-//! registers straight from a zero-padded copy of the input.
+//! registers straight from a zero-padded copy of the input. The decoder's convolution of
+//! `cat([skip, up])` reads both inputs in place in both directions (forward, weight gradient;
+//! the input gradient is split into the two inputs' gradients), and the 2x2 max-pool has its
+//! own backward step. Output buffers are zeroed and weights regrouped by every thread: on the
+//! calling thread alone those passes left the other core idle.
 //!
 //! The ops are burn [backend extensions](burn::backend::backend_extension) on `Flex` (used for
 //! inference) and `Autodiff<Flex>` (training). They cover `f32` convolutions with one group;
@@ -175,6 +179,31 @@ pub(super) fn conv_cat_affine_relu(
     ))
 }
 
+/// `conv.forward(cat([first, second], 1))` with both read in place (no concatenated copy, and
+/// in training the input gradient split straight into the two inputs' gradients); `None` for
+/// a geometry the kernels do not cover.
+pub(super) fn conv2d_cat(
+    conv: &Conv2d,
+    first: &Tensor<4>,
+    second: &Tensor<4>,
+) -> Option<Tensor<4>> {
+    let geometry = geometry(conv)?;
+    let weight = conv.weight.val();
+    let bias = match &conv.bias {
+        Some(bias) => bias.val(),
+        None => zero_bias(weight.dims()[0], first),
+    };
+    Some(Tensor::from_dispatch(
+        <Dispatch as FlexTrainOps>::flex_conv2d_cat(
+            first.clone().into_dispatch(),
+            second.clone().into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            geometry,
+        ),
+    ))
+}
+
 /// Weight, bias, and batch norm's running statistics as a scale and shift (1 and 0 without
 /// `norm`) for the fused inference convolution; `None` on an autodiff device, with batch norm
 /// in training mode, or for a geometry the kernels do not cover.
@@ -209,8 +238,9 @@ fn fused_parameters(
     ])
 }
 
-/// `pool.forward(x)`; off autodiff devices a 2x2, stride-2 max-pool (the U-Net's) runs on a
-/// kernel that vectorises (burn-flex's generic pooling is scalar: 12 % of an inference pass).
+/// `pool.forward(x)`; a 2x2, stride-2 max-pool (the U-Net's) runs on a kernel that vectorises
+/// (burn-flex's generic pooling is scalar: 12 % of an inference pass) and, in training, on a
+/// backward step that runs on every thread.
 pub(super) fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     let plain_2x2 = pool.kernel_size == [2, 2]
         && pool.stride == [2, 2]
@@ -220,7 +250,7 @@ pub(super) fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
             pool.padding,
             PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
         );
-    if !plain_2x2 || x.device().is_autodiff() {
+    if !plain_2x2 {
         return pool.forward(x);
     }
     Tensor::from_dispatch(<Dispatch as FlexTrainOps>::flex_max_pool2x2(
@@ -317,6 +347,14 @@ pub trait FlexTrainOps: Backend {
         bias: FloatTensor<Self>,
         scale: FloatTensor<Self>,
         shift: FloatTensor<Self>,
+        geometry: Geometry,
+    ) -> FloatTensor<Self>;
+    /// [`FlexTrainOps::flex_conv2d`] of `cat([first, second], 1)`, both read in place.
+    fn flex_conv2d_cat(
+        first: FloatTensor<Self>,
+        second: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         geometry: Geometry,
     ) -> FloatTensor<Self>;
     /// 2x2 max-pool with stride 2 and no padding (odd trailing rows and columns dropped).

@@ -1,4 +1,4 @@
-//! The U-Net's 2x2, stride-2 max-pool at inference, written so that it vectorises.
+//! The U-Net's 2x2, stride-2 max-pool, written so that it vectorises, and its backward.
 
 use super::*;
 
@@ -25,4 +25,34 @@ pub(super) fn max_pool2x2(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
             }
         });
     out
+}
+
+/// The input gradient of [`max_pool2x2`]: each window's `dy` goes to the window's maximum (the
+/// first in row-major order on ties, the last NaN if any, as burn's pooling picks it); the
+/// rest, and odd trailing rows and columns, get 0.
+pub(super) fn max_pool2x2_backward(x: &[f32], dy: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
+    let (oh, ow) = (h / 2, w / 2);
+    let mut dx = zeroed(n * c * h * w);
+    if oh * ow == 0 {
+        return dx;
+    }
+    dx.par_chunks_mut(h * w)
+        .zip(x.par_chunks(h * w))
+        .zip(dy.par_chunks(oh * ow))
+        .for_each(|((d, plane), g)| {
+            for (oy, g_row) in g.chunks_exact(ow).enumerate() {
+                let (r0, r1) = (2 * oy * w, (2 * oy + 1) * w);
+                for (ox, &gv) in g_row.iter().enumerate() {
+                    let at = [r0 + 2 * ox, r0 + 2 * ox + 1, r1 + 2 * ox, r1 + 2 * ox + 1];
+                    let mut best = at[0];
+                    for &i in &at[1..] {
+                        if plane[i] > plane[best] || plane[i].is_nan() {
+                            best = i;
+                        }
+                    }
+                    d[best] = gv;
+                }
+            }
+        });
+    dx
 }

@@ -59,18 +59,7 @@ pub(super) fn conv2d_cat_affine_relu_forward(
     let views: Vec<(FlexTensor, Vec<usize>)> = parts.iter().map(|p| view(p)).collect();
     let ((w, ws), (bias, _)) = (view(w), view(bias));
     let ((scale, _), (shift, _)) = (view(scale), view(shift));
-    let [n, _, h, wd] = dims4(&views.first().expect("fused convolution: no input").1);
-    let mut c_in = 0;
-    for (_, xs) in &views {
-        let [pn, c, ph, pw] = dims4(xs);
-        assert!(
-            (pn, ph, pw) == (n, h, wd),
-            "fused convolution: concatenated inputs of shapes {:?} differ outside the channels",
-            views.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>()
-        );
-        c_in += c;
-    }
-    let s = ConvShape::new([n, c_in, h, wd], dims4(&ws), g);
+    let s = cat_shape(&views, &ws, g);
     let (scale, shift): (&[f32], &[f32]) = (scale.storage(), shift.storage());
     assert!(
         scale.len() == s.c_out && shift.len() == s.c_out,
@@ -83,6 +72,70 @@ pub(super) fn conv2d_cat_affine_relu_forward(
     let inputs: Vec<&[f32]> = views.iter().map(|(x, _)| x.storage()).collect();
     let y = conv_forward_parts(&s, &inputs, &folded, &bias, true);
     tensor(y, vec![s.n, s.c_out, s.oh, s.ow])
+}
+
+/// The convolution computed by `flex_conv2d_cat`: of the channel-wise concatenation of
+/// `parts` (all `[n, c_i, h, w]` with the same `n`, `h`, `w`), read in place.
+pub(super) fn conv2d_cat_forward(
+    parts: &[&FlexTensor],
+    w: &FlexTensor,
+    bias: &FlexTensor,
+    g: Geometry,
+) -> FlexTensor {
+    let views: Vec<(FlexTensor, Vec<usize>)> = parts.iter().map(|p| view(p)).collect();
+    let ((w, ws), (bias, _)) = (view(w), view(bias));
+    let s = cat_shape(&views, &ws, g);
+    let inputs: Vec<&[f32]> = views.iter().map(|(x, _)| x.storage()).collect();
+    let y = conv_forward_parts(&s, &inputs, w.storage(), bias.storage(), false);
+    tensor(y, vec![s.n, s.c_out, s.oh, s.ow])
+}
+
+/// The convolution of the channel-wise concatenation of `views` (contiguous, with their
+/// shapes) with a `ws`-shaped weight; panics when the parts differ outside the channels.
+pub(super) fn cat_shape(
+    views: &[(FlexTensor, Vec<usize>)],
+    ws: &[usize],
+    g: Geometry,
+) -> ConvShape {
+    let [n, _, h, wd] = dims4(&views.first().expect("concatenated convolution: no input").1);
+    let mut c_in = 0;
+    for (_, xs) in views {
+        let [pn, c, ph, pw] = dims4(xs);
+        assert!(
+            (pn, ph, pw) == (n, h, wd),
+            "concatenated convolution: inputs of shapes {:?} differ outside the channels",
+            views.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>()
+        );
+        c_in += c;
+    }
+    ConvShape::new([n, c_in, h, wd], dims4(ws), g)
+}
+
+/// Splits `[n, c, positions]` data along the channels into parts of `channels[i]` channels
+/// each (the gradients of a concatenation's inputs), images copied in parallel.
+pub(super) fn split_channels(
+    x: &[f32],
+    n: usize,
+    channels: &[usize],
+    positions: usize,
+) -> Vec<Vec<f32>> {
+    let c: usize = channels.iter().sum();
+    let mut offset = 0;
+    channels
+        .iter()
+        .map(|&c_part| {
+            let (from, len) = (offset * positions, c_part * positions);
+            offset += c_part;
+            let mut part = zeroed(n * len);
+            if len > 0 {
+                part.par_chunks_mut(len).enumerate().for_each(|(b, dst)| {
+                    let at = b * c * positions + from;
+                    dst.copy_from_slice(&x[at..at + len]);
+                });
+            }
+            part
+        })
+        .collect()
 }
 
 /// A per-output-channel affine folded into a convolution's weight (`[c_out, ...]`) and bias:
@@ -142,6 +195,16 @@ pub(super) fn conv_transpose2d_forward(
             .for_each(|y_b| bias_relu(y_b, bias, s.h * s.w, 0..s.h * s.w, false));
     }
     tensor(y, vec![s.n, s.c_in, s.h, s.w])
+}
+
+/// The pooling computed by `flex_max_pool2x2`.
+pub(super) fn max_pool2x2_forward(x: &FlexTensor) -> FlexTensor {
+    let (x, xs) = view(x);
+    let [n, c, h, w] = dims4(&xs);
+    tensor(
+        max_pool2x2(x.storage(), [n, c, h, w]),
+        vec![n, c, h / 2, w / 2],
+    )
 }
 
 /// `[n, c, positions]` of a 4-D shape.
@@ -209,13 +272,18 @@ impl FlexTrainOps for Flex {
         conv_transpose2d_forward(&x, &weight, &bias, geometry)
     }
 
+    fn flex_conv2d_cat(
+        first: FlexTensor,
+        second: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        geometry: Geometry,
+    ) -> FlexTensor {
+        conv2d_cat_forward(&[&first, &second], &weight, &bias, geometry)
+    }
+
     fn flex_max_pool2x2(x: FlexTensor) -> FlexTensor {
-        let (x, xs) = view(&x);
-        let [n, c, h, w] = dims4(&xs);
-        tensor(
-            max_pool2x2(x.storage(), [n, c, h, w]),
-            vec![n, c, h / 2, w / 2],
-        )
+        max_pool2x2_forward(&x)
     }
 
     fn flex_conv2d_affine_relu(

@@ -90,7 +90,7 @@ fn conv_matches_definition_and_adjoints() {
         let dy = values(y.len(), 3);
         let dx = conv_input_grad(&s, &dy, &w);
         close(&dx, &col2im_input_grad(&s, &dy, &w), "input gradient forms");
-        let dw = conv_weight_grad(&s, &x, &dy);
+        let dw = conv_weight_grad(&s, &[&x], &dy);
         // One output row per im2col tile gives the same results as whole images.
         let mut banded = s;
         banded.tile_floats = 1;
@@ -107,7 +107,7 @@ fn conv_matches_definition_and_adjoints() {
         );
         close(&col2im_input_grad(&banded, &dy, &w), &dx, "banded col2im");
         close(
-            &conv_weight_grad(&banded, &x, &dy),
+            &conv_weight_grad(&banded, &[&x], &dy),
             &dw,
             "banded weight gradient",
         );
@@ -196,6 +196,77 @@ fn max_pool2x2_matches_definition() {
         }
     }
     assert_eq!(got, expected);
+}
+
+/// The max-pool's backward against its definition: each window's gradient goes to its
+/// maximum, the first in row-major order on ties (as burn's pooling picks it; values here
+/// are coarse, and a ReLU before a pool makes ties of zeros common), odd rows and columns 0.
+#[test]
+fn max_pool2x2_backward_matches_definition() {
+    let dims = [2, 3, 5, 7];
+    let x: Vec<f32> = values(dims.iter().product(), 22)
+        .into_iter()
+        .map(|v| (v * 2.0).round().max(0.0))
+        .collect();
+    let (h, w) = (dims[2], dims[3]);
+    let dy = values(dims[0] * dims[1] * (h / 2) * (w / 2), 23);
+    let got = max_pool2x2_backward(&x, &dy, dims);
+    let mut expected = vec![0.0; x.len()];
+    let mut ties = 0;
+    let mut g = dy.iter();
+    for (p, plane) in x.chunks(h * w).enumerate() {
+        for oy in 0..h / 2 {
+            for ox in 0..w / 2 {
+                let at =
+                    [(0, 0), (0, 1), (1, 0), (1, 1)].map(|(y, x)| (2 * oy + y) * w + 2 * ox + x);
+                let max = at.iter().map(|&i| plane[i]).fold(f32::MIN, f32::max);
+                let first = at
+                    .into_iter()
+                    .find(|&i| plane[i] == max)
+                    .expect("a maximum");
+                ties += usize::from(at.iter().filter(|&&i| plane[i] == max).count() > 1);
+                expected[p * h * w + first] = *g.next().expect("one gradient per window");
+            }
+        }
+    }
+    assert!(ties > 0, "the data should have tied windows");
+    assert_eq!(got, expected);
+}
+
+/// A convolution of two inputs read in place (the decoder's skip and up-sampled tensors in
+/// training): its weight gradient equals that of the concatenated input, and the split input
+/// gradient the concatenation's input gradient cut along the channels.
+#[test]
+fn conv_of_two_parts_gradients_match_the_concatenation() {
+    let g = Geometry {
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+    };
+    let s = ConvShape::new([2, 5, 6, 18], [4, 5, 3, 3], g);
+    let x = values(s.n * s.in_image(), 31);
+    let dy = values(s.n * s.out_image(), 32);
+    let plane = s.h * s.w;
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for image in x.chunks(s.in_image()) {
+        first.extend_from_slice(&image[..2 * plane]);
+        second.extend_from_slice(&image[2 * plane..]);
+    }
+    let whole = conv_weight_grad(&s, &[&x], &dy);
+    close(
+        &conv_weight_grad(&s, &[&first, &second], &dy),
+        &whole,
+        "weight gradient, two parts",
+    );
+    let mut banded = s;
+    banded.tile_floats = 1;
+    close(
+        &conv_weight_grad(&banded, &[&first, &second], &dy),
+        &whole,
+        "banded weight gradient, two parts",
+    );
+    let split = split_channels(&x, s.n, &[2, 3], plane);
+    assert_eq!(split, vec![first, second]);
 }
 
 /// Batch norm + ReLU gradients against central finite differences of sum(out · dy).
