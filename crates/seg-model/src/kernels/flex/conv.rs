@@ -217,8 +217,10 @@ pub(super) fn conv_weight_grad(s: &ConvShape, x: &[&[f32]], dy: &[f32]) -> Vec<f
     };
     let zeros = || vec![0.0f32; col_len * s.c_out];
     let transposed = if per_image_parallel(s.n) {
+        // One run of images per thread: each run is one accumulator to zero and to add up.
         (0..s.n)
             .into_par_iter()
+            .with_min_len(s.n.div_ceil(rayon::current_num_threads()))
             .fold(
                 || (zeros(), vec![0.0f32; s.tile_len()]),
                 |(mut acc, mut col), b| {
