@@ -160,10 +160,14 @@ pub(super) fn flipped_conv(s: &ConvShape, w: &[f32]) -> Option<(ConvShape, Vec<f
     }
     // flipped[c][o][i][j] = w[o][c][kh-1-i][kw-1-j]
     let (taps, c_in, c_out, kh, kw) = (s.kh * s.kw, s.c_in, s.c_out, s.kh, s.kw);
-    let flipped = gathered(w.len(), |k| {
-        let (co, t) = (k / taps, k % taps);
-        let (c, o, i, j) = (co / c_out, co % c_out, t / kw, t % kw);
-        w[((o * c_in + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)]
+    let flipped = regrouped(w.len(), taps, |co, row| {
+        let (c, o) = (co / c_out, co % c_out);
+        let src = &w[(o * c_in + c) * taps..(o * c_in + c + 1) * taps];
+        for i in 0..kh {
+            for j in 0..kw {
+                row[i * kw + j] = src[(kh - 1 - i) * kw + (kw - 1 - j)];
+            }
+        }
     });
     Some((shape, flipped))
 }
@@ -242,8 +246,10 @@ pub(super) fn conv_weight_grad(s: &ConvShape, x: &[&[f32]], dy: &[f32]) -> Vec<f
         acc
     };
     let c_out = s.c_out;
-    gathered(c_out * col_len, |k| {
-        transposed[(k % col_len) * c_out + k / col_len]
+    regrouped(c_out * col_len, col_len, |o, row| {
+        for (r, v) in row.iter_mut().enumerate() {
+            *v = transposed[r * c_out + o];
+        }
     })
 }
 

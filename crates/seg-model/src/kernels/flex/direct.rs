@@ -93,15 +93,15 @@ pub(super) fn conv_on(
     let p = Padded::of(s);
     // Weights regrouped per tile of output channels: [block][c][tap][TILE_CHANNELS].
     let taps = s.kh * s.kw;
-    let (c_in, per_block) = (s.c_in, s.c_in * taps * TILE_CHANNELS);
-    let wt = gathered(w.len(), |i| {
-        let (block, rest) = (i / per_block, i % per_block);
-        let (c, t, lane) = (
-            rest / (taps * TILE_CHANNELS),
-            rest / TILE_CHANNELS % taps,
-            rest % TILE_CHANNELS,
-        );
-        w[((block * TILE_CHANNELS + lane) * c_in + c) * taps + t]
+    let c_in = s.c_in;
+    let wt = regrouped(w.len(), taps * TILE_CHANNELS, |bc, row| {
+        let (block, c) = (bc / c_in, bc % c_in);
+        for lane in 0..TILE_CHANNELS {
+            let src = &w[((block * TILE_CHANNELS + lane) * c_in + c) * taps..][..taps];
+            for (t, &v) in src.iter().enumerate() {
+                row[t * TILE_CHANNELS + lane] = v;
+            }
+        }
     });
     let positions = s.positions();
     let mut y = zeroed(s.n * s.out_image());

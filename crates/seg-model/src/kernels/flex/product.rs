@@ -152,11 +152,20 @@ pub(super) fn zeroed(len: usize) -> Vec<f32> {
     v
 }
 
-/// `(0..len).map(value)` collected by all of rayon's threads (a weight regrouped or transposed
-/// for a kernel: each element read from wherever `value` finds it, written in order).
-pub(super) fn gathered(len: usize, value: impl Fn(usize) -> f32 + Sync + Send) -> Vec<f32> {
-    let mut v = Vec::with_capacity(len);
-    v.par_extend((0..len).into_par_iter().with_min_len(1 << 13).map(value));
+/// A buffer of `len` floats in rows of `row` (a weight regrouped or transposed for a kernel),
+/// each row filled by `fill(row index, row)` on one of rayon's threads.
+pub(super) fn regrouped(
+    len: usize,
+    row: usize,
+    fill: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let mut v = zeroed(len);
+    if row > 0 {
+        v.par_chunks_mut(row)
+            .with_min_len((1 << 12) / row + 1)
+            .enumerate()
+            .for_each(|(r, out)| fill(r, out));
+    }
     v
 }
 

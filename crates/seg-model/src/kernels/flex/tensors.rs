@@ -147,7 +147,11 @@ pub(super) fn fold_affine(
     shift: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
     let row = w.len() / scale.len().max(1);
-    let folded = gathered(w.len(), |i| w[i] * scale[i / row.max(1)]);
+    let folded = regrouped(w.len(), row, |o, out| {
+        for (v, &x) in out.iter_mut().zip(&w[o * row..]) {
+            *v = x * scale[o];
+        }
+    });
     let bias = (bias.iter().zip(scale).zip(shift))
         .map(|((&b, &a), &t)| b * a + t)
         .collect();
