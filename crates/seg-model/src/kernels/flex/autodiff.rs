@@ -310,11 +310,9 @@ impl<C: CheckpointStrategy> FlexTrainOps for Autodiff<Flex, C> {
         shift: AdTensor<C>,
         geometry: Geometry,
     ) -> AdTensor<C> {
-        // Differentiable as a concatenation and the fused convolution (seg-model only calls
-        // it off autodiff devices).
-        use burn::backend::ops::FloatTensorOps;
-        let x = Self::float_cat(vec![first, second], 1);
-        Self::flex_conv2d_affine_relu(x, weight, bias, scale, shift, geometry)
+        // Differentiable as its two parts (seg-model only calls it off autodiff devices).
+        let y = Self::flex_conv2d_cat(first, second, weight, bias, geometry);
+        Self::flex_affine_relu(y, scale, shift)
     }
 
     fn flex_batch_norm_relu(

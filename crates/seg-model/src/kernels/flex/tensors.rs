@@ -126,14 +126,10 @@ pub(super) fn split_channels(
         .map(|&c_part| {
             let (from, len) = (offset * positions, c_part * positions);
             offset += c_part;
-            let mut part = zeroed(n * len);
-            if len > 0 {
-                part.par_chunks_mut(len).enumerate().for_each(|(b, dst)| {
-                    let at = b * c * positions + from;
-                    dst.copy_from_slice(&x[at..at + len]);
-                });
-            }
-            part
+            regrouped(n * len, len, |b, dst| {
+                let at = b * c * positions + from;
+                dst.copy_from_slice(&x[at..at + len]);
+            })
         })
         .collect()
 }
