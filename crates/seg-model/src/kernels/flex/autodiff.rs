@@ -184,6 +184,20 @@ impl Backward<Flex, 3> for NormReluBackward {
     }
 }
 
+/// Records `out` as the result of `op` on the inputs `nodes`, with the state `state()` kept
+/// for the backward step when a gradient flows back through it (nothing kept otherwise).
+fn record<C: CheckpointStrategy, O: Backward<Flex, N>, const N: usize>(
+    op: O,
+    nodes: [NodeGuard; N],
+    out: FlexTensor,
+    state: impl FnOnce() -> O::State,
+) -> AdTensor<C> {
+    match op.prepare::<C>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(state(), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
 /// Records a convolution-like op: `forward` computes the output from (x, w, bias), `op` is
 /// its backward step.
 pub(super) fn tracked_conv<C: CheckpointStrategy, O: Backward<Flex, 3, State = ConvState>>(
@@ -193,21 +207,11 @@ pub(super) fn tracked_conv<C: CheckpointStrategy, O: Backward<Flex, 3, State = C
     forward: fn(&FlexTensor, &FlexTensor, &FlexTensor, Geometry) -> FlexTensor,
 ) -> AdTensor<C> {
     let out = forward(x.primitive(), w.primitive(), b.primitive(), g);
-    match op
-        .prepare::<C>([x.node(), w.node(), b.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let state = ConvState {
-                x: x.into_primitive(),
-                w: w.into_primitive(),
-                g,
-            };
-            prep.finish(state, out)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    }
+    record::<C, O, 3>(op, [x.node(), w.node(), b.node()], out, || ConvState {
+        x: x.into_primitive(),
+        w: w.into_primitive(),
+        g,
+    })
 }
 
 impl<C: CheckpointStrategy> FlexTrainOps for Autodiff<Flex, C> {
@@ -259,33 +263,17 @@ impl<C: CheckpointStrategy> FlexTrainOps for Autodiff<Flex, C> {
             bias.primitive(),
             geometry,
         );
-        match ConvCatBackward
-            .prepare::<C>([first.node(), second.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let state = ConvCatState {
-                    parts: [first.into_primitive(), second.into_primitive()],
-                    w: weight.into_primitive(),
-                    g: geometry,
-                };
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        let nodes = [first.node(), second.node(), weight.node(), bias.node()];
+        record::<C, _, 4>(ConvCatBackward, nodes, out, || ConvCatState {
+            parts: [first.into_primitive(), second.into_primitive()],
+            w: weight.into_primitive(),
+            g: geometry,
+        })
     }
 
     fn flex_max_pool2x2(x: AdTensor<C>) -> AdTensor<C> {
         let out = max_pool2x2_forward(x.primitive());
-        match MaxPoolBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(x.into_primitive(), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        record::<C, _, 1>(MaxPoolBackward, [x.node()], out, || x.into_primitive())
     }
 
     fn flex_conv2d_affine_relu(
@@ -327,24 +315,15 @@ impl<C: CheckpointStrategy> FlexTrainOps for Autodiff<Flex, C> {
         let stats = |v: &[f32]| Autodiff::<Flex, C>::from_inner(tensor(v.to_vec(), vec![c]));
         let (mean, variance) = (stats(&out.mean), stats(&out.variance));
         let output = tensor(out.output, shape);
-        let output = match NormReluBackward
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let state = NormState {
-                    x: x.into_primitive(),
-                    gamma: gamma.into_primitive(),
-                    beta: beta.into_primitive(),
-                    mean: out.mean,
-                    variance: out.variance,
-                    epsilon,
-                };
-                prep.finish(state, output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        };
+        let nodes = [x.node(), gamma.node(), beta.node()];
+        let output = record::<C, _, 3>(NormReluBackward, nodes, output, || NormState {
+            x: x.into_primitive(),
+            gamma: gamma.into_primitive(),
+            beta: beta.into_primitive(),
+            mean: out.mean,
+            variance: out.variance,
+            epsilon,
+        });
         NormOutput {
             output,
             mean,
