@@ -41,16 +41,28 @@ pub(super) fn max_pool2x2_backward(x: &[f32], dy: &[f32], [n, c, h, w]: [usize; 
         .zip(dy.par_chunks(oh * ow))
         .for_each(|((d, plane), g)| {
             for (oy, g_row) in g.chunks_exact(ow).enumerate() {
-                let (r0, r1) = (2 * oy * w, (2 * oy + 1) * w);
-                for (ox, &gv) in g_row.iter().enumerate() {
-                    let at = [r0 + 2 * ox, r0 + 2 * ox + 1, r1 + 2 * ox, r1 + 2 * ox + 1];
-                    let mut best = at[0];
-                    for &i in &at[1..] {
-                        if plane[i] > plane[best] || plane[i].is_nan() {
-                            best = i;
+                let rows = 2 * oy * w..(2 * oy + 2) * w;
+                let (d0, d1) = d[rows.clone()].split_at_mut(w);
+                let (x0, x1) = plane[rows].split_at(w);
+                // Every element of the window written (0 but at the maximum): no scattered
+                // stores, no branches on the data.
+                for ((((d0, d1), x0), x1), &gv) in d0
+                    .chunks_exact_mut(2)
+                    .zip(d1.chunks_exact_mut(2))
+                    .zip(x0.chunks_exact(2))
+                    .zip(x1.chunks_exact(2))
+                    .zip(g_row)
+                {
+                    let v = [x0[0], x0[1], x1[0], x1[1]];
+                    let mut best = 0;
+                    for k in 1..4 {
+                        if v[k] > v[best] || v[k].is_nan() {
+                            best = k;
                         }
                     }
-                    d[best] = gv;
+                    let at = |k: usize| if k == best { gv } else { 0.0 };
+                    d0.copy_from_slice(&[at(0), at(1)]);
+                    d1.copy_from_slice(&[at(2), at(3)]);
                 }
             }
         });
