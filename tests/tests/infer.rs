@@ -169,8 +169,12 @@ async fn masks_follow_the_lineage_and_every_way_in_agrees() {
             loss: seg_model::loss::LossConfig::new(),
             num_classes: checkpoint.meta.model.num_classes,
             device,
+            flip_tta: false,
         };
-        let (_, m) = evaluation.run(&checkpoint.model, &all).expect("evaluation");
+        let m = evaluation
+            .run(&checkpoint.model, &all)
+            .expect("evaluation")
+            .metrics;
         ((m.iou, m.mean_iou), m.pixel_accuracy)
     })
     .await

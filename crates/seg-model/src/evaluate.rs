@@ -1,8 +1,10 @@
 //! Evaluation of a model on a split: mean loss and confusion-matrix metrics, without
-//! augmentation; and the class ids a model's logits predict.
+//! augmentation (and, on request, those of flip test-time augmentation beside them); and the
+//! class ids a model's logits predict.
 
 use std::sync::Arc;
 
+use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::{BatchLoader, LoaderConfig, Preprocess, SegmentationDataset};
@@ -26,11 +28,25 @@ pub struct Evaluation {
     pub num_classes: usize,
     /// Device to evaluate on.
     pub device: Device,
+    /// Also score flip test-time augmentation (as `infer --tta`: the probabilities of each
+    /// image and of its left-right mirror, mirrored back, averaged): one more forward pass.
+    pub flip_tta: bool,
+}
+
+/// What [`Evaluation::run`] measures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    /// Mean loss of the plain predictions.
+    pub loss: f64,
+    /// Metrics of the plain predictions.
+    pub metrics: SegMetrics,
+    /// Metrics of the flip test-time-augmented predictions ([`Evaluation::flip_tta`]).
+    pub tta: Option<SegMetrics>,
 }
 
 impl Evaluation {
     /// Mean loss and metrics of `model` over the samples `indices`.
-    pub fn run(&self, model: &UNet, indices: &[usize]) -> Result<(f64, SegMetrics)> {
+    pub fn run(&self, model: &UNet, indices: &[usize]) -> Result<Scores> {
         let pre = &self.preprocess;
         let (h, w, c) = (pre.height, pre.width, pre.channels);
         let loader = LoaderConfig {
@@ -44,6 +60,7 @@ impl Evaluation {
             self.num_classes
         };
         let mut confusion = ConfusionMatrix::new(task_classes);
+        let mut tta_confusion = ConfusionMatrix::new(task_classes);
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for batch in BatchLoader::start(self.dataset.clone(), indices, pre.clone(), &loader, 0) {
             let batch = batch?;
@@ -59,16 +76,40 @@ impl Evaluation {
                 self.num_classes,
                 &self.device,
             )?;
-            let (loss, ids) = backend_call("evaluation", || {
+            let (loss, ids, tta_ids) = backend_call("evaluation", || {
+                let mirrored = self.flip_tta.then(|| model.forward(x.clone().flip([3])));
                 let logits = model.forward(x);
                 let loss = scalar(&segmentation_loss(&self.loss, logits.clone(), &targets))?;
-                Ok((loss, predict_ids(logits)?))
+                let tta_ids = match mirrored {
+                    Some(m) => Some(flip_tta_ids(logits.clone(), m.flip([3]))?),
+                    None => None,
+                };
+                Ok((loss, predict_ids(logits)?, tta_ids))
             })?;
             loss_sum += loss * batch.len as f64;
             seen += batch.len;
             confusion.update(&batch.masks, &ids);
+            if let Some(ids) = tta_ids {
+                tta_confusion.update(&batch.masks, &ids);
+            }
         }
-        Ok((loss_sum / seen.max(1) as f64, confusion.summary()))
+        Ok(Scores {
+            loss: loss_sum / seen.max(1) as f64,
+            metrics: confusion.summary(),
+            tta: self.flip_tta.then(|| tta_confusion.summary()),
+        })
+    }
+}
+
+/// Class ids of the mean of two predictions' probabilities (`infer --tta`'s rule): a
+/// foreground probability above 0.5 for a binary model, the argmax of the mean softmax
+/// otherwise.
+fn flip_tta_ids(logits: Tensor<4>, mirrored: Tensor<4>) -> Result<Vec<u8>> {
+    if logits.dims()[1] == 1 {
+        // Mean probability above 0.5 <=> the sum of the two above 1: threshold 0 after -1.
+        predict_ids(sigmoid(logits).add(sigmoid(mirrored)).sub_scalar(1.0))
+    } else {
+        predict_ids(softmax(logits, 1).add(softmax(mirrored, 1)))
     }
 }
 
@@ -101,5 +142,34 @@ pub fn predict_ids(logits: Tensor<4>) -> Result<Vec<u8>> {
             .try_into_vec::<i64>()
             .map_err(|e| SegError::Backend(format!("{e:?}")))?;
         Ok(v.into_iter().map(|x| x as u8).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits(values: Vec<f32>, shape: [usize; 4]) -> Tensor<4> {
+        let device = crate::BackendKind::Flex.device();
+        Tensor::from_data(TensorData::new(values, shape), &device)
+    }
+
+    /// The flip-TTA rule averages probabilities (not logits, not votes): a confident mirror
+    /// outvotes a hesitant plain prediction and the other way round.
+    #[test]
+    fn flip_tta_ids_threshold_the_mean_probability() {
+        // Plain logits 0.2 / -0.2 / 3 / -3 against mirrored -2 / 2 / -1 / 1.
+        let plain = logits(vec![0.2, -0.2, 3.0, -3.0], [1, 1, 1, 4]);
+        let mirrored = logits(vec![-2.0, 2.0, -1.0, 1.0], [1, 1, 1, 4]);
+        assert_eq!(predict_ids(plain.clone()).expect("ids"), vec![1, 0, 1, 0]);
+        assert_eq!(
+            flip_tta_ids(plain, mirrored).expect("ids"),
+            vec![0, 1, 1, 0]
+        );
+        // Three classes, two pixels: the mean softmax's argmax.
+        let plain = logits(vec![1.0, 0.0, 0.0, 0.9, 0.0, 0.0], [1, 3, 1, 2]);
+        let mirrored = logits(vec![0.0, 0.0, 3.0, 0.0, 0.0, 0.0], [1, 3, 1, 2]);
+        assert_eq!(predict_ids(plain.clone()).expect("ids"), vec![0, 1]);
+        assert_eq!(flip_tta_ids(plain, mirrored).expect("ids"), vec![1, 1]);
     }
 }

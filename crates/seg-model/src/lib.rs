@@ -31,7 +31,7 @@ pub mod train;
 pub use backend::BackendKind;
 pub use checkpoint::{Checkpoint, CheckpointMeta, SavedCheckpoint};
 pub use error::{Result, SegError};
-pub use evaluate::{Evaluation, predict_ids};
+pub use evaluate::{Evaluation, Scores, predict_ids};
 pub use metrics::{ConfusionMatrix, Metric, SegMetrics};
 pub use model::{UNet, UNetConfig, UpsampleMode};
 pub use predict::{Prediction, Predictor};

@@ -251,6 +251,14 @@ pub mod keys {
     pub const EPOCH_SECONDS: &str = "epoch_seconds";
     /// The epoch whose model was kept (run level).
     pub const BEST_EPOCH: &str = "best_epoch";
+    /// Headline validation IoU of an epoch with flip test-time augmentation (`infer --tta`).
+    pub const VAL_TTA_IOU: &str = "val_tta_iou";
+    /// Headline validation Dice of an epoch with flip test-time augmentation.
+    pub const VAL_TTA_DICE: &str = "val_tta_dice";
+    /// The best epoch's [`VAL_TTA_IOU`] (run level).
+    pub const TTA_IOU: &str = "tta_iou";
+    /// The best epoch's [`VAL_TTA_DICE`] (run level).
+    pub const TTA_DICE: &str = "tta_dice";
 
     /// Validation IoU of class `c` in an epoch.
     pub fn class_iou(c: usize) -> String {

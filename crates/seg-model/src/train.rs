@@ -188,6 +188,12 @@ pub struct TrainConfig {
     /// statistics, updated after every optimiser step (horizon about `1 / (1 - decay)` steps).
     #[config(default = 0.0)]
     pub ema_decay: f64,
+    /// Also score each epoch's validation with flip test-time augmentation (as `infer --tta`),
+    /// logged beside the plain metrics as `val_tta_iou` / `val_tta_dice` (run level `tta_iou` /
+    /// `tta_dice`); selection and the plain metrics are unchanged. One more forward pass over
+    /// the validation split per epoch.
+    #[config(default = false)]
+    pub val_flip_tta: bool,
 }
 
 impl TrainConfig {
@@ -324,6 +330,9 @@ pub struct EpochReport {
     pub valid_loss: f64,
     /// Validation metrics.
     pub metrics: SegMetrics,
+    /// Validation metrics with flip test-time augmentation ([`TrainConfig::val_flip_tta`]).
+    #[serde(default)]
+    pub tta_metrics: Option<SegMetrics>,
     /// Training images per second.
     pub train_images_per_sec: f64,
     /// Wall seconds of the epoch (training and validation).
@@ -356,6 +365,10 @@ impl EpochReport {
                 map.insert(keys::class_iou(c), *v);
             }
         }
+        if let Some(t) = &self.tta_metrics {
+            map.insert(keys::VAL_TTA_IOU.to_string(), t.iou);
+            map.insert(keys::VAL_TTA_DICE.to_string(), t.dice);
+        }
         map
     }
 
@@ -372,6 +385,10 @@ impl EpochReport {
             })
             .collect();
         map.insert(keys::BEST_EPOCH.to_string(), self.epoch as f64);
+        if let Some(t) = &self.tta_metrics {
+            map.insert(keys::TTA_IOU.to_string(), t.iou);
+            map.insert(keys::TTA_DICE.to_string(), t.dice);
+        }
         map
     }
 }
@@ -616,6 +633,7 @@ impl<'a> Run<'a> {
             loss: config.loss.clone(),
             num_classes: model_config.num_classes,
             device: backend.device(),
+            flip_tta: config.val_flip_tta,
         };
         Ok(Self {
             model_config,
@@ -700,13 +718,14 @@ impl<'a> Run<'a> {
             Some(ema) => ema.snapshot(),
             None => self.model.as_ref().ok_or_else(missing_model)?.valid(),
         };
-        let (valid_loss, metrics) = self.eval.run(&snapshot, &self.split.valid)?;
+        let scores = self.eval.run(&snapshot, &self.split.valid)?;
         let report = EpochReport {
             epoch,
             learning_rate: lr,
             train_loss: loss_sum / seen.max(1) as f64,
-            valid_loss,
-            metrics,
+            valid_loss: scores.loss,
+            metrics: scores.metrics,
+            tta_metrics: scores.tta,
             train_images_per_sec: seen as f64 / train_seconds.max(1e-9),
             seconds: started.elapsed().as_secs_f64(),
             is_best: false,

@@ -201,6 +201,54 @@ fn weight_ema_changes_what_is_validated_not_what_is_trained() {
     assert!(err.to_string().contains("ema_decay = 1"), "{err}");
 }
 
+/// Validation with flip TTA adds its metrics beside the plain ones and changes nothing else:
+/// the same training, the same plain metrics and selection.
+#[test]
+fn flip_tta_validation_is_logged_beside_the_plain_metrics() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ds = synthetic(dir.path(), 2);
+    let split = Split::new(ds.len(), 0.2, 11).expect("split");
+    let backend = BackendKind::default_kind();
+    let run = |config: TrainConfig| {
+        let mut rec = Recorder {
+            epochs: vec![],
+            batches: 0,
+        };
+        seg_model::train(&model(2), &config, &ds, &split, backend, &mut rec).expect("train")
+    };
+    let plain = run(small_run(2));
+    let tta = run(small_run(2).with_val_flip_tta(true));
+    assert_eq!(tta.best_epoch, plain.best_epoch);
+    for (a, b) in plain.history.iter().zip(&tta.history) {
+        assert_eq!(a.train_loss, b.train_loss, "epoch {} train loss", a.epoch);
+        assert_eq!(
+            a.valid_loss, b.valid_loss,
+            "epoch {} validation loss",
+            a.epoch
+        );
+        assert_eq!(a.metrics, b.metrics, "epoch {} plain metrics", a.epoch);
+        assert!(a.tta_metrics.is_none() && !a.metric_map().contains_key("val_tta_dice"));
+        let t = b.tta_metrics.as_ref().expect("TTA metrics");
+        assert!((0.0..=1.0).contains(&t.dice) && t.pixels == b.metrics.pixels);
+        let map = b.metric_map();
+        assert_eq!(map["val_tta_dice"], t.dice);
+        assert_eq!(map["val_tta_iou"], t.iou);
+        assert_eq!(map["val_dice"], b.metrics.dice);
+    }
+    let best = &tta.history[tta.best_epoch - 1];
+    let finals = best.final_metrics();
+    assert_eq!(
+        finals["tta_dice"],
+        best.tta_metrics.as_ref().expect("tta").dice
+    );
+    assert!(
+        !plain.history[plain.best_epoch - 1]
+            .final_metrics()
+            .contains_key("tta_dice")
+    );
+}
+
 /// Records each epoch and then waits, so that epochs take a known minimum time.
 struct SlowRecorder {
     epochs: Vec<EpochReport>,

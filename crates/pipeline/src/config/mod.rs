@@ -233,6 +233,7 @@ impl Config {
             .with_image_width(t.image_size)
             .with_time_budget_secs(t.time_budget_secs)
             .with_ema_decay(t.ema_decay)
+            .with_val_flip_tta(t.val_tta)
             .with_augment(if t.augment {
                 strengths
             } else {

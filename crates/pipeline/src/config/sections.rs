@@ -158,6 +158,8 @@ pub struct TrainSection {
     pub time_budget_secs: f64,
     /// Weight EMA decay (0 = off): the averaged weights are validated and saved.
     pub ema_decay: f64,
+    /// Also score validation with flip test-time augmentation (`val_tta_dice`, `val_tta_iou`).
+    pub val_tta: bool,
     /// Validation overlays logged to MLflow.
     pub overlay_samples: usize,
 }

@@ -174,6 +174,7 @@ mod tests {
                 per_class_dice: vec![],
                 pixels: 1,
             },
+            tta_metrics: None,
             train_images_per_sec: 1.0,
             seconds: 1.0,
             is_best: false,

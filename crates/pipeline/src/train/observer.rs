@@ -239,8 +239,13 @@ impl TrainObserver for MlflowObserver {
             r.metric_map().into_iter().collect(),
             i64::try_from(r.epoch).unwrap_or(i64::MAX),
         );
+        let tta = r
+            .tta_metrics
+            .as_ref()
+            .map(|t| format!("  val_tta_dice {:.4}", t.dice))
+            .unwrap_or_default();
         let line = format!(
-            "epoch {:>3}/{}  train_loss {:.4}  val_loss {:.4}  val_iou {:.4}  val_dice {:.4}  acc {:.4}  {:.1} img/s  {:.1}s{}",
+            "epoch {:>3}/{}  train_loss {:.4}  val_loss {:.4}  val_iou {:.4}  val_dice {:.4}{tta}  acc {:.4}  {:.1} img/s  {:.1}s{}",
             r.epoch,
             self.epochs,
             r.train_loss,
