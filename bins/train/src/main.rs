@@ -190,8 +190,18 @@ fn print_summary(s: &TrainSummary) {
         s.model_commit, s.model_sha256
     );
     println!("  checkpoint:   {}", s.checkpoint.display());
+    // With train.val_tta, the flip-TTA scores of the same epoch (what `infer --tta` gives).
+    let tta = if s.metrics.contains_key("tta_dice") {
+        format!(
+            "  tta_iou {}  tta_dice {}",
+            metric("tta_iou"),
+            metric("tta_dice")
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "  metrics:      loss {}  accuracy {}  iou {}  dice {}",
+        "  metrics:      loss {}  accuracy {}  iou {}  dice {}{tta}",
         metric("loss"),
         metric("accuracy"),
         metric("iou"),
