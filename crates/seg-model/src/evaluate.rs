@@ -150,7 +150,7 @@ mod tests {
     use super::*;
 
     fn logits(values: Vec<f32>, shape: [usize; 4]) -> Tensor<4> {
-        let device = crate::BackendKind::Flex.device();
+        let device = crate::BackendKind::default_kind().device();
         Tensor::from_data(TensorData::new(values, shape), &device)
     }
 

@@ -172,23 +172,29 @@ fn binary_synthetic_reaches_iou_080_and_is_deterministic() {
     assert_eq!(preds[0].mask.dimensions(), images[0].dimensions_pair());
 }
 
-/// Weight EMA changes what is validated (and kept), not what is trained.
-#[test]
-fn weight_ema_changes_what_is_validated_not_what_is_trained() {
+/// Each of `configs` trained on the same synthetic binary data and split, one at a time.
+fn trained_on_binary_data<const N: usize>(
+    configs: [TrainConfig; N],
+) -> [seg_model::TrainOutcome; N] {
     let _serial = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let ds = synthetic(dir.path(), 2);
     let split = Split::new(ds.len(), 0.2, 11).expect("split");
     let backend = BackendKind::default_kind();
-    let run = |config: TrainConfig| {
+    configs.map(|config| {
         let mut rec = Recorder {
             epochs: vec![],
             batches: 0,
         };
         seg_model::train(&model(2), &config, &ds, &split, backend, &mut rec).expect("train")
-    };
-    let plain = run(small_run(3));
-    let averaged = run(small_run(3).with_ema_decay(0.9));
+    })
+}
+
+/// Weight EMA changes what is validated (and kept), not what is trained.
+#[test]
+fn weight_ema_changes_what_is_validated_not_what_is_trained() {
+    let [plain, averaged] =
+        trained_on_binary_data([small_run(3), small_run(3).with_ema_decay(0.9)]);
     assert_eq!(averaged.history.len(), 3);
     for (a, b) in plain.history.iter().zip(&averaged.history) {
         assert_eq!(a.train_loss, b.train_loss, "epoch {} train loss", a.epoch);
@@ -205,20 +211,7 @@ fn weight_ema_changes_what_is_validated_not_what_is_trained() {
 /// the same training, the same plain metrics and selection.
 #[test]
 fn flip_tta_validation_is_logged_beside_the_plain_metrics() {
-    let _serial = one_at_a_time();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ds = synthetic(dir.path(), 2);
-    let split = Split::new(ds.len(), 0.2, 11).expect("split");
-    let backend = BackendKind::default_kind();
-    let run = |config: TrainConfig| {
-        let mut rec = Recorder {
-            epochs: vec![],
-            batches: 0,
-        };
-        seg_model::train(&model(2), &config, &ds, &split, backend, &mut rec).expect("train")
-    };
-    let plain = run(small_run(2));
-    let tta = run(small_run(2).with_val_flip_tta(true));
+    let [plain, tta] = trained_on_binary_data([small_run(2), small_run(2).with_val_flip_tta(true)]);
     assert_eq!(tta.best_epoch, plain.best_epoch);
     for (a, b) in plain.history.iter().zip(&tta.history) {
         assert_eq!(a.train_loss, b.train_loss, "epoch {} train loss", a.epoch);
