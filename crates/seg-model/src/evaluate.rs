@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::{BatchLoader, LoaderConfig, Preprocess, SegmentationDataset};
@@ -12,6 +11,7 @@ use crate::error::{Result, SegError, backend_call};
 use crate::loss::{LossConfig, LossTargets, segmentation_loss};
 use crate::metrics::{ConfusionMatrix, SegMetrics};
 use crate::model::UNet;
+use crate::predict::class_probabilities;
 
 /// What evaluating a model on some samples of a dataset needs.
 #[derive(Debug, Clone)]
@@ -101,16 +101,10 @@ impl Evaluation {
     }
 }
 
-/// Class ids of the mean of two predictions' probabilities (`infer --tta`'s rule): a
-/// foreground probability above 0.5 for a binary model, the argmax of the mean softmax
-/// otherwise.
+/// Class ids of the mean of two predictions' per-class probabilities: `infer --tta`'s rule
+/// ([`class_probabilities`], ties to the lower class id).
 fn flip_tta_ids(logits: Tensor<4>, mirrored: Tensor<4>) -> Result<Vec<u8>> {
-    if logits.dims()[1] == 1 {
-        // Mean probability above 0.5 <=> the sum of the two above 1: threshold 0 after -1.
-        predict_ids(sigmoid(logits).add(sigmoid(mirrored)).sub_scalar(1.0))
-    } else {
-        predict_ids(softmax(logits, 1).add(softmax(mirrored, 1)))
-    }
+    predict_ids(class_probabilities(logits).add(class_probabilities(mirrored)))
 }
 
 /// The value of a one-element tensor.

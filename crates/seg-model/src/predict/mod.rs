@@ -98,18 +98,9 @@ impl Predictor {
                 TensorData::new(inputs, [n, pre.channels, pre.height, pre.width]),
                 &self.device,
             );
-            let binary = self.meta.model.num_classes == 1;
-            let to_probs = |logits: Tensor<4>| {
-                if binary {
-                    let p = sigmoid(logits);
-                    Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
-                } else {
-                    softmax(logits, 1)
-                }
-            };
-            let mut probs = to_probs(self.model.forward(x.clone()));
+            let mut probs = class_probabilities(self.model.forward(x.clone()));
             if self.flip_tta {
-                let mirrored = to_probs(self.model.forward(x.flip([3]))).flip([3]);
+                let mirrored = class_probabilities(self.model.forward(x.flip([3]))).flip([3]);
                 probs = probs.add(mirrored).div_scalar(2.0);
             }
             probs
@@ -238,6 +229,17 @@ pub fn overlay(
         }
     }
     rgb
+}
+
+/// Per-class probabilities `[batch, classes, h, w]` from logits: `[1 - p, p]` of the sigmoid
+/// for a binary model's single channel, the softmax otherwise.
+pub(crate) fn class_probabilities(logits: Tensor<4>) -> Tensor<4> {
+    if logits.dims()[1] == 1 {
+        let p = sigmoid(logits);
+        Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
+    } else {
+        softmax(logits, 1)
+    }
 }
 
 #[cfg(test)]
