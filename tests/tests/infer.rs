@@ -169,7 +169,7 @@ async fn masks_follow_the_lineage_and_every_way_in_agrees() {
             loss: seg_model::loss::LossConfig::new(),
             num_classes: checkpoint.meta.model.num_classes,
             device,
-            flip_tta: false,
+            tta: seg_model::Tta::Off,
         };
         let m = evaluation
             .run(&checkpoint.model, &all)

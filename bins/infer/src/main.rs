@@ -44,10 +44,14 @@ struct Cli {
     /// Also write colour overlays under <output>/overlays/ (infer.overlay).
     #[arg(long)]
     overlay: bool,
-    /// Test-time augmentation: average each prediction with that of the left-right mirrored
-    /// image (infer.tta; twice the compute).
+    /// Test-time augmentation: average each prediction with those of infer.tta_views symmetric
+    /// views (by default 2: the image and its left-right mirror; infer.tta).
     #[arg(long)]
     tta: bool,
+    /// Views of test-time augmentation (implies --tta): 2 (left-right mirror), 4 (both
+    /// mirrors), 8 (mirrors and transposes) (infer.tta_views).
+    #[arg(long, value_name = "N")]
+    tta_views: Option<u64>,
     /// Replace masks (and overlays) that an earlier infer wrote in the output folder; infer
     /// never replaces inputs, ground truth, or files it did not write.
     #[arg(long)]
@@ -88,9 +92,10 @@ impl Cli {
         if self.overlay {
             f.set("infer.overlay", Some(true));
         }
-        if self.tta {
+        if self.tta || self.tta_views.is_some() {
             f.set("infer.tta", Some(true));
         }
+        f.set("infer.tta_views", self.tta_views);
         f
     }
 

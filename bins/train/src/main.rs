@@ -190,16 +190,17 @@ fn print_summary(s: &TrainSummary) {
         s.model_commit, s.model_sha256
     );
     println!("  checkpoint:   {}", s.checkpoint.display());
-    // With train.val_tta, the flip-TTA scores of the same epoch (what `infer --tta` gives).
-    let tta = if s.metrics.contains_key("tta_dice") {
-        format!(
-            "  tta_iou {}  tta_dice {}",
-            metric("tta_iou"),
-            metric("tta_dice")
-        )
-    } else {
-        String::new()
-    };
+    // With train.val_tta, the TTA scores of the same epoch; with train.final_tta_views, the
+    // kept model's scores with those views (what `infer --tta` with them gives).
+    let mut tta = String::new();
+    for (on, iou, dice) in [
+        ("tta_dice", "tta_iou", "tta_dice"),
+        ("final_tta_dice", "final_tta_iou", "final_tta_dice"),
+    ] {
+        if s.metrics.contains_key(on) {
+            tta.push_str(&format!("  {iou} {}  {dice} {}", metric(iou), metric(dice)));
+        }
+    }
     println!(
         "  metrics:      loss {}  accuracy {}  iou {}  dice {}{tta}",
         metric("loss"),

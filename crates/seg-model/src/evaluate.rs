@@ -1,5 +1,5 @@
 //! Evaluation of a model on a split: mean loss and confusion-matrix metrics, without
-//! augmentation (and, on request, those of flip test-time augmentation beside them); and the
+//! augmentation (and, on request, those of test-time augmentation beside them); and the
 //! class ids a model's logits predict.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use crate::error::{Result, SegError, backend_call};
 use crate::loss::{LossConfig, LossTargets, segmentation_loss};
 use crate::metrics::{ConfusionMatrix, SegMetrics};
 use crate::model::UNet;
-use crate::predict::class_probabilities;
+use crate::predict::{Tta, tta_probabilities};
 
 /// What evaluating a model on some samples of a dataset needs.
 #[derive(Debug, Clone)]
@@ -28,9 +28,9 @@ pub struct Evaluation {
     pub num_classes: usize,
     /// Device to evaluate on.
     pub device: Device,
-    /// Also score flip test-time augmentation (as `infer --tta`: the probabilities of each
-    /// image and of its left-right mirror, mirrored back, averaged): one more forward pass.
-    pub flip_tta: bool,
+    /// Also score test-time augmentation with these views (as `infer --tta`: the
+    /// probabilities of each view, mapped back, averaged): `views() - 1` more forward passes.
+    pub tta: Tta,
 }
 
 /// What [`Evaluation::run`] measures.
@@ -40,7 +40,7 @@ pub struct Scores {
     pub loss: f64,
     /// Metrics of the plain predictions.
     pub metrics: SegMetrics,
-    /// Metrics of the flip test-time-augmented predictions ([`Evaluation::flip_tta`]).
+    /// Metrics of the test-time-augmented predictions ([`Evaluation::tta`]).
     pub tta: Option<SegMetrics>,
 }
 
@@ -77,12 +77,17 @@ impl Evaluation {
                 &self.device,
             )?;
             let (loss, ids, tta_ids) = backend_call("evaluation", || {
-                let mirrored = self.flip_tta.then(|| model.forward(x.clone().flip([3])));
-                let logits = model.forward(x);
+                let logits = model.forward(x.clone());
                 let loss = scalar(&segmentation_loss(&self.loss, logits.clone(), &targets))?;
-                let tta_ids = match mirrored {
-                    Some(m) => Some(flip_tta_ids(logits.clone(), m.flip([3]))?),
-                    None => None,
+                let tta_ids = if self.tta.is_on() {
+                    Some(predict_ids(tta_probabilities(
+                        model,
+                        x,
+                        logits.clone(),
+                        self.tta,
+                    )?)?)
+                } else {
+                    None
                 };
                 Ok((loss, predict_ids(logits)?, tta_ids))
             })?;
@@ -96,15 +101,9 @@ impl Evaluation {
         Ok(Scores {
             loss: loss_sum / seen.max(1) as f64,
             metrics: confusion.summary(),
-            tta: self.flip_tta.then(|| tta_confusion.summary()),
+            tta: self.tta.is_on().then(|| tta_confusion.summary()),
         })
     }
-}
-
-/// Class ids of the mean of two predictions' per-class probabilities: `infer --tta`'s rule
-/// ([`class_probabilities`], ties to the lower class id).
-fn flip_tta_ids(logits: Tensor<4>, mirrored: Tensor<4>) -> Result<Vec<u8>> {
-    predict_ids(class_probabilities(logits).add(class_probabilities(mirrored)))
 }
 
 /// The value of a one-element tensor.
@@ -142,16 +141,18 @@ pub fn predict_ids(logits: Tensor<4>) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::predict::mean_probabilities;
 
     fn logits(values: Vec<f32>, shape: [usize; 4]) -> Tensor<4> {
         let device = crate::BackendKind::default_kind().device();
         Tensor::from_data(TensorData::new(values, shape), &device)
     }
 
-    /// The flip-TTA rule averages probabilities (not logits, not votes): a confident mirror
+    /// The TTA rule averages probabilities (not logits, not votes): a confident mirror
     /// outvotes a hesitant plain prediction and the other way round.
     #[test]
-    fn flip_tta_ids_threshold_the_mean_probability() {
+    fn tta_ids_threshold_the_mean_probability() {
+        let flip_tta_ids = |a, b| predict_ids(mean_probabilities(a, [b]));
         // Plain logits 0.2 / -0.2 / 3 / -3 against mirrored -2 / 2 / -1 / 1.
         let plain = logits(vec![0.2, -0.2, 3.0, -3.0], [1, 1, 1, 4]);
         let mirrored = logits(vec![-2.0, 2.0, -1.0, 1.0], [1, 1, 1, 4]);

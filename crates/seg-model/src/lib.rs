@@ -34,8 +34,9 @@ pub use error::{Result, SegError};
 pub use evaluate::{Evaluation, Scores, predict_ids};
 pub use metrics::{ConfusionMatrix, Metric, SegMetrics};
 pub use model::{UNet, UNetConfig, UpsampleMode};
-pub use predict::{Prediction, Predictor};
+pub use predict::{Prediction, Predictor, Tta};
 pub use train::{
-    BatchReport, EpochReport, Flow, LrSchedule, LrScheduleKind, NoObserver, Optimizer, StopReason,
-    TrainConfig, TrainEnd, TrainObserver, TrainOutcome, TrainStart, epochs_within_budget, train,
+    BatchReport, EpochReport, FinalTta, Flow, LrSchedule, LrScheduleKind, NoObserver, Optimizer,
+    StopReason, TrainConfig, TrainEnd, TrainObserver, TrainOutcome, TrainStart,
+    epochs_within_budget, train,
 };

@@ -257,6 +257,11 @@ pub mod keys {
     pub const VAL_TTA_DICE: &str = "val_tta_dice";
     /// The best epoch's [`VAL_TTA_IOU`] (run level).
     pub const TTA_IOU: &str = "tta_iou";
+    /// Headline IoU of the kept model with `train.final_tta_views` test-time augmentation,
+    /// scored once after training (run level).
+    pub const FINAL_TTA_IOU: &str = "final_tta_iou";
+    /// Headline Dice of the kept model with `train.final_tta_views` (run level).
+    pub const FINAL_TTA_DICE: &str = "final_tta_dice";
     /// The best epoch's [`VAL_TTA_DICE`] (run level).
     pub const TTA_DICE: &str = "tta_dice";
 

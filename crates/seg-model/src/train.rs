@@ -26,6 +26,7 @@ use crate::evaluate::{Evaluation, scalar};
 use crate::loss::{LossConfig, LossTargets, segmentation_loss};
 use crate::metrics::{Metric, SegMetrics, keys};
 use crate::model::{UNet, UNetConfig};
+use crate::predict::Tta;
 
 /// Learning-rate schedule over epochs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -188,12 +189,18 @@ pub struct TrainConfig {
     /// statistics, updated after every optimiser step (horizon about `1 / (1 - decay)` steps).
     #[config(default = 0.0)]
     pub ema_decay: f64,
-    /// Also score each epoch's validation with flip test-time augmentation (as `infer --tta`),
-    /// logged beside the plain metrics as `val_tta_iou` / `val_tta_dice` (run level `tta_iou` /
-    /// `tta_dice`); selection and the plain metrics are unchanged. One more forward pass over
-    /// the validation split per epoch.
-    #[config(default = false)]
-    pub val_flip_tta: bool,
+    /// Also score each epoch's validation with test-time augmentation by these views (as
+    /// `infer --tta`), logged beside the plain metrics as `val_tta_iou` / `val_tta_dice` (run
+    /// level `tta_iou` / `tta_dice`); selection and the plain metrics are unchanged.
+    /// `views() - 1` more forward passes over the validation split per epoch.
+    #[config(default = "Tta::Off")]
+    pub val_tta: Tta,
+    /// After training, score the kept model once more on the validation split with
+    /// test-time augmentation by these views ([`TrainOutcome::final_tta`]; skipped when the
+    /// run was stopped): what `infer` with the same views delivers, for the price of one
+    /// evaluation instead of one per epoch.
+    #[config(default = "Tta::Off")]
+    pub final_tta: Tta,
 }
 
 impl TrainConfig {
@@ -330,7 +337,7 @@ pub struct EpochReport {
     pub valid_loss: f64,
     /// Validation metrics.
     pub metrics: SegMetrics,
-    /// Validation metrics with flip test-time augmentation ([`TrainConfig::val_flip_tta`]).
+    /// Validation metrics with test-time augmentation ([`TrainConfig::val_tta`]).
     #[serde(default)]
     pub tta_metrics: Option<SegMetrics>,
     /// Training images per second.
@@ -459,8 +466,30 @@ pub struct TrainOutcome {
     pub history: Vec<EpochReport>,
     /// Epoch (1-based) of the best model.
     pub best_epoch: usize,
+    /// The best model's validation metrics with [`TrainConfig::final_tta`] (when on and the
+    /// run was not stopped).
+    pub final_tta: Option<FinalTta>,
     /// How the run ended.
     pub end: TrainEnd,
+}
+
+/// The kept model scored with test-time augmentation after training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalTta {
+    /// The augmentation.
+    pub tta: Tta,
+    /// Validation metrics with it.
+    pub metrics: SegMetrics,
+}
+
+impl FinalTta {
+    /// Run-level metrics: [`keys::FINAL_TTA_IOU`], [`keys::FINAL_TTA_DICE`].
+    pub fn metric_map(&self) -> BTreeMap<String, f64> {
+        BTreeMap::from([
+            (keys::FINAL_TTA_IOU.to_string(), self.metrics.iou),
+            (keys::FINAL_TTA_DICE.to_string(), self.metrics.dice),
+        ])
+    }
 }
 
 impl TrainOutcome {
@@ -633,7 +662,7 @@ impl<'a> Run<'a> {
             loss: config.loss.clone(),
             num_classes: model_config.num_classes,
             device: backend.device(),
-            flip_tta: config.val_flip_tta,
+            tta: config.val_tta,
         };
         Ok(Self {
             model_config,
@@ -843,6 +872,26 @@ impl Selection {
             .ok_or_else(|| SegError::InvalidConfig("best epoch has no report".into()))?;
         let mut metric_map = best_report.metric_map();
         metric_map.extend(best_report.final_metrics());
+        let stopped = matches!(end, TrainEnd::Stopped { .. });
+        let final_tta = if run.config.final_tta.is_on() && !stopped {
+            let scores = Evaluation {
+                tta: run.config.final_tta,
+                ..run.eval.clone()
+            }
+            .run(&model, &run.split.valid)?;
+            let metrics = scores.tta.ok_or_else(|| {
+                SegError::Backend("test-time augmentation produced no metrics".into())
+            })?;
+            Some(FinalTta {
+                tta: run.config.final_tta,
+                metrics,
+            })
+        } else {
+            None
+        };
+        if let Some(f) = &final_tta {
+            metric_map.extend(f.metric_map());
+        }
         let meta = CheckpointMeta::new(
             run.model_config.clone(),
             run.dataset.encoding().clone(),
@@ -855,6 +904,7 @@ impl Selection {
             meta,
             history: self.history,
             best_epoch,
+            final_tta,
             end,
         })
     }

@@ -207,11 +207,30 @@ fn weight_ema_changes_what_is_validated_not_what_is_trained() {
     assert!(err.to_string().contains("ema_decay = 1"), "{err}");
 }
 
-/// Validation with flip TTA adds its metrics beside the plain ones and changes nothing else:
-/// the same training, the same plain metrics and selection.
+/// Validation with TTA adds its metrics beside the plain ones and changes nothing else: the
+/// same training, the same plain metrics and selection; the final TTA scoring adds run-level
+/// metrics of the kept model.
 #[test]
-fn flip_tta_validation_is_logged_beside_the_plain_metrics() {
-    let [plain, tta] = trained_on_binary_data([small_run(2), small_run(2).with_val_flip_tta(true)]);
+fn tta_validation_is_logged_beside_the_plain_metrics() {
+    use seg_model::Tta;
+    let [plain, tta, dihedral] = trained_on_binary_data([
+        small_run(2),
+        small_run(2).with_val_tta(Tta::Flip),
+        small_run(2)
+            .with_val_tta(Tta::Flips)
+            .with_final_tta(Tta::Dihedral),
+    ]);
+    assert!(plain.final_tta.is_none() && tta.final_tta.is_none());
+    assert!(!plain.meta.metrics.contains_key("final_tta_dice"));
+    assert_eq!(dihedral.best_epoch, plain.best_epoch);
+    let kept = &dihedral.history[dihedral.best_epoch - 1];
+    assert_eq!(kept.metrics, plain.history[plain.best_epoch - 1].metrics);
+    let last = dihedral.final_tta.as_ref().expect("final TTA");
+    assert_eq!(last.tta, Tta::Dihedral);
+    assert_eq!(last.metrics.pixels, kept.metrics.pixels);
+    assert_eq!(dihedral.meta.metrics["final_tta_dice"], last.metrics.dice);
+    assert_eq!(dihedral.meta.metrics["final_tta_iou"], last.metrics.iou);
+    assert!(kept.tta_metrics.is_some(), "per-epoch 4-view TTA");
     assert_eq!(tta.best_epoch, plain.best_epoch);
     for (a, b) in plain.history.iter().zip(&tta.history) {
         assert_eq!(a.train_loss, b.train_loss, "epoch {} train loss", a.epoch);

@@ -16,6 +16,8 @@ const TRAIN_KEYS: &[(&str, &str)] = &[
     ("warmup_epochs", "train.warmup_epochs"),
     ("time_budget_secs", "train.time_budget_secs"),
     ("ema_decay", "train.ema_decay"),
+    ("tta_views", "train.val_tta_views"),
+    ("final_tta_views", "train.final_tta_views"),
     ("augment.max_scale", "train.augment_scale"),
     ("augment.rotate_degrees", "train.augment_rotate"),
     ("augment.brightness", "train.augment_brightness"),
@@ -193,6 +195,8 @@ fn check_infer(loaded: &Loaded) -> Result<(), ConfigError> {
             "must be >= 1",
         ));
     }
+    i.tta()
+        .map_err(|e| from_seg_model(loaded, e, &[("tta_views", "infer.tta_views")]))?;
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use figment::providers::{Format, Toml};
 use figment::value::Value;
 
 use seg_model::data::{MaskEncoding, SyntheticConfig};
-use seg_model::{BackendKind, LrSchedule, TrainConfig, UNetConfig};
+use seg_model::{BackendKind, LrSchedule, TrainConfig, Tta, UNetConfig};
 
 pub use criteria::Criterion;
 pub use sections::*;
@@ -233,7 +233,14 @@ impl Config {
             .with_image_width(t.image_size)
             .with_time_budget_secs(t.time_budget_secs)
             .with_ema_decay(t.ema_decay)
-            .with_val_flip_tta(t.val_tta)
+            .with_val_tta(sections::tta_mode(t.val_tta, t.val_tta_views)?)
+            .with_final_tta(Tta::from_views(t.final_tta_views).map_err(|_| {
+                seg_model::SegError::invalid(
+                    "final_tta_views",
+                    t.final_tta_views,
+                    "must be 1 (off), 2 (left-right mirror), 4 (both mirrors) or 8 (mirrors and transposes)",
+                )
+            })?)
             .with_augment(if t.augment {
                 strengths
             } else {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use lakefs_client::RetryPolicy;
 use seg_model::data::MaskEncodingKind;
-use seg_model::{BackendKind, LrScheduleKind, Metric, Optimizer, UpsampleMode};
+use seg_model::{BackendKind, LrScheduleKind, Metric, Optimizer, Tta, UpsampleMode};
 use serde::{Deserialize, Serialize};
 
 /// MLflow: where and which experiment. Credentials come from MLflow's own variables.
@@ -158,8 +158,13 @@ pub struct TrainSection {
     pub time_budget_secs: f64,
     /// Weight EMA decay (0 = off): the averaged weights are validated and saved.
     pub ema_decay: f64,
-    /// Also score validation with flip test-time augmentation (`val_tta_dice`, `val_tta_iou`).
+    /// Also score validation with test-time augmentation (`val_tta_dice`, `val_tta_iou`).
     pub val_tta: bool,
+    /// Views of that augmentation: 2 (left-right mirror), 4 (both mirrors), 8 (and transposes).
+    pub val_tta_views: usize,
+    /// After training, score the kept model with this many TTA views (1 = off):
+    /// `final_tta_dice`, `final_tta_iou`.
+    pub final_tta_views: usize,
     /// Validation overlays logged to MLflow.
     pub overlay_samples: usize,
 }
@@ -191,10 +196,26 @@ pub struct InferSection {
     pub backend: Option<BackendKind>,
     /// Also write colour overlays under `<output_dir>/overlays/`.
     pub overlay: bool,
-    /// Test-time augmentation: average each prediction with that of the mirrored image.
+    /// Test-time augmentation: average each prediction with those of symmetric views.
     pub tta: bool,
+    /// Views of that augmentation: 2 (left-right mirror), 4 (both mirrors), 8 (and transposes).
+    pub tta_views: usize,
     /// lakeFS folder that `--commit` writes to (`<predictions_path>/<model>-v<version>/`).
     pub predictions_path: String,
+}
+
+impl InferSection {
+    /// The test-time augmentation `tta` and `tta_views` ask for.
+    pub fn tta(&self) -> Result<Tta, seg_model::SegError> {
+        tta_mode(self.tta, self.tta_views)
+    }
+}
+
+/// `Tta::Off` unless `on`, else the mode of `views` views (checked either way, so that a bad
+/// value never waits to be used).
+pub(super) fn tta_mode(on: bool, views: usize) -> Result<Tta, seg_model::SegError> {
+    let tta = Tta::from_views(views)?;
+    Ok(if on { tta } else { Tta::Off })
 }
 
 /// Timeouts of every request to lakeFS and MLflow (retries follow `[retry]`).

@@ -212,6 +212,9 @@ fn seg_model_checks_are_reported_under_their_keys() {
         ("SEG_TRAIN__EMA_DECAY", "1.0", "train.ema_decay"),
         ("SEG_TRAIN__AUGMENT_ROTATE", "200", "train.augment_rotate"),
         ("SEG_TRAIN__AUGMENT_SCALE", "0.5", "train.augment_scale"),
+        ("SEG_TRAIN__VAL_TTA_VIEWS", "3", "train.val_tta_views"),
+        ("SEG_TRAIN__FINAL_TTA_VIEWS", "0", "train.final_tta_views"),
+        ("SEG_INFER__TTA_VIEWS", "6", "infer.tta_views"),
     ] {
         let text = load_with_env(None, Flags::new(), vars(&[(var, value)]))
             .expect_err(var)
@@ -229,6 +232,13 @@ fn seg_model_checks_are_reported_under_their_keys() {
         seg_model::data::AugmentConfig::new()
     );
     assert_eq!(loaded.config.train.selection_metric, seg_model::Metric::Iou);
+    assert_eq!(loaded.config.infer.tta().expect("tta"), seg_model::Tta::Off);
+    let eight = vars(&[("SEG_INFER__TTA", "true"), ("SEG_INFER__TTA_VIEWS", "8")]);
+    let loaded = load_with_env(None, Flags::new(), eight).expect("8 views");
+    assert_eq!(
+        loaded.config.infer.tta().expect("tta"),
+        seg_model::Tta::Dihedral
+    );
     assert_eq!(
         loaded.config.model.upsample,
         seg_model::UpsampleMode::Transpose

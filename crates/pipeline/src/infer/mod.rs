@@ -162,8 +162,10 @@ pub struct InferSummary {
     pub metrics: Option<TruthMetrics>,
     /// The backend used.
     pub backend: String,
-    /// Whether flip test-time augmentation was on.
+    /// Whether test-time augmentation was on.
     pub tta: bool,
+    /// Views averaged per image (1 without test-time augmentation).
+    pub tta_views: usize,
     /// Seconds of the prediction loop.
     pub seconds: f64,
     /// Images per second of the prediction loop.
@@ -231,7 +233,7 @@ pub async fn infer(
         sha256: model.model_sha256.clone(),
         backend: config.infer_backend(),
         batch_size: config.infer.batch_size,
-        tta: config.infer.tta,
+        tta: config.infer.tta()?,
         interrupted: opts.interrupted.clone(),
         progress: progress.clone(),
     };
@@ -278,7 +280,8 @@ impl InferSummary {
             output_dir: input.output_dir.clone(),
             metrics: None,
             backend: input.backend.to_string(),
-            tta: input.tta,
+            tta: input.tta.is_on(),
+            tta_views: input.tta.views(),
             seconds: 0.0,
             images_per_sec: 0.0,
             first_mask_secs: None,

@@ -13,7 +13,7 @@ use std::time::Instant;
 use image::DynamicImage;
 use seg_model::metrics::ConfusionMatrix;
 use seg_model::predict::{FileInput, FileOutcome, Predicted, Truth, predict_files};
-use seg_model::{BackendKind, Predictor};
+use seg_model::{BackendKind, Predictor, Tta};
 
 use super::inputs::InputItem;
 use super::outputs;
@@ -31,7 +31,7 @@ pub(super) struct LoopInput {
     pub sha256: String,
     pub backend: BackendKind,
     pub batch_size: usize,
-    pub tta: bool,
+    pub tta: Tta,
     pub interrupted: Arc<AtomicBool>,
     pub progress: Progress,
 }
@@ -74,7 +74,7 @@ pub(super) fn run(input: LoopInput, mut emit: impl FnMut(&ImageResult)) -> Resul
         seg_model::checkpoint::load_verified(&input.model_file, &input.sha256, &device)?;
     let meta = checkpoint.meta.clone();
     let names: Vec<String> = meta.classes.iter().map(|c| c.name.clone()).collect();
-    let predictor = Predictor::new(checkpoint, device, input.batch_size).with_flip_tta(input.tta);
+    let predictor = Predictor::new(checkpoint, device, input.batch_size).with_tta(input.tta);
     let files: Vec<FileInput> = input
         .items
         .iter()

@@ -148,6 +148,7 @@ async fn in_run(
         Param::new("backend", &summary.backend),
         Param::new("batch_size", config.infer.batch_size.to_string()),
         Param::new("tta", summary.tta.to_string()),
+        Param::new("tta_views", summary.tta_views.to_string()),
     ]);
     mlflow.log_batch(run_id, &[], &params, &[]).await?;
     let stage = stage_files(outcome, summary, facts, run_id)?;

@@ -80,7 +80,10 @@ pub(super) async fn store(
                 outcome.best_epoch
             ))
         })?;
-    let metrics = best.final_metrics();
+    let mut metrics = best.final_metrics();
+    if let Some(f) = &outcome.final_tta {
+        metrics.extend(f.metric_map());
+    }
     let artifacts = tempfile::tempdir().map_err(PipelineError::io("create", "temp dir"))?;
     curve::training_curve(
         &outcome.history,

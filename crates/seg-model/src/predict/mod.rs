@@ -15,6 +15,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta};
 use crate::data::{ClassInfo, IGNORE_INDEX};
@@ -39,7 +40,7 @@ pub struct Predictor {
     meta: CheckpointMeta,
     device: Device,
     batch_size: usize,
-    flip_tta: bool,
+    tta: Tta,
 }
 
 impl Predictor {
@@ -51,14 +52,15 @@ impl Predictor {
             meta: checkpoint.meta,
             device,
             batch_size: batch_size.max(1),
-            flip_tta: false,
+            tta: Tta::Off,
         }
     }
 
-    /// With `on`, test-time augmentation: each batch also runs mirrored left-right and the
-    /// two probability maps (the mirrored one mirrored back) are averaged. Twice the compute.
-    pub fn with_flip_tta(mut self, on: bool) -> Self {
-        self.flip_tta = on;
+    /// With test-time augmentation `tta`: each batch also runs through the mode's other
+    /// symmetric views and the probability maps (each mapped back) are averaged; `views()`
+    /// times the compute.
+    pub fn with_tta(mut self, tta: Tta) -> Self {
+        self.tta = tta;
         self
     }
 
@@ -98,12 +100,8 @@ impl Predictor {
                 TensorData::new(inputs, [n, pre.channels, pre.height, pre.width]),
                 &self.device,
             );
-            let mut probs = class_probabilities(self.model.forward(x.clone()));
-            if self.flip_tta {
-                let mirrored = class_probabilities(self.model.forward(x.flip([3]))).flip([3]);
-                probs = probs.add(mirrored).div_scalar(2.0);
-            }
-            probs
+            let logits = self.model.forward(x.clone());
+            tta_probabilities(&self.model, x, logits, self.tta)?
                 .into_data()
                 .convert::<f32>()
                 .try_into_vec::<f32>()
@@ -231,6 +229,148 @@ pub fn overlay(
     rgb
 }
 
+/// Test-time augmentation: which symmetric views of each image are predicted; the class
+/// probabilities of every view, mapped back, are averaged into the prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tta {
+    /// The image alone (1 forward pass).
+    #[default]
+    Off,
+    /// The image and its left-right mirror (2 passes).
+    Flip,
+    /// The image, mirrored left-right, up-down, and both (4 passes).
+    Flips,
+    /// The 8 symmetries of a square: the 4 above, each also transposed (8 passes; square
+    /// model inputs only).
+    Dihedral,
+}
+
+impl Tta {
+    /// The mode with `views` forward passes per image: 1, 2, 4 or 8.
+    pub fn from_views(views: usize) -> Result<Self> {
+        match views {
+            1 => Ok(Self::Off),
+            2 => Ok(Self::Flip),
+            4 => Ok(Self::Flips),
+            8 => Ok(Self::Dihedral),
+            _ => Err(SegError::invalid(
+                "tta_views",
+                views,
+                "must be 1 (off), 2 (left-right mirror), 4 (both mirrors) or 8 (mirrors and transposes)",
+            )),
+        }
+    }
+
+    /// Forward passes per image.
+    pub const fn views(self) -> usize {
+        self.symmetries().len()
+    }
+
+    /// Whether any view besides the image itself is predicted.
+    pub const fn is_on(self) -> bool {
+        !matches!(self, Self::Off)
+    }
+
+    /// The views, the identity first.
+    const fn symmetries(self) -> &'static [Symmetry] {
+        match self {
+            Self::Off => SYMMETRIES.split_at(1).0,
+            Self::Flip => SYMMETRIES.split_at(2).0,
+            Self::Flips => SYMMETRIES.split_at(4).0,
+            Self::Dihedral => &SYMMETRIES,
+        }
+    }
+}
+
+/// One symmetry of the square: a transpose (when set) followed by mirrors.
+#[derive(Debug, Clone, Copy)]
+struct Symmetry {
+    transpose: bool,
+    mirror_x: bool,
+    mirror_y: bool,
+}
+
+/// The dihedral group of the square, ordered so that each [`Tta`] mode is a prefix.
+const SYMMETRIES: [Symmetry; 8] = {
+    const fn s(transpose: bool, mirror_x: bool, mirror_y: bool) -> Symmetry {
+        Symmetry {
+            transpose,
+            mirror_x,
+            mirror_y,
+        }
+    }
+    [
+        s(false, false, false),
+        s(false, true, false),
+        s(false, false, true),
+        s(false, true, true),
+        s(true, false, false),
+        s(true, true, false),
+        s(true, false, true),
+        s(true, true, true),
+    ]
+};
+
+impl Symmetry {
+    fn mirror(self, x: Tensor<4>) -> Tensor<4> {
+        match (self.mirror_x, self.mirror_y) {
+            (true, true) => x.flip([2, 3]),
+            (true, false) => x.flip([3]),
+            (false, true) => x.flip([2]),
+            (false, false) => x,
+        }
+    }
+
+    fn transposed(self, x: Tensor<4>) -> Tensor<4> {
+        if self.transpose { x.swap_dims(2, 3) } else { x }
+    }
+
+    /// The view of `x` `[batch, channels, h, w]`.
+    fn apply(self, x: Tensor<4>) -> Tensor<4> {
+        self.mirror(self.transposed(x))
+    }
+
+    /// A prediction for the view mapped back onto the image.
+    fn undo(self, y: Tensor<4>) -> Tensor<4> {
+        self.transposed(self.mirror(y))
+    }
+}
+
+/// Mean class probabilities `[batch, classes, h, w]` over the views of `tta` of inputs `x`,
+/// given the model's `logits` for `x` itself: the rule of `infer --tta` and of `val_tta`.
+pub(crate) fn tta_probabilities(
+    model: &UNet,
+    x: Tensor<4>,
+    logits: Tensor<4>,
+    tta: Tta,
+) -> Result<Tensor<4>> {
+    let [_, _, h, w] = x.dims();
+    if tta == Tta::Dihedral && h != w {
+        return Err(SegError::InvalidConfig(format!(
+            "test-time augmentation with 8 views transposes the input, which needs a square model input (this model's is {w}x{h}); use 2 or 4 views"
+        )));
+    }
+    let views = tta.symmetries()[1..]
+        .iter()
+        .map(|view| view.undo(model.forward(view.apply(x.clone()))));
+    Ok(mean_probabilities(logits, views))
+}
+
+/// The mean of the per-class probabilities ([`class_probabilities`]) of predictions given as
+/// logits, `first` and the `rest`: probabilities are averaged, not logits or votes.
+pub(crate) fn mean_probabilities(
+    first: Tensor<4>,
+    rest: impl IntoIterator<Item = Tensor<4>>,
+) -> Tensor<4> {
+    let (sum, n) = rest
+        .into_iter()
+        .fold((class_probabilities(first), 1usize), |(sum, n), logits| {
+            (sum.add(class_probabilities(logits)), n + 1)
+        });
+    if n > 1 { sum.div_scalar(n as f32) } else { sum }
+}
+
 /// Per-class probabilities `[batch, classes, h, w]` from logits: `[1 - p, p]` of the sigmoid
 /// for a binary model's single channel, the softmax otherwise.
 pub(crate) fn class_probabilities(logits: Tensor<4>) -> Tensor<4> {
@@ -249,7 +389,7 @@ mod tests {
     use crate::model::UNetConfig;
     use burn::module::Module;
 
-    fn predictor(tta: bool) -> Predictor {
+    fn predictor(tta: Tta) -> Predictor {
         let device = crate::BackendKind::default_kind().device();
         device.seed(7);
         let config = UNetConfig::new()
@@ -264,26 +404,62 @@ mod tests {
             std::collections::BTreeMap::new(),
             1,
         );
-        Predictor::new(Checkpoint { model, meta }, device, 2).with_flip_tta(tta)
+        Predictor::new(Checkpoint { model, meta }, device, 2).with_tta(tta)
     }
 
+    /// `planes` 16x16 planes of `buf` with pixel (x, y) read from `at(x, y)`.
+    fn remap(buf: &[f32], at: impl Fn(usize, usize) -> (usize, usize)) -> Vec<f32> {
+        buf.chunks(256)
+            .flat_map(|plane| {
+                (0..256).map(|i| {
+                    let (x, y) = at(i % 16, i / 16);
+                    plane[y * 16 + x]
+                })
+            })
+            .collect()
+    }
+
+    /// Each mode's probabilities are the mean of the plain model's on the mode's views, each
+    /// mapped back by hand (mirrors and transposes written out on the buffers, not tensors).
     #[test]
-    fn flip_tta_averages_the_image_and_its_mirror() {
+    fn tta_averages_the_views_mapped_back() {
         let pixels: Vec<f32> = (0..3 * 16 * 16).map(|i| (i % 23) as f32 / 23.0).collect();
-        let mirror: Vec<f32> = pixels
-            .chunks(16)
-            .flat_map(|row| row.iter().rev().copied().collect::<Vec<_>>())
+        let plain = predictor(Tta::Off);
+        // (view of the input, map of a prediction back) per symmetry, in SYMMETRIES' order.
+        type Map = fn(usize, usize) -> (usize, usize);
+        let maps: [(Map, Map); 8] = [
+            (|x, y| (x, y), |x, y| (x, y)),
+            (|x, y| (15 - x, y), |x, y| (15 - x, y)),
+            (|x, y| (x, 15 - y), |x, y| (x, 15 - y)),
+            (|x, y| (15 - x, 15 - y), |x, y| (15 - x, 15 - y)),
+            (|x, y| (y, x), |x, y| (y, x)),
+            (|x, y| (y, 15 - x), |x, y| (15 - y, x)),
+            (|x, y| (15 - y, x), |x, y| (y, 15 - x)),
+            (|x, y| (15 - y, 15 - x), |x, y| (15 - y, 15 - x)),
+        ];
+        let views: Vec<Vec<f32>> = maps
+            .iter()
+            .map(|(view, back)| {
+                let p = plain.probabilities(remap(&pixels, view), 1).expect("probs");
+                remap(&p, back)
+            })
             .collect();
-        let plain = predictor(false);
-        let a = plain.probabilities(pixels.clone(), 1).expect("probs");
-        let b = plain.probabilities(mirror, 1).expect("probs");
-        let b_back: Vec<f32> = b
-            .chunks(16)
-            .flat_map(|row| row.iter().rev().copied().collect::<Vec<_>>())
-            .collect();
-        let tta = predictor(true).probabilities(pixels, 1).expect("probs");
-        for ((t, x), y) in tta.iter().zip(&a).zip(&b_back) {
-            assert!((t - (x + y) / 2.0).abs() < 1e-5, "{t} vs ({x} + {y}) / 2");
+        for (tta, n) in [
+            (Tta::Off, 1),
+            (Tta::Flip, 2),
+            (Tta::Flips, 4),
+            (Tta::Dihedral, 8),
+        ] {
+            assert_eq!(tta.views(), n);
+            assert_eq!(Tta::from_views(n).expect("views"), tta);
+            let got = predictor(tta)
+                .probabilities(pixels.clone(), 1)
+                .expect("probs");
+            for (i, g) in got.iter().enumerate() {
+                let want = views[..n].iter().map(|v| v[i]).sum::<f32>() / n as f32;
+                assert!((g - want).abs() < 1e-5, "{tta:?} at {i}: {g} vs {want}");
+            }
         }
+        assert!(Tta::from_views(3).is_err());
     }
 }
