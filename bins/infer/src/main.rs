@@ -176,8 +176,13 @@ async fn run(cli: Cli, started: Instant) -> i32 {
 
 fn print_summary(s: &InferSummary) {
     let m = &s.model;
+    let tta = if s.tta {
+        format!(", {}-view TTA", s.tta_views)
+    } else {
+        String::new()
+    };
     println!(
-        "predicted {} masks with {} (run {}) in {:.2}s ({:.1} images/s, {})",
+        "predicted {} masks with {} (run {}) in {:.2}s ({:.1} images/s, {}{tta})",
         s.images,
         m.label(),
         m.run_id,
