@@ -23,18 +23,22 @@ pub struct LossConfig {
 }
 
 impl LossConfig {
-    /// Checks the values.
+    /// Checks the values, naming the first wrong one (`loss.ce_weight`, ...).
     pub fn validate(&self) -> Result<()> {
-        let ok = |v: f64| v.is_finite() && v >= 0.0;
-        if !ok(self.ce_weight) || !ok(self.dice_weight) || !ok(self.dice_smooth) {
-            return Err(SegError::InvalidConfig(format!(
-                "loss weights must be finite and >= 0 (ce_weight = {}, dice_weight = {}, dice_smooth = {})",
-                self.ce_weight, self.dice_weight, self.dice_smooth
-            )));
+        for (field, value) in [
+            ("loss.ce_weight", self.ce_weight),
+            ("loss.dice_weight", self.dice_weight),
+            ("loss.dice_smooth", self.dice_smooth),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(SegError::invalid(field, value, "must be finite and >= 0"));
+            }
         }
         if self.ce_weight + self.dice_weight == 0.0 {
-            return Err(SegError::InvalidConfig(
-                "loss.ce_weight and loss.dice_weight are both 0".into(),
+            return Err(SegError::invalid(
+                "loss.dice_weight",
+                self.dice_weight,
+                "must be above 0 when loss.ce_weight is 0 (the loss would be 0)",
             ));
         }
         Ok(())

@@ -16,6 +16,8 @@ const TRAIN_KEYS: &[(&str, &str)] = &[
     ("warmup_epochs", "train.warmup_epochs"),
     ("time_budget_secs", "train.time_budget_secs"),
     ("ema_decay", "train.ema_decay"),
+    ("loss.ce_weight", "train.loss_ce_weight"),
+    ("loss.dice_weight", "train.loss_dice_weight"),
     ("tta_views", "train.val_tta_views"),
     ("final_tta_views", "train.final_tta_views"),
     ("augment.max_scale", "train.augment_scale"),

@@ -18,6 +18,7 @@ use figment::providers::{Format, Toml};
 use figment::value::Value;
 
 use seg_model::data::{MaskEncoding, SyntheticConfig};
+use seg_model::loss::LossConfig;
 use seg_model::{BackendKind, LrSchedule, TrainConfig, Tta, UNetConfig};
 
 pub use criteria::Criterion;
@@ -233,6 +234,11 @@ impl Config {
             .with_image_width(t.image_size)
             .with_time_budget_secs(t.time_budget_secs)
             .with_ema_decay(t.ema_decay)
+            .with_loss(
+                LossConfig::new()
+                    .with_ce_weight(t.loss_ce_weight)
+                    .with_dice_weight(t.loss_dice_weight),
+            )
             .with_val_tta(sections::tta_mode(t.val_tta, t.val_tta_views)?)
             .with_final_tta(Tta::from_views(t.final_tta_views).map_err(|_| {
                 seg_model::SegError::invalid(

@@ -158,6 +158,10 @@ pub struct TrainSection {
     pub time_budget_secs: f64,
     /// Weight EMA decay (0 = off): the averaged weights are validated and saved.
     pub ema_decay: f64,
+    /// Weight of the BCE (binary) or cross-entropy (multi-class) term of the loss.
+    pub loss_ce_weight: f64,
+    /// Weight of the soft Dice term of the loss.
+    pub loss_dice_weight: f64,
     /// Also score validation with test-time augmentation (`val_tta_dice`, `val_tta_iou`).
     pub val_tta: bool,
     /// Views of that augmentation: 2 (left-right mirror), 4 (both mirrors), 8 (and transposes).

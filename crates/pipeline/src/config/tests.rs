@@ -214,6 +214,12 @@ fn seg_model_checks_are_reported_under_their_keys() {
         ("SEG_TRAIN__AUGMENT_SCALE", "0.5", "train.augment_scale"),
         ("SEG_TRAIN__VAL_TTA_VIEWS", "3", "train.val_tta_views"),
         ("SEG_TRAIN__FINAL_TTA_VIEWS", "0", "train.final_tta_views"),
+        ("SEG_TRAIN__LOSS_CE_WEIGHT", "-1", "train.loss_ce_weight"),
+        (
+            "SEG_TRAIN__LOSS_DICE_WEIGHT",
+            "-0.5",
+            "train.loss_dice_weight",
+        ),
         ("SEG_INFER__TTA_VIEWS", "6", "infer.tta_views"),
     ] {
         let text = load_with_env(None, Flags::new(), vars(&[(var, value)]))
