@@ -193,11 +193,8 @@ fn print_summary(s: &TrainSummary) {
     // With train.val_tta, the TTA scores of the same epoch; with train.final_tta_views, the
     // kept model's scores with those views (what `infer --tta` with them gives).
     let mut tta = String::new();
-    for (on, iou, dice) in [
-        ("tta_dice", "tta_iou", "tta_dice"),
-        ("final_tta_dice", "final_tta_iou", "final_tta_dice"),
-    ] {
-        if s.metrics.contains_key(on) {
+    for (iou, dice) in [("tta_iou", "tta_dice"), ("final_tta_iou", "final_tta_dice")] {
+        if s.metrics.contains_key(dice) {
             tta.push_str(&format!("  {iou} {}  {dice} {}", metric(iou), metric(dice)));
         }
     }

@@ -493,6 +493,18 @@ impl FinalTta {
 }
 
 impl TrainOutcome {
+    /// The run-level metrics: the best epoch's ([`EpochReport::final_metrics`]) and, with
+    /// [`TrainConfig::final_tta`], the kept model's TTA scores; `None` if the best epoch has
+    /// no report.
+    pub fn final_metrics(&self) -> Option<BTreeMap<String, f64>> {
+        let best = self.history.iter().find(|r| r.epoch == self.best_epoch)?;
+        let mut map = best.final_metrics();
+        if let Some(f) = &self.final_tta {
+            map.extend(f.metric_map());
+        }
+        Some(map)
+    }
+
     /// Whether the run ended before its configured epochs (early stop, budget, or stopped).
     pub fn stopped_early(&self) -> bool {
         self.end != TrainEnd::Completed
@@ -865,13 +877,12 @@ impl Selection {
                 _ => SegError::InvalidConfig("no epoch ran".into()),
             });
         };
-        let best_report = self
+        let metric_map = self
             .history
             .iter()
             .find(|r| r.epoch == best_epoch)
-            .ok_or_else(|| SegError::InvalidConfig("best epoch has no report".into()))?;
-        let mut metric_map = best_report.metric_map();
-        metric_map.extend(best_report.final_metrics());
+            .ok_or_else(|| SegError::InvalidConfig("best epoch has no report".into()))?
+            .metric_map();
         let stopped = matches!(end, TrainEnd::Stopped { .. });
         let final_tta = if run.config.final_tta.is_on() && !stopped {
             let scores = Evaluation {
@@ -889,9 +900,6 @@ impl Selection {
         } else {
             None
         };
-        if let Some(f) = &final_tta {
-            metric_map.extend(f.metric_map());
-        }
         let meta = CheckpointMeta::new(
             run.model_config.clone(),
             run.dataset.encoding().clone(),
@@ -899,14 +907,20 @@ impl Selection {
             metric_map,
             best_epoch,
         );
-        Ok(TrainOutcome {
+        let mut outcome = TrainOutcome {
             model,
             meta,
             history: self.history,
             best_epoch,
             final_tta,
             end,
-        })
+        };
+        // The checkpoint carries the best epoch's per-epoch and run-level names.
+        outcome
+            .meta
+            .metrics
+            .extend(outcome.final_metrics().unwrap_or_default());
+        Ok(outcome)
     }
 }
 

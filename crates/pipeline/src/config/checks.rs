@@ -18,7 +18,7 @@ const TRAIN_KEYS: &[(&str, &str)] = &[
     ("ema_decay", "train.ema_decay"),
     ("loss.ce_weight", "train.loss_ce_weight"),
     ("loss.dice_weight", "train.loss_dice_weight"),
-    ("tta_views", "train.val_tta_views"),
+    ("val_tta_views", "train.val_tta_views"),
     ("final_tta_views", "train.final_tta_views"),
     ("augment.max_scale", "train.augment_scale"),
     ("augment.rotate_degrees", "train.augment_rotate"),

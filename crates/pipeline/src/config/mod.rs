@@ -19,7 +19,7 @@ use figment::value::Value;
 
 use seg_model::data::{MaskEncoding, SyntheticConfig};
 use seg_model::loss::LossConfig;
-use seg_model::{BackendKind, LrSchedule, TrainConfig, Tta, UNetConfig};
+use seg_model::{BackendKind, LrSchedule, TrainConfig, UNetConfig};
 
 pub use criteria::Criterion;
 pub use sections::*;
@@ -239,14 +239,16 @@ impl Config {
                     .with_ce_weight(t.loss_ce_weight)
                     .with_dice_weight(t.loss_dice_weight),
             )
-            .with_val_tta(sections::tta_mode(t.val_tta, t.val_tta_views)?)
-            .with_final_tta(Tta::from_views(t.final_tta_views).map_err(|_| {
-                seg_model::SegError::invalid(
-                    "final_tta_views",
-                    t.final_tta_views,
-                    "must be 1 (off), 2 (left-right mirror), 4 (both mirrors) or 8 (mirrors and transposes)",
-                )
-            })?)
+            .with_val_tta(sections::tta_mode(
+                "val_tta_views",
+                t.val_tta,
+                t.val_tta_views,
+            )?)
+            .with_final_tta(sections::tta_mode(
+                "final_tta_views",
+                true,
+                t.final_tta_views,
+            )?)
             .with_augment(if t.augment {
                 strengths
             } else {

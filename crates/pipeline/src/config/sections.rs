@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use lakefs_client::RetryPolicy;
 use seg_model::data::MaskEncodingKind;
-use seg_model::{BackendKind, LrScheduleKind, Metric, Optimizer, Tta, UpsampleMode};
+use seg_model::{BackendKind, LrScheduleKind, Metric, Optimizer, SegError, Tta, UpsampleMode};
 use serde::{Deserialize, Serialize};
 
 /// MLflow: where and which experiment. Credentials come from MLflow's own variables.
@@ -210,15 +210,22 @@ pub struct InferSection {
 
 impl InferSection {
     /// The test-time augmentation `tta` and `tta_views` ask for.
-    pub fn tta(&self) -> Result<Tta, seg_model::SegError> {
-        tta_mode(self.tta, self.tta_views)
+    pub fn tta(&self) -> Result<Tta, SegError> {
+        tta_mode("tta_views", self.tta, self.tta_views)
     }
 }
 
-/// `Tta::Off` unless `on`, else the mode of `views` views (checked either way, so that a bad
-/// value never waits to be used).
-pub(super) fn tta_mode(on: bool, views: usize) -> Result<Tta, seg_model::SegError> {
-    let tta = Tta::from_views(views)?;
+/// `Tta::Off` unless `on`, else the mode of `views` views; seg-model's check of the count,
+/// made either way (so that a bad value never waits to be used) and reported under `field`.
+pub(super) fn tta_mode(field: &'static str, on: bool, views: usize) -> Result<Tta, SegError> {
+    let tta = Tta::from_views(views).map_err(|e| match e {
+        SegError::InvalidValue { value, allowed, .. } => SegError::InvalidValue {
+            field,
+            value,
+            allowed,
+        },
+        other => other,
+    })?;
     Ok(if on { tta } else { Tta::Off })
 }
 

@@ -70,20 +70,12 @@ pub(super) async fn store(
     plan: &Plan,
     outcome: TrainOutcome,
 ) -> Result<Stored> {
-    let best = outcome
-        .history
-        .iter()
-        .find(|r| r.epoch == outcome.best_epoch)
-        .ok_or_else(|| {
-            PipelineError::Internal(format!(
-                "the best epoch {} has no report",
-                outcome.best_epoch
-            ))
-        })?;
-    let mut metrics = best.final_metrics();
-    if let Some(f) = &outcome.final_tta {
-        metrics.extend(f.metric_map());
-    }
+    let metrics = outcome.final_metrics().ok_or_else(|| {
+        PipelineError::Internal(format!(
+            "the best epoch {} has no report",
+            outcome.best_epoch
+        ))
+    })?;
     let artifacts = tempfile::tempdir().map_err(PipelineError::io("create", "temp dir"))?;
     curve::training_curve(
         &outcome.history,

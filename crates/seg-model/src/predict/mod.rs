@@ -264,7 +264,12 @@ impl Tta {
 
     /// Forward passes per image.
     pub const fn views(self) -> usize {
-        self.symmetries().len()
+        match self {
+            Self::Off => 1,
+            Self::Flip => 2,
+            Self::Flips => 4,
+            Self::Dihedral => 8,
+        }
     }
 
     /// Whether any view besides the image itself is predicted.
@@ -273,13 +278,8 @@ impl Tta {
     }
 
     /// The views, the identity first.
-    const fn symmetries(self) -> &'static [Symmetry] {
-        match self {
-            Self::Off => SYMMETRIES.split_at(1).0,
-            Self::Flip => SYMMETRIES.split_at(2).0,
-            Self::Flips => SYMMETRIES.split_at(4).0,
-            Self::Dihedral => &SYMMETRIES,
-        }
+    fn symmetries(self) -> &'static [Symmetry] {
+        &SYMMETRIES[..self.views()]
     }
 }
 
