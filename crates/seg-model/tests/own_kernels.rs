@@ -40,22 +40,27 @@ struct Outcome {
     inference: Vec<f32>,
 }
 
+/// Input side: 64, so that the top level's rows are wide enough for the direct convolution
+/// and the direct weight gradient (64+), the next level's for the direct convolution only.
+const SIZE: usize = 64;
+
 fn run(config: &UNetConfig, own: bool, kind: BackendKind) -> Outcome {
     set_own_kernels(own);
     let device: Device = kind.training_device();
     device.seed(3);
     let model = config.init(&device).expect("model");
-    let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
-    let masks: Vec<u8> = (0..2 * 32 * 32).map(|i| u8::from(i % 5 < 2)).collect();
+    let x = Tensor::<4>::random([2, 3, SIZE, SIZE], Distribution::Normal(0.0, 1.0), &device);
+    let masks: Vec<u8> = (0..2 * SIZE * SIZE).map(|i| u8::from(i % 5 < 2)).collect();
     let outputs = config.num_classes;
     let masks: Vec<u8> = if outputs > 1 {
-        (0..2 * 32 * 32)
+        (0..2 * SIZE * SIZE)
             .map(|i| u8::try_from(i % outputs).unwrap_or(0))
             .collect()
     } else {
         masks
     };
-    let targets = LossTargets::from_masks(&masks, 2, 32, 32, outputs, &device).expect("targets");
+    let targets =
+        LossTargets::from_masks(&masks, 2, SIZE, SIZE, outputs, &device).expect("targets");
     let logits = model.forward(x);
     let loss = segmentation_loss(&LossConfig::new(), logits.clone(), &targets);
     let grads = loss.backward();
@@ -73,7 +78,7 @@ fn run(config: &UNetConfig, own: bool, kind: BackendKind) -> Outcome {
     // Inference (batch norm with running statistics) on the device without autodiff.
     let eval = model.valid();
     let x = Tensor::<4>::random(
-        [2, 3, 32, 32],
+        [2, 3, SIZE, SIZE],
         Distribution::Normal(0.0, 1.0),
         &kind.device(),
     );

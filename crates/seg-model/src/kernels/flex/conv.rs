@@ -197,11 +197,21 @@ pub(super) fn col2im_input_grad(s: &ConvShape, dy: &[f32], w: &[f32]) -> Vec<f32
 }
 
 /// `dW = Σ_b dy[b]·im2col(x[b])ᵀ`: the weight gradient of the convolution of the
-/// channel-wise concatenation of the parts `x` (one part: a plain input). The gemm computes
+/// channel-wise concatenation of the parts `x` (one part: a plain input), straight from the
+/// padded input where [`direct::weight_grad_applies`] (stride 1, rows 64+ wide), else
+/// [`im2col_weight_grad`].
+pub(super) fn conv_weight_grad(s: &ConvShape, x: &[&[f32]], dy: &[f32]) -> Vec<f32> {
+    if direct::weight_grad_applies(s) {
+        return direct::weight_grad(s, x, dy);
+    }
+    im2col_weight_grad(s, x, dy)
+}
+
+/// [`conv_weight_grad`] by im2col + gemm, for any geometry. The gemm computes
 /// `dWᵀ = Σ_b im2col(x[b])·dy[b]ᵀ` (`[col_len, c_out]`): with few output channels and many
 /// positions, that orientation runs 1.5-2.6x faster in the gemm crate (measured at the U-Net's
 /// 16- and 32-channel levels), and the transpose at the end is tiny.
-pub(super) fn conv_weight_grad(s: &ConvShape, x: &[&[f32]], dy: &[f32]) -> Vec<f32> {
+pub(super) fn im2col_weight_grad(s: &ConvShape, x: &[&[f32]], dy: &[f32]) -> Vec<f32> {
     let (col_len, positions) = (s.col_len(), s.positions());
     let shapes = part_shapes(s, x);
     let one = |b: usize, acc: &mut Vec<f32>, col: &mut Vec<f32>, parallel: bool| {

@@ -12,7 +12,9 @@
 //! global pool, burn-flex's own; the gemm crate (which burn-flex uses too) does the products.
 //! Stride-1 convolutions with rows at least 16 wide (the U-Net's forward and input gradients
 //! down to 16x16) skip im2col: `direct.rs` accumulates 4 output channels x 4 SIMD vectors in
-//! registers straight from a zero-padded copy of the input. The decoder's convolution of
+//! registers straight from a zero-padded copy of the input; where rows are at least 64 wide
+//! the weight gradient is direct too (4 output channels' gradients times 3 input vectors per
+//! SIMD vector of positions, lanes summed once per band). The decoder's convolution of
 //! `cat([skip, up])` reads both inputs in place in both directions (forward, weight gradient;
 //! the input gradient is split into the two inputs' gradients), and the 2x2 max-pool has its
 //! own backward step. Output buffers are zeroed and weights regrouped by every thread: on the

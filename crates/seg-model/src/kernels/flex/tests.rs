@@ -380,3 +380,58 @@ fn direct_conv_matches_definition() {
         );
     }
 }
+
+/// The direct weight gradient against im2col + gemm: 3x3 and 1x1 kernels, padding 0-1,
+/// channel counts that leave a last group of (channel, kernel row) pairs short, rows of one
+/// and several vectors, bands of several rows and a last short band, every instruction set
+/// here, and an input given as two concatenated parts.
+#[test]
+fn direct_weight_grad_matches_im2col() {
+    let unet = |c: usize, size: usize| {
+        let g = Geometry {
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+        };
+        direct::weight_grad_applies(&ConvShape::new([8, c, size, size], [c, c, 3, 3], g))
+    };
+    assert!(unet(16, 128) && unet(32, 64) && unet(16, 256));
+    assert!(!unet(64, 32) && !unet(128, 16));
+    let cases = [
+        ([2, 3, 5, 64], [16, 3, 3, 3], [1, 1]),
+        ([3, 5, 70, 16], [8, 5, 3, 3], [1, 1]),
+        ([2, 7, 5, 34], [4, 7, 3, 3], [0, 0]),
+        ([2, 11, 4, 48], [12, 11, 1, 1], [0, 0]),
+        ([1, 2, 9, 16], [4, 2, 3, 1], [1, 0]),
+    ];
+    for (xs, ws, padding) in cases {
+        let g = Geometry {
+            stride: [1, 1],
+            padding,
+            dilation: [1, 1],
+        };
+        let s = ConvShape::new(xs, ws, g);
+        let x = values(s.n * s.in_image(), 21);
+        let dy = values(s.n * s.out_image(), 22);
+        let expected = im2col_weight_grad(&s, &[&x], &dy);
+        let what = format!("weight gradient {xs:?} {ws:?} padding {padding:?}");
+        for arch in instruction_sets() {
+            close(
+                &direct::weight_grad_on(arch, &s, &[&x], &dy),
+                &expected,
+                &format!("{what} on {arch:?}"),
+            );
+        }
+        let plane = s.h * s.w;
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        for image in x.chunks_exact(s.in_image()) {
+            first.extend_from_slice(&image[..2 * plane]);
+            second.extend_from_slice(&image[2 * plane..]);
+        }
+        close(
+            &direct::weight_grad(&s, &[&first, &second], &dy),
+            &expected,
+            &format!("{what} in two parts"),
+        );
+    }
+}
