@@ -160,12 +160,15 @@ pub(super) fn flipped_conv(s: &ConvShape, w: &[f32]) -> Option<(ConvShape, Vec<f
     }
     // flipped[c][o][i][j] = w[o][c][kh-1-i][kw-1-j]
     let (taps, c_in, c_out, kh, kw) = (s.kh * s.kw, s.c_in, s.c_out, s.kh, s.kw);
-    let flipped = regrouped(w.len(), taps, |co, row| {
-        let (c, o) = (co / c_out, co % c_out);
-        let src = &w[(o * c_in + c) * taps..(o * c_in + c + 1) * taps];
-        for i in 0..kh {
-            for j in 0..kw {
-                row[i * kw + j] = src[(kh - 1 - i) * kw + (kw - 1 - j)];
+    // One row per input channel: rows of single kernels (9 floats) cost a closure call and a
+    // division each, 1.4 % of a 128 px train step.
+    let flipped = regrouped(w.len(), c_out * taps, |c, row| {
+        for (o, dst) in row.chunks_exact_mut(taps).enumerate() {
+            let src = &w[(o * c_in + c) * taps..(o * c_in + c + 1) * taps];
+            for i in 0..kh {
+                for j in 0..kw {
+                    dst[i * kw + j] = src[(kh - 1 - i) * kw + (kw - 1 - j)];
+                }
             }
         }
     });

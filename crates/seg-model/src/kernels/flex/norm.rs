@@ -4,48 +4,41 @@ use super::*;
 
 /// Lanes of the partial sums below: 16 independent f32 sums vectorise (one f64 or f32 running
 /// sum is a chain of dependent adds, 3 % of a training step in `channel_stats` alone).
+/// Statistics and the backward's two sums each take one pass over the data.
 const LANES: usize = 16;
 
-/// `Σ f(x[i], y[i])` (pairs in order; `y` may be shorter only if empty, then 0 is passed) as
-/// [`LANES`] f32 partial sums per block of 1024 values, the blocks added in f64: the f32 part
-/// of each sum has 64 terms, its rounding far below batch norm's epsilon.
-fn lane_sum(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
-    let paired = !y.is_empty();
-    let mut total = 0f64;
-    for (i, block) in x.chunks(1024).enumerate() {
-        let other = if paired {
-            &y[i * 1024..i * 1024 + block.len()]
-        } else {
-            &[][..]
-        };
-        let mut acc = [0f32; LANES];
-        let mut rest = 0f32;
-        if paired {
-            let (xs, ys) = (block.chunks_exact(LANES), other.chunks_exact(LANES));
-            let (xr, yr) = (xs.remainder(), ys.remainder());
-            for (a, b) in xs.zip(ys) {
-                for l in 0..LANES {
-                    acc[l] += f(a[l], b[l]);
-                }
+/// `(Σ f(x[i], y[i]).0, Σ f(x[i], y[i]).1)` over pairs in order (`x` and `y` of one length)
+/// as [`LANES`] f32 partial sums per block of 1024 values, the blocks added in f64 (the f32
+/// part of each sum has 64 terms, its rounding far below batch norm's epsilon): two sums from
+/// one pass over the data.
+fn lane_sums(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f64, f64) {
+    let mut total = (0f64, 0f64);
+    for (block, other) in x.chunks(1024).zip(y.chunks(1024)) {
+        let (mut first, mut second) = ([0f32; LANES], [0f32; LANES]);
+        let (xs, ys) = (block.chunks_exact(LANES), other.chunks_exact(LANES));
+        let (xr, yr) = (xs.remainder(), ys.remainder());
+        for (a, b) in xs.zip(ys) {
+            for l in 0..LANES {
+                let (u, v) = f(a[l], b[l]);
+                first[l] += u;
+                second[l] += v;
             }
-            rest = xr.iter().zip(yr).map(|(&a, &b)| f(a, b)).sum();
-        } else {
-            let xs = block.chunks_exact(LANES);
-            let xr = xs.remainder();
-            for a in xs {
-                for l in 0..LANES {
-                    acc[l] += f(a[l], 0.0);
-                }
-            }
-            rest += xr.iter().map(|&a| f(a, 0.0)).sum::<f32>();
         }
-        total += f64::from(acc.iter().sum::<f32>() + rest);
+        let (mut rest_first, mut rest_second) = (0f32, 0f32);
+        for (&a, &b) in xr.iter().zip(yr) {
+            let (u, v) = f(a, b);
+            rest_first += u;
+            rest_second += v;
+        }
+        total.0 += f64::from(first.iter().sum::<f32>() + rest_first);
+        total.1 += f64::from(second.iter().sum::<f32>() + rest_second);
     }
     total
 }
 
-/// Per-channel mean and biased variance of `[n, c, positions]` data (two passes, sums of
-/// f32 lanes added in f64).
+/// Per-channel mean and biased variance of `[n, c, positions]` data, from one pass: the sums
+/// of `v - s` and `(v - s)²` (f32 lanes added in f64) with `s` the channel's first value, so
+/// that `var = E[(v-s)²] - E[v-s]²` does not cancel (`s` lies within the data's spread).
 pub(super) fn channel_stats(
     x: &[f32],
     n: usize,
@@ -58,18 +51,18 @@ pub(super) fn channel_stats(
         .map(|ch| {
             let planes =
                 || (0..n).map(move |b| &x[(b * c + ch) * positions..(b * c + ch + 1) * positions]);
-            let mean = planes().map(|p| lane_sum(p, &[], |v, _| v)).sum::<f64>() / count;
-            let m = mean as f32;
-            let var = planes()
+            let shift = planes().find_map(|p| p.first().copied()).unwrap_or(0.0);
+            let (sum, squares) = planes()
                 .map(|p| {
-                    lane_sum(p, &[], |v, _| {
-                        let d = v - m;
-                        d * d
+                    lane_sums(p, p, |v, _| {
+                        let d = v - shift;
+                        (d, d * d)
                     })
                 })
-                .sum::<f64>()
-                / count;
-            (mean as f32, var as f32)
+                .fold((0f64, 0f64), |(a, b), (u, v)| (a + u, b + v));
+            let offset = sum / count;
+            let var = (squares / count - offset * offset).max(0.0);
+            ((f64::from(shift) + offset) as f32, var as f32)
         })
         .unzip()
 }
@@ -145,9 +138,12 @@ pub(super) fn norm_relu_backward(
                 let r = (b * c + ch) * positions..(b * c + ch + 1) * positions;
                 let (xs, gs) = (&x[r.clone()], &dy[r]);
                 // The ReLU's gradient mask: passes where its input was positive.
-                let pass = |v: f32, g: f32| if v * scale + shift > 0.0 { g } else { 0.0 };
-                db += lane_sum(xs, gs, pass);
-                dg += lane_sum(xs, gs, |v, g| pass(v, g) * (v - m)) * f64::from(inv[ch]);
+                let (sum_g, sum_gx) = lane_sums(xs, gs, |v, g| {
+                    let g = if v * scale + shift > 0.0 { g } else { 0.0 };
+                    (g, g * (v - m))
+                });
+                db += sum_g;
+                dg += sum_gx * f64::from(inv[ch]);
             }
             (dg as f32, db as f32)
         })

@@ -303,6 +303,42 @@ fn norm_relu_gradient_matches_finite_differences() {
     }
 }
 
+/// Batch statistics from one pass against two-pass f64 sums: channels far from zero (mean
+/// 1000, spread 1: a plain sum of squares would cancel), planes that cross the 1024-value
+/// blocks and leave a remainder of the 16 lanes, and a constant channel (variance 0).
+#[test]
+fn channel_stats_match_two_pass_definition() {
+    let (n, c, positions) = (3, 3, 1500);
+    let noise = values(n * c * positions, 31);
+    let x: Vec<f32> = noise
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match (i / positions) % c {
+            0 => 1000.0 + v,
+            1 => 0.25 * v - 3.0,
+            _ => 7.0,
+        })
+        .collect();
+    let (mean, variance) = channel_stats(&x, n, c, positions);
+    for ch in 0..c {
+        let plane = |b: usize| &x[(b * c + ch) * positions..(b * c + ch + 1) * positions];
+        let all: Vec<f64> = (0..n)
+            .flat_map(|b| plane(b).iter().map(|&v| f64::from(v)))
+            .collect();
+        let m = all.iter().sum::<f64>() / all.len() as f64;
+        let var = all.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / all.len() as f64;
+        assert!(
+            (f64::from(mean[ch]) - m).abs() <= 1e-6 * (1.0 + m.abs()),
+            "mean {ch}"
+        );
+        assert!(
+            (f64::from(variance[ch]) - var).abs() <= 1e-4 * var + 1e-9,
+            "variance {ch}: {} vs {var}",
+            variance[ch]
+        );
+    }
+}
+
 /// pulp's instruction sets available here, scalar included.
 fn instruction_sets() -> Vec<pulp::Arch> {
     let mut sets = vec![pulp::Arch::Scalar];
