@@ -417,8 +417,8 @@ pub(super) fn weight_grad_applies(s: &ConvShape) -> bool {
 /// weight gradient of the convolution of the channel-wise concatenation of `parts`, where
 /// [`weight_grad_applies`], straight from the zero-padded input the forward reads (no 9x
 /// im2col copy, no packing). Along each output row, one SIMD vector of positions at a time,
-/// 4 output channels' gradients times each (channel, kernel row)'s 3 shifted input vectors
-/// accumulate in registers; the lanes are summed once per band of positions.
+/// 4 output channels' gradients times one (channel, kernel row)'s 3 shifted input vectors
+/// accumulate in 12 registers; the lanes are summed once per band of positions.
 pub(super) fn weight_grad(s: &ConvShape, parts: &[&[f32]], dy: &[f32]) -> Vec<f32> {
     weight_grad_on(Arch::new(), s, parts, dy)
 }
@@ -478,10 +478,12 @@ impl WithSimd for Sums<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        // 24 accumulators with AVX-512's 32 registers (4 output channels x 6 rows: 2 kernel
-        // rows x 3 columns, or 6 kernel rows of a 1-wide kernel); 6 with AVX2's 16.
+        // 12 accumulators with AVX-512's 32 registers: 4 output channels x 3 rows of the
+        // gradient (one pair's 3 kernel columns, or 3 pairs of a 1-wide kernel). 24 (4 x 6,
+        // 2 x 12) spilled to the stack every step: the compiler loads all input vectors
+        // first. 6 with AVX2's 16 registers.
         match (S::REGISTER_COUNT >= 32, self.s.kw) {
-            (true, 1) => self.run::<S, 4, 6, 1>(simd),
+            (true, 1) => self.run::<S, 4, 3, 1>(simd),
             (true, _) => self.run::<S, 4, 3, 3>(simd),
             (false, 1) => self.run::<S, 2, 3, 1>(simd),
             (false, _) => self.run::<S, 2, 3, 3>(simd),
