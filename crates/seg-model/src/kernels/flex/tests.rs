@@ -350,20 +350,27 @@ fn instruction_sets() -> Vec<pulp::Arch> {
     sets
 }
 
+/// A stride-1, undilated geometry with `padding`.
+fn stride1(padding: [usize; 2]) -> Geometry {
+    Geometry {
+        stride: [1, 1],
+        padding,
+        dilation: [1, 1],
+    }
+}
+
+/// A 3x3 `c -> c` layer of the U-Net on a batch of 8 `size`-square inputs.
+fn unet_layer(c: usize, size: usize) -> ConvShape {
+    ConvShape::new([8, c, size, size], [c, c, 3, 3], stride1([1, 1]))
+}
+
 /// The direct convolution against the definition: 3x3 and 1x1 kernels, padding 0-1, widths
 /// that leave partial SIMD vectors and tiles, bias and ReLU, one image (parallel over channel
 /// tiles) and several (parallel over images), and an input given as two concatenated parts.
 #[test]
 fn direct_conv_matches_definition() {
     // The U-Net's levels down to 16-wide rows take this path; 8-wide rows stay on im2col.
-    let unet = |c: usize, size: usize| {
-        let g = Geometry {
-            stride: [1, 1],
-            padding: [1, 1],
-            dilation: [1, 1],
-        };
-        direct::applies(&ConvShape::new([8, c, size, size], [c, c, 3, 3], g))
-    };
+    let unet = |c: usize, size: usize| direct::applies(&unet_layer(c, size));
     assert!(unet(16, 128) && unet(32, 64) && unet(64, 32) && unet(128, 16));
     assert!(!unet(256, 8));
     let cases = [
@@ -376,12 +383,7 @@ fn direct_conv_matches_definition() {
         ([3, 6, 8, 19], [4, 6, 3, 1], [1, 0]),
     ];
     for (xs, ws, padding) in cases {
-        let g = Geometry {
-            stride: [1, 1],
-            padding,
-            dilation: [1, 1],
-        };
-        let s = ConvShape::new(xs, ws, g);
+        let s = ConvShape::new(xs, ws, stride1(padding));
         let x = values(s.n * s.in_image(), 5);
         let w = values(ws.iter().product(), 6);
         let bias = values(s.c_out, 7);
@@ -423,14 +425,7 @@ fn direct_conv_matches_definition() {
 /// here, and an input given as two concatenated parts.
 #[test]
 fn direct_weight_grad_matches_im2col() {
-    let unet = |c: usize, size: usize| {
-        let g = Geometry {
-            stride: [1, 1],
-            padding: [1, 1],
-            dilation: [1, 1],
-        };
-        direct::weight_grad_applies(&ConvShape::new([8, c, size, size], [c, c, 3, 3], g))
-    };
+    let unet = |c: usize, size: usize| direct::weight_grad_applies(&unet_layer(c, size));
     assert!(unet(16, 128) && unet(32, 64) && unet(16, 256));
     assert!(!unet(64, 32) && !unet(128, 16));
     let cases = [
@@ -441,12 +436,7 @@ fn direct_weight_grad_matches_im2col() {
         ([1, 2, 9, 16], [4, 2, 3, 1], [1, 0]),
     ];
     for (xs, ws, padding) in cases {
-        let g = Geometry {
-            stride: [1, 1],
-            padding,
-            dilation: [1, 1],
-        };
-        let s = ConvShape::new(xs, ws, g);
+        let s = ConvShape::new(xs, ws, stride1(padding));
         let x = values(s.n * s.in_image(), 21);
         let dy = values(s.n * s.out_image(), 22);
         let expected = im2col_weight_grad(&s, &[&x], &dy);
