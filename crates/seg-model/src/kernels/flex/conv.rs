@@ -217,7 +217,7 @@ pub(super) fn conv_weight_grad(s: &ConvShape, x: &[&[f32]], dy: &[f32]) -> Vec<f
 pub(super) fn im2col_weight_grad(s: &ConvShape, x: &[&[f32]], dy: &[f32]) -> Vec<f32> {
     let (col_len, positions) = (s.col_len(), s.positions());
     let shapes = part_shapes(s, x);
-    let one = |b: usize, acc: &mut Vec<f32>, col: &mut Vec<f32>, parallel: bool| {
+    let one = |b: usize, acc: &mut [f32], col: &mut [f32], parallel: bool| {
         let dy_b = &dy[b * s.out_image()..(b + 1) * s.out_image()];
         for rows in s.tiles() {
             let band = rows.start * s.ow..rows.end * s.ow;
@@ -232,26 +232,12 @@ pub(super) fn im2col_weight_grad(s: &ConvShape, x: &[&[f32]], dy: &[f32]) -> Vec
             );
         }
     };
-    let zeros = || vec![0.0f32; col_len * s.c_out];
     let transposed = if per_image_parallel(s.n) {
-        // One run of images per thread: each run is one accumulator to zero and to add up.
-        (0..s.n)
-            .into_par_iter()
-            .with_min_len(s.n.div_ceil(rayon::current_num_threads()))
-            .fold(
-                || (zeros(), vec![0.0f32; s.tile_len()]),
-                |(mut acc, mut col), b| {
-                    one(b, &mut acc, &mut col, false);
-                    (acc, col)
-                },
-            )
-            .map(|(acc, _)| acc)
-            .reduce(zeros, |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            })
+        sum_over_images(s.n, col_len * s.c_out, |b, acc| {
+            with_scratch(s.tile_len(), |col| one(b, acc, col, false));
+        })
     } else {
-        let mut acc = zeros();
+        let mut acc = vec![0.0f32; col_len * s.c_out];
         let mut col = vec![0.0f32; s.tile_len()];
         for b in 0..s.n {
             one(b, &mut acc, &mut col, true);

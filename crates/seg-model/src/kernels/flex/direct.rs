@@ -437,29 +437,18 @@ pub(super) fn weight_grad_on(arch: Arch, s: &ConvShape, parts: &[&[f32]], dy: &[
         s.ow
     );
     let p = Padded::of(s);
-    let len = s.c_out * s.col_len();
-    let zeros = || vec![0.0f32; len];
-    // One run of images per thread: each run is one accumulator to zero and to add up.
-    (0..s.n)
-        .into_par_iter()
-        .with_min_len(s.n.div_ceil(rayon::current_num_threads()))
-        .fold(zeros, |mut dw, b| {
-            with_scratch(p.image(s.c_in), |xp| {
-                pad(s, p, parts, b, xp);
-                arch.dispatch(Sums {
-                    s,
-                    p,
-                    x: xp,
-                    dy: &dy[b * s.out_image()..(b + 1) * s.out_image()],
-                    dw: &mut dw,
-                });
+    sum_over_images(s.n, s.c_out * s.col_len(), |b, dw| {
+        with_scratch(p.image(s.c_in), |xp| {
+            pad(s, p, parts, b, xp);
+            arch.dispatch(Sums {
+                s,
+                p,
+                x: xp,
+                dy: &dy[b * s.out_image()..(b + 1) * s.out_image()],
+                dw,
             });
-            dw
-        })
-        .reduce(zeros, |mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-            a
-        })
+        });
+    })
 }
 
 /// One image's contribution to the weight gradient, added to `dw` (`[c_out][c_in][kh][kw]`).

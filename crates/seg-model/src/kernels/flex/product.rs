@@ -183,6 +183,28 @@ pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
     })
 }
 
+/// `Σ_b` of per-image terms: `add(b, acc)` adds image `b`'s term into `acc` (`len` floats,
+/// zeroed at first). One run of images per thread, so that each run is one accumulator to
+/// zero and to add up.
+pub(super) fn sum_over_images(
+    n: usize,
+    len: usize,
+    add: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let zeros = || vec![0.0f32; len];
+    (0..n)
+        .into_par_iter()
+        .with_min_len(n.div_ceil(rayon::current_num_threads()))
+        .fold(zeros, |mut acc, b| {
+            add(b, &mut acc);
+            acc
+        })
+        .reduce(zeros, |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+            a
+        })
+}
+
 /// Runs `f(image index, image chunk of out, scratch)` for every image, in parallel when
 /// [`per_image_parallel`]; `scratch` (`scratch_len` floats, the running thread's) has arbitrary
 /// contents on entry.

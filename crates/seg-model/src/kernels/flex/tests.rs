@@ -448,14 +448,9 @@ fn direct_weight_grad_matches_im2col() {
                 &format!("{what} on {arch:?}"),
             );
         }
-        let plane = s.h * s.w;
-        let (mut first, mut second) = (Vec::new(), Vec::new());
-        for image in x.chunks_exact(s.in_image()) {
-            first.extend_from_slice(&image[..2 * plane]);
-            second.extend_from_slice(&image[2 * plane..]);
-        }
+        let parts = split_channels(&x, s.n, &[2, s.c_in - 2], s.h * s.w);
         close(
-            &direct::weight_grad(&s, &[&first, &second], &dy),
+            &direct::weight_grad(&s, &[&parts[0], &parts[1]], &dy),
             &expected,
             &format!("{what} in two parts"),
         );
