@@ -4,9 +4,8 @@
 # lakefs-sdk is the generated API client, lakefs the high-level package (Repository, Branch,
 # Object, transact), lakefs-spec lakeFS's fsspec filesystem (what pandas & co. use). The tests drive lakefs-local with them: they are the judges of our server.
 set -euo pipefail
-LAKEFS_PY_VERSION="${LAKEFS_PY_VERSION:-0.16.0}"
-LAKEFS_SDK_VERSION="${LAKEFS_SDK_VERSION:-1.88.0}"
-LAKEFS_SPEC_VERSION="${LAKEFS_SPEC_VERSION:-0.15.1}"
+# shellcheck source=../stack/versions.env
+. "$(dirname "$0")/../stack/versions.env"
 VENV="${LAKEFS_PY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/lakefs-py-$LAKEFS_PY_VERSION-sdk-$LAKEFS_SDK_VERSION-spec-$LAKEFS_SPEC_VERSION}"
 if [ ! -f "$VENV/.complete" ]; then
   echo "lakefs-python: installing lakefs==$LAKEFS_PY_VERSION lakefs-sdk==$LAKEFS_SDK_VERSION lakefs-spec==$LAKEFS_SPEC_VERSION into $VENV (one time, ~30 s)" >&2

@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Installs (once, cached) and starts a local MLflow tracking server for the tests.
+# Installs (once, cached) and starts a local MLflow tracking server for the tests and the stack.
 #   scripts/mlflow-server.sh start DIR PORT   -> starts it, waits for /health, writes DIR/mlflow.pid
 #   scripts/mlflow-server.sh stop DIR         -> stops it by PID
 #   scripts/mlflow-server.sh python           -> prints the venv's python (MLflow's own client)
 # With MLFLOW_SERVER_OWNER_PID set, `start` also stops the server when that process exits.
-# The venv lives under ~/.cache/seg-mlops/mlflow-<version>-lakefs-<version>; mlflow is pinned
-# (3.17.2: 3.18.0 cannot be resolved from the registry we reach). The server also gets this
-# repository's lakefs:// artifact plugin (python/mlflow-lakefs, on the pinned `lakefs` package,
-# reinstalled from the work tree at every start), so that it reads model versions whose source
-# is a lakeFS folder (the UI's model version page shows their MLmodel signature) with the
-# LAKECTL_* credentials of its environment.
+# The store is SQLite in DIR and the artifacts DIR/artifacts, unless SEG_MLFLOW_BACKEND_STORE_URI
+# (e.g. postgresql://...) and SEG_MLFLOW_ARTIFACTS_DESTINATION (e.g. s3://mlflow/, with
+# MLFLOW_S3_ENDPOINT_URL and AWS_* in the environment) say otherwise (scripts/stack.sh scale).
+# The venv lives under ~/.cache/seg-mlops/, keyed by the versions of stack/versions.env: mlflow,
+# the PostgreSQL driver and boto3 for S3 artifacts. The server also gets this repository's
+# lakefs:// artifact plugin (python/mlflow-lakefs, on the pinned `lakefs` package, reinstalled
+# from the work tree at every start), so that it reads model versions whose source is a lakeFS
+# folder (the UI's model version page shows their MLmodel signature) with the LAKECTL_*
+# credentials of its environment.
 set -euo pipefail
-MLFLOW_VERSION="${MLFLOW_VERSION:-3.17.2}"
-LAKEFS_PY_VERSION="${LAKEFS_PY_VERSION:-0.16.0}"
-MLFLOW_VENV="${MLFLOW_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/mlflow-$MLFLOW_VERSION-lakefs-$LAKEFS_PY_VERSION}"
 REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=../stack/versions.env
+. "$REPO_ROOT/stack/versions.env"
+MLFLOW_VENV="${MLFLOW_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/mlflow-$MLFLOW_VERSION-lakefs-$LAKEFS_PY_VERSION-psycopg2-$PSYCOPG2_VERSION-boto3-$BOTO3_VERSION}"
 
 install() {
   if [ ! -f "$MLFLOW_VENV/.complete" ]; then
@@ -22,7 +25,8 @@ install() {
     rm -rf "$MLFLOW_VENV"
     python3 -m venv "$MLFLOW_VENV"
     "$MLFLOW_VENV/bin/pip" install --quiet --disable-pip-version-check "mlflow==$MLFLOW_VERSION" \
-      "lakefs==$LAKEFS_PY_VERSION" "setuptools==84.2.1"
+      "lakefs==$LAKEFS_PY_VERSION" "setuptools==$SETUPTOOLS_VERSION" \
+      "psycopg2-binary==$PSYCOPG2_VERSION" "boto3==$BOTO3_VERSION"
     touch "$MLFLOW_VENV/.complete"
   fi
 }
@@ -38,7 +42,8 @@ case "${1:-}" in
     # Without MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false it starts ~9 processes and 2.3 GB RSS.
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false nohup "$MLFLOW_VENV/bin/mlflow" server \
       --host 127.0.0.1 --port "$port" --workers 1 \
-      --backend-store-uri "sqlite:///$dir/mlflow.db" --artifacts-destination "$dir/artifacts" \
+      --backend-store-uri "${SEG_MLFLOW_BACKEND_STORE_URI:-sqlite:///$dir/mlflow.db}" \
+      --artifacts-destination "${SEG_MLFLOW_ARTIFACTS_DESTINATION:-$dir/artifacts}" \
       >"$dir/mlflow.log" 2>&1 &
     echo $! >"$dir/mlflow.pid"
     if [ -n "${MLFLOW_SERVER_OWNER_PID:-}" ]; then
@@ -46,7 +51,8 @@ case "${1:-}" in
       server_pid="$(cat "$dir/mlflow.pid")"
       nohup bash -c "while kill -0 $MLFLOW_SERVER_OWNER_PID 2>/dev/null; do sleep 1; done; pkill -TERM -P $server_pid; kill -TERM $server_pid" >/dev/null 2>&1 &
     fi
-    for _ in $(seq 1 120); do
+    # A new PostgreSQL store runs MLflow's migrations first (~20 s on 2 cores).
+    for _ in $(seq 1 240); do
       if "$MLFLOW_VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
         echo "mlflow-server: MLflow $MLFLOW_VERSION ready at http://127.0.0.1:$port (pid $(cat "$dir/mlflow.pid"))" >&2
         exit 0
@@ -58,7 +64,7 @@ case "${1:-}" in
       fi
       sleep 0.5
     done
-    echo "mlflow-server: MLflow did not answer /health within 60 s; log: $dir/mlflow.log" >&2
+    echo "mlflow-server: MLflow did not answer /health within 120 s; log: $dir/mlflow.log" >&2
     exit 1
     ;;
   stop)

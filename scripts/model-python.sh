@@ -9,10 +9,8 @@
 # venv never holds a stale copy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MLFLOW_VERSION="${MLFLOW_VERSION:-3.17.2}"
-ONNXRUNTIME_VERSION="${ONNXRUNTIME_VERSION:-1.31.1}"
-LAKEFS_PY_VERSION="${LAKEFS_PY_VERSION:-0.16.0}"
-SETUPTOOLS_VERSION="${SETUPTOOLS_VERSION:-84.2.1}"
+# shellcheck source=../stack/versions.env
+. "$(dirname "$0")/../stack/versions.env"
 VENV="${MODEL_PY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/model-py-mlflow-$MLFLOW_VERSION-ort-$ONNXRUNTIME_VERSION-lakefs-$LAKEFS_PY_VERSION}"
 if [ ! -f "$VENV/.complete" ]; then
   echo "model-python: installing mlflow==$MLFLOW_VERSION onnxruntime==$ONNXRUNTIME_VERSION lakefs==$LAKEFS_PY_VERSION into $VENV (one time, ~1-2 minutes)" >&2
