@@ -158,19 +158,25 @@ start_lakefs() {
       export LAKEFS_BLOCKSTORE_TYPE=s3 LAKEFS_BLOCKSTORE_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
       export LAKEFS_BLOCKSTORE_S3_FORCE_PATH_STYLE=true LAKEFS_BLOCKSTORE_S3_REGION=us-east-1
       export LAKEFS_BLOCKSTORE_S3_CREDENTIALS_ACCESS_KEY_ID="$S3_KEY" LAKEFS_BLOCKSTORE_S3_CREDENTIALS_SECRET_ACCESS_KEY="$S3_SECRET"
+      # On PostgreSQL the installation user is made by `lakefs setup` (a no-op once done).
+      "$bin" setup --user-name admin --access-key-id "$LAKEFS_KEY" --secret-access-key "$LAKEFS_SECRET" \
+        >"$DIR/lakefs-setup.log" 2>&1 || failed "lakeFS $LAKEFS_VERSION (lakefs setup)" "$DIR/lakefs-setup.log" "setup failed"
       spawn lakefs "$bin" run
     fi
   )
   wait_healthy "lakeFS $LAKEFS_VERSION" "$DIR/lakefs.pid" "$DIR/lakefs.log" 90 \
     answers "http://127.0.0.1:$LAKEFS_PORT/api/v1/healthcheck"
   # Healthy before its installation user exists: wait until the keys are accepted.
-  wait_healthy "lakeFS $LAKEFS_VERSION (its admin user)" "$DIR/lakefs.pid" "$DIR/lakefs.log" 30 \
-    python3 - "http://127.0.0.1:$LAKEFS_PORT/api/v1/user" "$LAKEFS_KEY" "$LAKEFS_SECRET" <<'EOF'
+  wait_healthy "lakeFS $LAKEFS_VERSION (its admin user)" "$DIR/lakefs.pid" "$DIR/lakefs.log" 30 keys_accepted
+}
+
+keys_accepted() { # 0 when lakeFS accepts the installation user's keys (a 401 until it exists)
+  python3 -c '
 import base64, sys, urllib.request
 req = urllib.request.Request(sys.argv[1])
 req.add_header("Authorization", "Basic " + base64.b64encode(f"{sys.argv[2]}:{sys.argv[3]}".encode()).decode())
 urllib.request.urlopen(req, timeout=2)
-EOF
+' "http://127.0.0.1:$LAKEFS_PORT/api/v1/user" "$LAKEFS_KEY" "$LAKEFS_SECRET" >/dev/null 2>&1
 }
 
 pg_run() { # command... as the cluster's owner
@@ -357,7 +363,8 @@ cmd_up() {
       start_postgres
       start_versitygw
       start_lakefs scale
-      start_mlflow "postgresql://seg:$PG_PASSWORD@127.0.0.1:$PG_PORT/mlflow" "s3://mlflow/"
+      # SQLAlchemy's default PostgreSQL driver is psycopg 3; the venv pins psycopg2.
+      start_mlflow "postgresql+psycopg2://seg:$PG_PASSWORD@127.0.0.1:$PG_PORT/mlflow" "s3://mlflow/"
       ;;
   esac
   trap - EXIT

@@ -1,6 +1,7 @@
 //! Harness of the end-to-end tests: the workspace's binaries run as processes against a
-//! lakefs-local server (in the test process, port 0) and the MLflow test server, each test in
-//! its own working folder, lakeFS repository and MLflow experiment.
+//! lakefs-local server (in the test process, port 0), or lakeFS itself when
+//! `LAKEFS_TEST_ENDPOINT` names one, and the MLflow test server, each test in its own working
+//! folder, lakeFS repository and MLflow experiment.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::sync::OnceLock;
 
 use lakefs_client::LakeFsClient;
 use mlflow_client::MlflowClient;
-use test_support::LocalLakeFs;
+use test_support::TestLakeFs;
 
 /// The folder with the workspace's built binaries: `SEG_BIN_DIR` (the test command builds them
 /// first), else they are built once per test process with `cargo build --bins`.
@@ -42,11 +43,11 @@ pub fn datasets_dir() -> PathBuf {
         .unwrap_or_else(|_| test_support::workspace_root().join("../shared/datasets"))
 }
 
-/// One test's world: a lakefs-local server, the MLflow test server, a working folder, and a
-/// repository and experiment of its own.
+/// One test's world: a lakeFS (lakefs-local or lakeFS itself), the MLflow test server, a
+/// working folder, and a repository and experiment of its own.
 pub struct Stack {
     /// The lakeFS server.
-    pub lakefs_server: LocalLakeFs,
+    pub lakefs_server: TestLakeFs,
     /// A client of it.
     pub lakefs: LakeFsClient,
     /// A client of MLflow.
@@ -115,9 +116,11 @@ impl Ran {
 }
 
 impl Stack {
-    /// Starts lakefs-local and connects to MLflow; names a repository and an experiment.
+    /// Starts lakefs-local (or finds lakeFS itself) and connects to MLflow; names a repository
+    /// and an experiment.
     pub async fn start(label: &str) -> Self {
-        let lakefs_server = LocalLakeFs::start().await;
+        let lakefs_server = TestLakeFs::start().await;
+        let (access_key_id, secret_access_key) = lakefs_server.keys();
         let lakefs = lakefs_server.client(100).await;
         let mlflow = test_support::mlflow_client().await;
         let mlflow_uri = test_support::mlflow_tracking_uri();
@@ -130,14 +133,8 @@ impl Stack {
         for (k, v) in [
             ("MLFLOW_TRACKING_URI", mlflow_uri.clone()),
             ("LAKECTL_SERVER_ENDPOINT_URL", lakefs_server.endpoint()),
-            (
-                "LAKECTL_CREDENTIALS_ACCESS_KEY_ID",
-                lakefs_local::DEFAULT_ACCESS_KEY_ID.to_string(),
-            ),
-            (
-                "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY",
-                lakefs_local::DEFAULT_SECRET_ACCESS_KEY.to_string(),
-            ),
+            ("LAKECTL_CREDENTIALS_ACCESS_KEY_ID", access_key_id),
+            ("LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY", secret_access_key),
             ("SEG_LAKEFS__REPOSITORY", repo.clone()),
             (
                 "SEG_LAKEFS__STORAGE_NAMESPACE",

@@ -341,7 +341,7 @@ async fn lakefs_stopping_mid_run_fails_the_run_clearly() {
         .wait_for_line("epoch   1/", Duration::from_secs(120))
         .await;
     // Stop serving (the data stays); the model upload then cannot reach lakeFS.
-    stack.lakefs_server.server.halt().await;
+    stack.lakefs_server.local().server.halt().await;
     let (code, rest, _) = train.finish(Duration::from_secs(120)).await;
     assert_eq!(code, Some(1), "{}", rest.join("\n"));
     let errors: Vec<&String> = rest.iter().filter(|l| l.starts_with("error:")).collect();

@@ -1,24 +1,38 @@
 //! lakeFS's official Python clients (`lakefs-sdk`, the generated API client, and `lakefs`, the
 //! high-level package; pinned, installed by scripts/lakefs-python.sh) against lakefs-local:
-//! data scientists will point them at the quickstart's lakeFS, so they must work.
+//! data scientists will point them at the quickstart's lakeFS, so they must work. With
+//! `LAKEFS_TEST_ENDPOINT` set the same scripts run against lakeFS itself (the test command does
+//! both), so what they assert is what lakeFS does.
 
-/// Runs `script` (under tests/) with the pinned Python against a fresh lakefs-local; returns
-/// its stdout, failing loudly with both streams when the script fails, or when any request
-/// was answered 501 (an endpoint lakefs-local lacks).
+/// Runs `script` (under tests/) with the pinned Python against a fresh lakefs-local, or
+/// against lakeFS itself when `LAKEFS_TEST_ENDPOINT` names one (the same checks judge both);
+/// returns its stdout, failing loudly with both streams when the script fails, or when
+/// lakefs-local answered any request 501 (an endpoint it lacks).
 async fn drive(script: &str) -> String {
     let tap: lakefs_local::state::Tap = Default::default();
-    let local = test_support::LocalLakeFs::start_with_tap(Some(tap.clone())).await;
+    let (server, local) = match test_support::RealLakeFs::from_env() {
+        Some(real) => (real, None),
+        None => {
+            let local = test_support::LocalLakeFs::start_with_tap(Some(tap.clone())).await;
+            let server = test_support::RealLakeFs {
+                endpoint: local.endpoint(),
+                access_key_id: lakefs_local::DEFAULT_ACCESS_KEY_ID.into(),
+                secret_access_key: lakefs_local::DEFAULT_SECRET_ACCESS_KEY.into(),
+                namespace_root: format!("local://{}", local.dir.path().join("ns").display()),
+            };
+            (server, Some(local))
+        }
+    };
     let python = test_support::lakefs_python();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join(script);
-    let ns_root = format!("local://{}", local.dir.path().join("ns").display());
     let out = tokio::process::Command::new(&python)
         .arg(&script)
-        .arg(local.endpoint())
-        .arg(lakefs_local::DEFAULT_ACCESS_KEY_ID)
-        .arg(lakefs_local::DEFAULT_SECRET_ACCESS_KEY)
-        .arg(&ns_root)
+        .arg(&server.endpoint)
+        .arg(&server.access_key_id)
+        .arg(&server.secret_access_key)
+        .arg(&server.namespace_root)
         .output()
         .await
         .unwrap_or_else(|e| panic!("run {python}: {e}"));
@@ -27,9 +41,11 @@ async fn drive(script: &str) -> String {
     println!("{stdout}");
     assert!(
         out.status.success(),
-        "{} failed against lakefs-local:\n{stdout}\n{stderr}",
-        script.display()
+        "{} failed against {}:\n{stdout}\n{stderr}",
+        script.display(),
+        server.endpoint
     );
+    drop(local);
     let missing: Vec<String> = tap
         .lock()
         .unwrap_or_else(|p| p.into_inner())

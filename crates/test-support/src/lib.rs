@@ -1,5 +1,7 @@
 //! Fixtures shared by the workspace's tests, in one place:
 //! - [`LocalLakeFs`]: a lakefs-local server on 127.0.0.1:0 in a temporary folder, with clients;
+//! - [`TestLakeFs`] / [`RealLakeFs`]: lakeFS itself when `LAKEFS_TEST_ENDPOINT` names one, else
+//!   a lakefs-local server;
 //! - [`mlflow_tracking_uri`] / [`mlflow_client`]: the MLflow test server, found through
 //!   `MLFLOW_TEST_TRACKING_URI` or started once per test process (pinned, cached venv);
 //! - [`unique`]: names that never collide between tests, runs and processes.
@@ -7,7 +9,9 @@
 //! A missing service is a loud failure naming the command that starts it, never a skip.
 
 pub mod fault_proxy;
+pub mod real_lakefs;
 pub use fault_proxy::FaultProxy;
+pub use real_lakefs::{RealLakeFs, TestLakeFs};
 
 use lakefs_client::ClientBuilder as _;
 use std::path::{Path, PathBuf};

@@ -297,12 +297,18 @@ impl Config {
         self.infer.backend.unwrap_or(self.train.backend)
     }
 
-    /// The storage namespace of a new repository.
+    /// The storage namespace of a new repository: `local://<repository>` when unset; a value
+    /// ending in `/` is a prefix the repository's name is appended to (`s3://lakefs/` ->
+    /// `s3://lakefs/<repository>`), so one setting serves every repository; any other value is
+    /// the namespace itself.
     pub fn storage_namespace(&self) -> String {
-        if self.lakefs.storage_namespace.is_empty() {
+        let ns = &self.lakefs.storage_namespace;
+        if ns.is_empty() {
             format!("local://{}", self.lakefs.repository)
+        } else if ns.ends_with('/') {
+            format!("{ns}{}", self.lakefs.repository)
         } else {
-            self.lakefs.storage_namespace.clone()
+            ns.clone()
         }
     }
 

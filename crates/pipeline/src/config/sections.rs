@@ -46,7 +46,8 @@ pub struct LakeFsSection {
     /// Create `branch` (from the repository's default branch) when it does not exist; off, a
     /// missing branch is an error (a mistyped name is not created silently).
     pub create_branch: bool,
-    /// Storage namespace for a new repository ("" = `local://<repository>`).
+    /// Storage namespace for a new repository ("" = `local://<repository>`; ending in `/`: a
+    /// prefix the repository's name is appended to).
     pub storage_namespace: String,
     /// Folder of the images in the repository.
     pub images_path: String,

@@ -321,3 +321,24 @@ fn credentials_in_the_tracking_uri_move_out_of_it() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_storage_namespace_ending_in_a_slash_is_a_prefix_for_every_repository() {
+    let namespace = |value: &str| {
+        load_with_env(
+            None,
+            Flags::new(),
+            vars(&[
+                ("SEG_LAKEFS__REPOSITORY", "polyps"),
+                ("SEG_LAKEFS__STORAGE_NAMESPACE", value),
+            ]),
+        )
+        .expect("load")
+        .config
+        .storage_namespace()
+    };
+    assert_eq!(namespace(""), "local://polyps");
+    assert_eq!(namespace("s3://lakefs/"), "s3://lakefs/polyps");
+    assert_eq!(namespace("s3://lakefs/team/"), "s3://lakefs/team/polyps");
+    assert_eq!(namespace("s3://lakefs/exact"), "s3://lakefs/exact");
+}
