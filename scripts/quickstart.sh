@@ -4,6 +4,9 @@
 #
 #   scripts/quickstart.sh            start the services (unless they answer), then
 #                                    train -> register_model -> infer
+#   scripts/quickstart.sh --stack lakefs|scale
+#                                    the same path on the real engines, started natively by
+#                                    scripts/stack.sh (lakeFS itself; scale: on PostgreSQL and S3)
 #   scripts/quickstart.sh --status   what runs where
 #   scripts/quickstart.sh --stop     stop exactly what the quickstart started (PID files)
 #
@@ -20,6 +23,7 @@ usage() {
   cat <<'EOF'
 usage: scripts/quickstart.sh [--data-dir DIR] [--epochs N] [--image-size N]
                              [--mlflow-port N] [--lakefs-port N] [--state-dir DIR]
+                             [--stack lakefs|scale]
        scripts/quickstart.sh --status | --stop [--state-dir DIR]
 
   --data-dir DIR     dataset folder with images/ and masks/ (default: ../shared/datasets/kvasir-seg
@@ -29,6 +33,9 @@ usage: scripts/quickstart.sh [--data-dir DIR] [--epochs N] [--image-size N]
   --mlflow-port N    MLflow port (default 5000, configs/default.toml)
   --lakefs-port N    lakeFS port (default 8003, configs/default.toml)
   --state-dir DIR    PID files, logs, service data, cache (default .seg-mlops)
+  --stack PROFILE    run on the real engines instead of lakefs-local: lakefs (lakeFS itself)
+                     or scale (lakeFS and MLflow on PostgreSQL + S3), started by
+                     scripts/stack.sh on free ports in STATE/stack (needs Go; see README)
   --status           say what runs where
   --stop             stop what the quickstart started (by PID file) and nothing else
 EOF
@@ -41,6 +48,7 @@ DATA_DIR=""
 EPOCHS=3
 IMAGE_SIZE=64
 ACTION=run
+STACK=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --data-dir) DATA_DIR="${2:?--data-dir needs a folder}"; shift 2 ;;
@@ -49,12 +57,17 @@ while [ $# -gt 0 ]; do
     --mlflow-port) MLFLOW_PORT="${2:?--mlflow-port needs a number}"; shift 2 ;;
     --lakefs-port) LAKEFS_PORT="${2:?--lakefs-port needs a number}"; shift 2 ;;
     --state-dir) STATE="${2:?--state-dir needs a folder}"; shift 2 ;;
+    --stack) STACK="${2:?--stack needs a profile: lakefs or scale}"; shift 2 ;;
     --status) ACTION=status; shift ;;
     --stop) ACTION=stop; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "quickstart: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+case "$STACK" in
+  "" | lakefs | scale) ;;
+  *) echo "quickstart: unknown --stack $STACK: choose lakefs or scale (see --help)" >&2; exit 2 ;;
+esac
 for n in "$MLFLOW_PORT" "$LAKEFS_PORT" "$EPOCHS" "$IMAGE_SIZE"; do
   case "$n" in ''|*[!0-9]*) echo "quickstart: $n is not a number (see --help)" >&2; exit 2 ;; esac
 done
@@ -134,13 +147,19 @@ stop_pid() { # pidfile name
   rm -f "$pidfile"
 }
 
+STACK_DIR="$STATE/stack"
 case "$ACTION" in
   status)
+    if [ -f "$STACK_DIR/profile" ]; then
+      scripts/stack.sh status --dir "$STACK_DIR"
+      exit 0
+    fi
     status_of "lakeFS" "$LAKEFS_URL" /api/v1/healthcheck "$LAKEFS_PID"
     status_of "MLflow" "$MLFLOW_URL" /health "$MLFLOW_DIR/mlflow.pid"
     exit 0
     ;;
   stop)
+    [ ! -d "$STACK_DIR" ] || scripts/stack.sh down --dir "$STACK_DIR"
     stop_pid "$LAKEFS_PID" "lakefs-local"
     if [ -f "$MLFLOW_DIR/mlflow.pid" ]; then
       # MLflow runs as a CLI process and its uvicorn child: stop both, then wait for them.
@@ -168,8 +187,10 @@ preflight() { # name port health flag
     die "port $2 is taken by something that is not $1: stop it, or choose another port with $4 N"
   fi
 }
-preflight lakeFS "$LAKEFS_PORT" /api/v1/healthcheck --lakefs-port
-preflight MLflow "$MLFLOW_PORT" /health --mlflow-port
+if [ -z "$STACK" ]; then
+  preflight lakeFS "$LAKEFS_PORT" /api/v1/healthcheck --lakefs-port
+  preflight MLflow "$MLFLOW_PORT" /health --mlflow-port
+fi
 
 START=$(date +%s)
 step "build the binaries (debug profile with optimised dependencies; the first build takes ~20 min on 2 cores)"
@@ -226,8 +247,28 @@ start_mlflow() {
     scripts/mlflow-server.sh start "$MLFLOW_DIR" "$MLFLOW_PORT"
   say "MLflow: started MLflow 3.17.2 at $MLFLOW_URL (pid $(cat "$MLFLOW_DIR/mlflow.pid"), store $MLFLOW_DIR, log $MLFLOW_DIR/mlflow.log)"
 }
-start_lakefs
-start_mlflow
+# The real engines (--stack): started by scripts/stack.sh, or reused when it already runs them.
+start_stack() {
+  if [ -f "$STACK_DIR/exports.sh" ] && [ "$(cat "$STACK_DIR/profile" 2>/dev/null)" = "$STACK" ] &&
+    scripts/stack.sh status --dir "$STACK_DIR" | grep -q "lakefs  running"; then
+    say "stack: reusing the $STACK stack of $STACK_DIR"
+  else
+    scripts/stack.sh up "$STACK" --dir "$STACK_DIR" >/dev/null
+  fi
+  eval "$(scripts/stack.sh env --dir "$STACK_DIR")"
+  LAKEFS_PORT="${LAKECTL_SERVER_ENDPOINT_URL##*:}"
+  MLFLOW_PORT="${MLFLOW_TRACKING_URI##*:}"
+  LAKEFS_URL="$LAKECTL_SERVER_ENDPOINT_URL"
+  MLFLOW_URL="$MLFLOW_TRACKING_URI"
+  MLFLOW_UI="http://localhost:$MLFLOW_PORT"
+  scripts/stack.sh status --dir "$STACK_DIR"
+}
+if [ -n "$STACK" ]; then
+  start_stack
+else
+  start_lakefs
+  start_mlflow
+fi
 if [ -n "$use_compose" ]; then
   if [ "$LAKEFS_PORT" != 8003 ] || [ "$MLFLOW_PORT" != 5000 ]; then
     die "docker-compose.yml serves lakeFS on 8003 and MLflow on 5000; with other ports, start your own services there first"
@@ -247,8 +288,12 @@ if [ "$STATE" != "$PWD/.seg-mlops" ]; then
 fi
 STATE_ARG=""
 [ "$STATE" = "$PWD/.seg-mlops" ] || STATE_ARG=" --state-dir $STATE"
-[ "$LAKEFS_PORT" = 8003 ] || STATE_ARG="$STATE_ARG --lakefs-port $LAKEFS_PORT"
-[ "$MLFLOW_PORT" = 5000 ] || STATE_ARG="$STATE_ARG --mlflow-port $MLFLOW_PORT"
+if [ -n "$STACK" ]; then
+  STATE_ARG="$STATE_ARG --stack $STACK"
+else
+  [ "$LAKEFS_PORT" = 8003 ] || STATE_ARG="$STATE_ARG --lakefs-port $LAKEFS_PORT"
+  [ "$MLFLOW_PORT" = 5000 ] || STATE_ARG="$STATE_ARG --mlflow-port $MLFLOW_PORT"
+fi
 OUT="$STATE/last"
 mkdir -p "$OUT"
 
@@ -308,7 +353,9 @@ print()
 print(f"MLflow UI: {ui}   lakeFS API: http://localhost:{lakefs_port}/api/v1   state: {state}")
 EOF
 env_note=""
-if [ "$LAKEFS_PORT" != 8003 ] || [ "$MLFLOW_PORT" != 5000 ] || [ "$STATE" != "$PWD/.seg-mlops" ]; then
+if [ -n "$STACK" ]; then
+  env_note="  eval \"\$(scripts/stack.sh env --dir $STACK_DIR)\""
+elif [ "$LAKEFS_PORT" != 8003 ] || [ "$MLFLOW_PORT" != 5000 ] || [ "$STATE" != "$PWD/.seg-mlops" ]; then
   env_note="  export MLFLOW_TRACKING_URI=$MLFLOW_UI LAKECTL_SERVER_ENDPOINT_URL=http://localhost:$LAKEFS_PORT"
 fi
 printf '\nBy hand (the services keep running; the default config reaches them):\n'

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README and .ci/run call it). From a fresh clone it installs
 # what the tests need, then runs every test of the workspace:
-#   1. rustfmt and clippy (warnings are errors);
+#   1. rustfmt and clippy (warnings are errors; the real-engine tests' features included);
 #   2. starts MLflow (pip, pinned, cached under ~/.cache) on a free loopback port, and installs
 #      lakeFS's official Python clients (pinned, cached) that judge lakefs-local, and MLflow's
 #      model tools with onnxruntime and this repository's lakefs:// plugin (python/mlflow-lakefs);
@@ -9,14 +9,22 @@
 #      the end-to-end tests of tests/ included (they run the binaries against lakefs-local and
 #      MLflow);
 #   4. the quickstart itself (tests/quickstart.sh: clean state folder, free ports, tiny
-#      settings, rerun, --status, --stop) and both docker-compose profiles (`docker-compose
-#      config -q`; Debian's docker-compose is installed when absent, no engine needed);
-#   5. the lakeFS conformance suite against a real lakeFS when LAKEFS_TEST_ENDPOINT is set
-#      (one line says it was not run otherwise);
+#      settings, rerun, --status, --stop); docker-compose.yml's profiles validated with
+#      `docker-compose config -q` (Debian's docker-compose, no engine needed) and its versions
+#      checked against stack/versions.env;
+#   5. the real engines, natively (scripts/stack.sh; lakeFS and versitygw built once from
+#      stack/go.mod with Go, cached under ~/.cache; PostgreSQL from Debian):
+#      on lakeFS itself (profile lakefs): the lakeFS client's conformance suite, the differential
+#      test of lakefs-local against lakeFS, lakeFS's official Python clients, and the end-to-end
+#      tests that carry the lineage (train -> register -> infer --commit, concurrent trains, the
+#      fault proxy, MLflow's own loaders through the lakefs:// plugin);
+#      on the profile scale (lakeFS on PostgreSQL + S3 on versitygw, MLflow on PostgreSQL + S3):
+#      the conformance suite and the quickstart, read back with MLflow's and lakeFS's own clients;
 #   6. seg-model's tests again on libtorch (burn's tch backend), so the backend users asked
 #      for cannot rot, with clippy over the tch builds of seg-model, pipeline and the three binaries. libtorch comes from the torch==2.9.0
 #      wheel, cached under ~/.cache.
-# Needs: the Rust toolchain, python3 with venv, ../shared/datasets (or SEG_DATASETS_DIR).
+# Needs: the Rust toolchain, Go (stack/go.mod names the version), python3 with venv,
+# ../shared/datasets (or SEG_DATASETS_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SEG_DATASETS_DIR="${SEG_DATASETS_DIR:-$(cd .. && pwd)/shared/datasets}"
@@ -30,12 +38,18 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "rustfmt and clippy"
 cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+REAL_ENGINE_FEATURES="lakefs-client/real-lakefs-tests,lakefs-local/real-lakefs-tests"
+cargo clippy --workspace --all-targets --locked --features "$REAL_ENGINE_FEATURES" -- -D warnings
 
 step "services: MLflow (pinned, cached venv) on loopback"
 SERVICES_DIR="$(mktemp -d "${TMPDIR:-/tmp}/seg-mlops-test.XXXXXX")"
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-cleanup() { scripts/mlflow-server.sh stop "$SERVICES_DIR/mlflow" || true; }
+cleanup() {
+  scripts/mlflow-server.sh stop "$SERVICES_DIR/mlflow" || true
+  for stack in "$SERVICES_DIR"/stack-*; do
+    [ ! -d "$stack" ] || scripts/stack.sh down --dir "$stack" >/dev/null 2>&1 || true
+  done
+}
 trap cleanup EXIT
 MLFLOW_PORT="$(free_port)"
 scripts/mlflow-server.sh start "$SERVICES_DIR/mlflow" "$MLFLOW_PORT"
@@ -60,7 +74,7 @@ cargo test --workspace --locked
 step "the quickstart, from a clean state folder on free ports (tests/quickstart.sh)"
 tests/quickstart.sh
 
-step "docker-compose.yml: both profiles validated with docker-compose config (no engine needed)"
+step "docker-compose.yml: both profiles validated with docker-compose config (no engine needed), versions against stack/versions.env"
 if ! command -v docker-compose >/dev/null 2>&1; then
   echo "installing Debian's docker-compose (validates compose files without a Docker engine)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -71,13 +85,37 @@ for profile in local-lakefs scale; do
   docker-compose --profile "$profile" config -q
   echo "docker-compose.yml profile $profile: valid (containers not started: no Docker engine here)"
 done
+python3 scripts/check-pins.py
 
-step "conformance suite against a real lakeFS"
-if [ -n "${LAKEFS_TEST_ENDPOINT:-}" ]; then
-  cargo test -p lakefs-client --locked --features real-lakefs-tests --test real_lakefs
-else
-  echo "real lakeFS conformance: NOT RUN (set LAKEFS_TEST_ENDPOINT, LAKEFS_TEST_ACCESS_KEY_ID, LAKEFS_TEST_SECRET_ACCESS_KEY to run it; lakefs-local ran the same suite above)"
-fi
+step "the real engines: lakeFS and versitygw from stack/go.mod (built once, cached)"
+scripts/stack.sh build
+
+# Points the real-engine tests at the stack whose exports are in the environment.
+real_lakefs_env() { # namespace-root
+  export LAKEFS_TEST_ENDPOINT="$LAKECTL_SERVER_ENDPOINT_URL"
+  export LAKEFS_TEST_ACCESS_KEY_ID="$LAKECTL_CREDENTIALS_ACCESS_KEY_ID"
+  export LAKEFS_TEST_SECRET_ACCESS_KEY="$LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY"
+  export LAKEFS_TEST_NAMESPACE="$1"
+}
+
+step "on lakeFS $(. stack/versions.env && echo "$LAKEFS_VERSION") itself (scripts/stack.sh up lakefs: local KV and blockstore)"
+eval "$(scripts/stack.sh up lakefs --dir "$SERVICES_DIR/stack-lakefs")"
+# (the stack's own MLflow stays unused: the tests use the MLflow above)
+real_lakefs_env local://seg-mlops-tests
+cargo test -p lakefs-client --locked --features real-lakefs-tests --test real_lakefs
+cargo test -p lakefs-local --locked --features real-lakefs-tests --test differential -- --nocapture
+cargo test -p lakefs-local --locked --test official_clients
+# The end-to-end tests that carry the lineage, with MLflow as above and lakeFS itself.
+cargo test -p e2e --locked --test register --test faults --test python_model
+cargo test -p e2e --locked --test infer -- masks_follow_the_lineage_and_every_way_in_agrees
+cargo test -p e2e --locked --test lineage -- concurrent_trains_each_record_exactly_their_own_data
+scripts/stack.sh down --dir "$SERVICES_DIR/stack-lakefs"
+unset LAKEFS_TEST_ENDPOINT LAKEFS_TEST_ACCESS_KEY_ID LAKEFS_TEST_SECRET_ACCESS_KEY LAKEFS_TEST_NAMESPACE
+unset LAKECTL_SERVER_ENDPOINT_URL LAKECTL_CREDENTIALS_ACCESS_KEY_ID LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY
+unset MLFLOW_TRACKING_URI SEG_LAKEFS__STORAGE_NAMESPACE SEG_STACK_PROFILE SEG_STACK_DIR
+
+step "on the profile scale: the quickstart on PostgreSQL, versitygw, lakeFS on both, MLflow on PostgreSQL + S3 (tests/stack_scale.sh)"
+tests/stack_scale.sh
 
 step "libtorch (tch backend): clippy over seg-model, pipeline and the three binaries built with tch, then seg-model's tests"
 scripts/with-libtorch.sh cargo clippy -p seg-model -p pipeline -p train -p register_model -p infer --all-targets --locked --no-default-features --features tch -- -D warnings

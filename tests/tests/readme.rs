@@ -71,6 +71,21 @@ fn check(words: &[String], root: &Path, profiles: &[String]) -> String {
                     );
                     format!("{p} {args:?}")
                 }
+                "scripts/stack.sh" => {
+                    let profile_ok =
+                        |p: Option<&&str>| matches!(p, Some(&("local" | "lakefs" | "scale")));
+                    match args.first() {
+                        Some(&"up") => assert!(
+                            profile_ok(args.get(1)),
+                            "stack.sh up takes local | lakefs | scale: {args:?}"
+                        ),
+                        Some(&("build" | "down" | "status" | "env")) => {}
+                        _ => panic!(
+                            "stack.sh takes build | up PROFILE | down | status | env: {args:?}"
+                        ),
+                    }
+                    format!("{p} {args:?}")
+                }
                 "scripts/mlflow-server.sh" => {
                     assert!(
                         matches!(args.first(), Some(&("start" | "stop" | "python"))),
@@ -93,6 +108,17 @@ fn check(words: &[String], root: &Path, profiles: &[String]) -> String {
                 }
             }
             format!("{program} {args:?}")
+        }
+        // `eval "$(COMMAND)"`: COMMAND is checked.
+        "eval" => {
+            let inner = args
+                .first()
+                .and_then(|a| a.strip_prefix("$(")?.strip_suffix(')'))
+                .unwrap_or_else(|| {
+                    panic!("README evals something else than \"$(COMMAND)\": {args:?}")
+                });
+            let words = shlex::split(inner).unwrap_or_else(|| panic!("eval of {inner}"));
+            format!("eval {}", check(&words, root, profiles))
         }
         p if STANDARD_TOOLS.contains(&p) => p.to_string(),
         other => panic!("README runs {other:?}: teach tests/tests/readme.rs how to check it"),

@@ -321,14 +321,17 @@ impl LakeFsClient {
 
     /// Resolves a branch, tag or commit id to a full commit id.
     pub async fn resolve_commit(&self, repo: &str, reference: &str) -> Result<String> {
+        // lakeFS answers 400 to a ref expression (`dev~1`) as a branch or tag name: not one.
+        let not_a_name =
+            |e: &LakeFsError| e.is_not_found() || matches!(e, LakeFsError::BadRequest { .. });
         match self.get_branch(repo, reference).await {
             Ok(r) => return Ok(r.commit_id),
-            Err(e) if !e.is_not_found() => return Err(e),
+            Err(e) if !not_a_name(&e) => return Err(e),
             Err(_) => {}
         }
         match self.get_tag(repo, reference).await {
             Ok(r) => return Ok(r.commit_id),
-            Err(e) if !e.is_not_found() => return Err(e),
+            Err(e) if !not_a_name(&e) => return Err(e),
             Err(_) => {}
         }
         Ok(self.get_commit(repo, reference).await?.id)
@@ -374,12 +377,13 @@ impl LakeFsClient {
         message: Option<&str>,
         metadata: &BTreeMap<String, String>,
         strategy: Option<MergeStrategy>,
+        allow_empty: bool,
     ) -> Result<String> {
         #[derive(serde::Deserialize)]
         struct MergeResult {
             reference: String,
         }
-        let mut body = json!({"metadata": metadata});
+        let mut body = json!({"metadata": metadata, "allow_empty": allow_empty});
         if let Some(m) = message {
             body["message"] = json!(m);
         }

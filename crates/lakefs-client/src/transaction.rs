@@ -207,6 +207,9 @@ impl Transaction<'_> {
                 Some(&commit.message),
                 &commit.metadata,
                 None,
+                // lakeFS refuses a merge that changes nothing unless asked (it never
+                // fast-forwards): an allowed empty commit must merge too.
+                commit.allow_empty,
             )
             .await
     }

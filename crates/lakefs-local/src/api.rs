@@ -120,7 +120,7 @@ fn paginate<T>(items: Vec<(String, T)>, q: &ListQuery, to_json: impl Fn(T) -> Va
 }
 
 fn repo_json(r: &RepoRec) -> Value {
-    json!({ "id": r.id, "creation_date": r.creation_date, "default_branch": r.default_branch, "storage_namespace": r.storage_namespace, "read_only": false })
+    json!({ "id": r.id, "creation_date": r.creation_date, "default_branch": r.default_branch, "storage_namespace": r.storage_namespace, "storage_id": "", "read_only": false })
 }
 
 pub(crate) fn commit_json(c: &CommitRec) -> Value {
@@ -490,7 +490,13 @@ pub async fn log(
     })))
 }
 
-fn diff_entries(left: &crate::store::Tree, right: &crate::store::Tree) -> Vec<(String, Value)> {
+/// The entries of `right` against `left`. A removed entry's size is the old object's between
+/// commits, and 0 in a branch's uncommitted diff (lakeFS's staged tombstone has no size).
+fn diff_entries(
+    left: &crate::store::Tree,
+    right: &crate::store::Tree,
+    removed_sizes: bool,
+) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for (path, r) in right {
         match left.get(path) {
@@ -503,7 +509,11 @@ fn diff_entries(left: &crate::store::Tree, right: &crate::store::Tree) -> Vec<(S
     }
     for (path, l) in left {
         if !right.contains_key(path) {
-            out.push((path.clone(), json!({"type": "removed", "path": path, "path_type": "object", "size_bytes": l.size})));
+            let size = if removed_sizes { l.size } else { 0 };
+            out.push((
+                path.clone(),
+                json!({"type": "removed", "path": path, "path_type": "object", "size_bytes": size}),
+            ));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -520,7 +530,11 @@ pub async fn diff_branch(
     let head = store.branch_commit(&repo, &branch)?;
     let committed = store.commit_tree(&repo, &head)?;
     let view = store.view(&repo, &branch)?;
-    Ok(Json(paginate(diff_entries(&committed, &view), &q, |v| v)))
+    Ok(Json(paginate(
+        diff_entries(&committed, &view, false),
+        &q,
+        |v| v,
+    )))
 }
 
 /// `GET /repositories/{repository}/refs/{leftRef}/diff/{rightRef}`.
@@ -532,7 +546,7 @@ pub async fn diff_refs(
     let store = state.store();
     let l = store.commit_tree(&repo, &store.resolve(&repo, &left)?.commit)?;
     let r = store.commit_tree(&repo, &store.resolve(&repo, &right)?.commit)?;
-    Ok(Json(paginate(diff_entries(&l, &r), &q, |v| v)))
+    Ok(Json(paginate(diff_entries(&l, &r, true), &q, |v| v)))
 }
 
 /// `POST /repositories/{repository}/refs/{sourceRef}/merge/{destinationBranch}`.
@@ -560,12 +574,12 @@ pub async fn merge(
     let merged = state.store().merge(&repo, &source, &dest, request);
     match merged {
         Ok(reference) => Ok(Json(json!({ "reference": reference })).into_response()),
-        // The spec's 409 body is a MergeResult (deprecated in favour of Error): send both fields.
-        Err(StoreError::Conflict(message)) => Ok((
-            StatusCode::CONFLICT,
-            Json(json!({ "message": message, "reference": "" })),
-        )
-            .into_response()),
+        // lakeFS answers a conflict with an empty MergeResult, no message (the conflicting
+        // paths are in this server's log only).
+        Err(StoreError::Conflict(message)) => {
+            tracing::info!("merge {source} into {dest} of {repo}: {message}");
+            Ok((StatusCode::CONFLICT, Json(json!({ "reference": "" }))).into_response())
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -801,7 +815,15 @@ pub async fn list_objects(
             }
             continue;
         }
-        items.push((path.clone(), stats_json(&state, path, e)));
+        let mut stats = stats_json(&state, path, e);
+        // lakeFS's listing leaves out empty user metadata (its stat call keeps it).
+        if let Some(o) = stats.as_object_mut()
+            && o.get("metadata")
+                .is_some_and(|m| m.as_object().is_some_and(|m| m.is_empty()))
+        {
+            o.remove("metadata");
+        }
+        items.push((path.clone(), stats));
     }
     Ok(Json(paginate(
         items,

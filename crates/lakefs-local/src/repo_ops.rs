@@ -111,6 +111,12 @@ pub async fn revert(
     Path((repo, branch)): Path<(String, String)>,
     Json(body): Json<ApplyCommit>,
 ) -> ApiResult<StatusCode> {
+    // lakeFS's RevertCreation requires parent_number (1 for a commit with one parent).
+    if body.parent_number.is_none() {
+        return Err(bad(
+            "revert: parent_number is required (1 for a commit with one parent)",
+        ));
+    }
     body.apply(&state, &repo, &branch, true)?;
     Ok(StatusCode::NO_CONTENT)
 }

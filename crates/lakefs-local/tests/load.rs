@@ -113,7 +113,7 @@ async fn work(
             .expect("commit");
         commits.push(commit.id);
         let into_main = client
-            .merge("load", &branch, "main", None, &BTreeMap::new(), None)
+            .merge("load", &branch, "main", None, &BTreeMap::new(), None, false)
             .await
             .expect("merge");
         commits.push(into_main);

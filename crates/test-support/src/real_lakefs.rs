@@ -2,6 +2,7 @@
 //! command starts it with `scripts/stack.sh up lakefs`, or `scale`), else a lakefs-local server
 //! of the test's own. One place reads the `LAKEFS_TEST_*` variables.
 
+use lakefs_client::ClientBuilder as _;
 use lakefs_client::{LakeFsClient, LakeFsClientBuilder};
 
 use crate::{LocalLakeFs, fast_retry};
@@ -133,7 +134,7 @@ impl TestLakeFs {
 
     /// The lakefs-local server, for a test that stops or inspects it; such a test runs on
     /// lakefs-local only, and says so loudly when pointed at lakeFS itself.
-    pub fn local(&self) -> &LocalLakeFs {
+    pub fn local(&mut self) -> &mut LocalLakeFs {
         match self {
             Self::Local(l) => l,
             Self::Real(r) => panic!(

@@ -583,7 +583,7 @@ pub async fn commits_refs_and_merges(t: &Target) {
     let md = BTreeMap::from([("run".to_string(), "r1".to_string())]);
     // Merge dev into main; then a conflicting change on both sides is a typed Conflict.
     let merged = client
-        .merge(&repo, "dev", "main", Some("merge dev"), &md, None)
+        .merge(&repo, "dev", "main", Some("merge dev"), &md, None, false)
         .await
         .expect("merge");
     assert_eq!(
@@ -640,7 +640,7 @@ pub async fn commits_refs_and_merges(t: &Target) {
         .await
         .expect("commit");
     let err = client
-        .merge(&repo, "dev", "main", None, &BTreeMap::new(), None)
+        .merge(&repo, "dev", "main", None, &BTreeMap::new(), None, false)
         .await
         .expect_err("conflict");
     assert!(matches!(err, LakeFsError::Conflict { .. }), "{err}");
@@ -652,6 +652,7 @@ pub async fn commits_refs_and_merges(t: &Target) {
             None,
             &BTreeMap::new(),
             Some(MergeStrategy::SourceWins),
+            false,
         )
         .await
         .expect("source wins");

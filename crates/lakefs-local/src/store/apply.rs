@@ -75,7 +75,7 @@ impl Store {
     }
 
     /// Commits on `branch` the change of a commit against one of its parents (cherry-pick: its
-    /// message and metadata) or its inverse (revert: "Revert <commit>", no metadata), unless
+    /// message and metadata) or its inverse (revert: "Revert <ref as given>", no metadata, as lakeFS), unless
     /// overridden; a three-way merge onto the head. Returns the new commit.
     pub fn apply_change(
         &mut self,
@@ -108,10 +108,16 @@ impl Store {
         );
         let tree = three_way(&b, &s, &d, None)?;
         let (message, metadata) = if change.undo {
-            (format!("Revert {}", commit.id), BTreeMap::new())
+            (format!("Revert {}", change.reference), BTreeMap::new())
         } else {
             (commit.message.clone(), commit.metadata.clone())
         };
+        let mut metadata = overrides.metadata.unwrap_or(metadata);
+        if !change.undo {
+            // As lakeFS: the origin is recorded after any override.
+            metadata.insert("cherry-pick-origin".into(), commit.id.clone());
+            metadata.insert("cherry-pick-committer".into(), commit.committer.clone());
+        }
         let draft = CommitRec {
             id: String::new(),
             parents: vec![head],
@@ -119,7 +125,7 @@ impl Store {
             message: overrides.message.unwrap_or(message),
             creation_date: now_secs(),
             meta_range_id: String::new(),
-            metadata: overrides.metadata.unwrap_or(metadata),
+            metadata,
             generation: 0,
         };
         self.write_commit(repo, branch, draft, tree)

@@ -1,8 +1,9 @@
-//! Merging a ref into a branch as lakeFS does: refused onto a branch with uncommitted changes,
-//! "no changes" when the source is already merged, a fast-forward when the destination is an
-//! ancestor of the source, else a three-way merge from the common ancestor of highest
+//! Merging a ref into a branch as lakeFS does: refused onto a branch with uncommitted changes
+//! ("uncommitted changes (dirty branch)"), a three-way merge from the common ancestor of highest
 //! generation, where a path both sides changed differently is a conflict unless a strategy
-//! (`source-wins`, `dest-wins`) picks a side.
+//! (`source-wins`, `dest-wins`) picks a side; always a merge commit with both parents (lakeFS
+//! never fast-forwards) and the strategy in its metadata (`.lakefs.merge.strategy`); "no
+//! changes" when the merge would not change the destination's content, unless `allow_empty`.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -37,19 +38,7 @@ impl Store {
         let src = self.resolve(repo, source)?.commit;
         let dst = self.clean_head(repo, dest, "merging")?;
         let dst_ancestors = self.ancestors(repo, &dst)?;
-        if dst_ancestors.contains(&src) && !request.allow_empty {
-            return Err(StoreError::Invalid(
-                "no changes: the source is already merged into the destination".into(),
-            ));
-        }
         let src_ancestors = self.ancestors(repo, &src)?;
-        if src_ancestors.contains(&dst) {
-            let r = self.repo_mut(repo)?;
-            r.branches.insert(dest.to_string(), src.clone());
-            let r = self.repo(repo)?;
-            self.save_refs(r)?;
-            return Ok(src);
-        }
         let base = self.merge_base(repo, &src_ancestors, &dst_ancestors)?;
         let (b, s, d) = (
             self.commit_tree(repo, &base)?,
@@ -57,6 +46,15 @@ impl Store {
             self.commit_tree(repo, &dst)?,
         );
         let merged = three_way(&b, &s, &d, request.strategy.as_deref())?;
+        let unchanged = merged.len() == d.len()
+            && merged
+                .iter()
+                .all(|(path, e)| d.get(path).is_some_and(|x| x.blob == e.blob));
+        if unchanged && !request.allow_empty {
+            return Err(StoreError::Invalid(format!(
+                "update branch {dest}: no changes"
+            )));
+        }
         let parents = [dst, src];
         self.commit_merge(repo, source, dest, parents, merged, request)
     }
@@ -95,7 +93,12 @@ impl Store {
                 .unwrap_or_else(|| format!("Merge '{source}' into '{dest}'")),
             creation_date: now_secs(),
             meta_range_id: String::new(),
-            metadata: request.metadata,
+            metadata: {
+                let mut m = request.metadata;
+                let strategy = request.strategy.as_deref().unwrap_or("default");
+                m.insert(".lakefs.merge.strategy".into(), strategy.to_string());
+                m
+            },
             generation: 0,
         };
         Ok(self.write_commit(repo, dest, draft, tree)?.id)
