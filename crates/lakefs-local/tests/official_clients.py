@@ -62,8 +62,10 @@ def generated_api():
     assert merged.reference, merged
     log = refs.log_commits(repo, "main")
     assert log.results[0].id == merged.reference, log
-    # Ref expressions.
-    assert refs.log_commits(repo, "main~1").results[0].id == log.results[1].id
+    # A merge commit with both parents (lakeFS never fast-forwards); ref expressions.
+    assert log.results[0].parents == [log.results[0].parents[0], c.id], log.results[0]
+    assert refs.log_commits(repo, "main~1").results[0].id == log.results[0].parents[0]
+    assert refs.log_commits(repo, "main^2").results[0].id == c.id
     tags.create_tag(repo, lakefs_sdk.TagCreation(id="v1", ref=c.id))
     assert tags.get_tag(repo, "v1").commit_id == c.id
     try:
@@ -146,8 +148,11 @@ def workflows():
     assert not main.object("b.txt").exists()
 
     dev = repo.branch("dev").create(source_reference=first.get_commit().id)
-    picked = dev.cherry_pick(second.get_commit().id)
-    assert picked.message == "change a, add b" and picked.metadata == {"step": "2"}, picked
+    origin = second.get_commit()
+    picked = dev.cherry_pick(origin.id)
+    # The origin's message and metadata, plus where it came from (lakeFS's cherry-pick keys).
+    assert picked.message == "change a, add b" and picked.metadata == {
+        "step": "2", "cherry-pick-origin": origin.id, "cherry-pick-committer": origin.committer}, picked
     with dev.object("a.txt").reader(mode="rb") as r:
         assert r.read() == b"a2"
     assert dev.object("b.txt").exists()
