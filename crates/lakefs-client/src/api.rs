@@ -173,7 +173,10 @@ impl LakeFsClient {
         self.paged("/repositories".into(), vec![])
     }
 
-    /// The repository, created if missing (a concurrent create is tolerated).
+    /// The repository, created if missing. A concurrent create is tolerated: the loser of the
+    /// race gets 409 (repository exists) or, from lakeFS, 400 "storage namespace already in
+    /// use" (the winner has written it); either way the repository is read back, and the
+    /// create's own error stands when it does not exist.
     pub async fn ensure_repository(
         &self,
         name: &str,
@@ -187,7 +190,12 @@ impl LakeFsClient {
                 .await
             {
                 Ok(r) => Ok(r),
-                Err(LakeFsError::Conflict { .. }) => self.get_repository(name).await,
+                Err(created @ (LakeFsError::Conflict { .. } | LakeFsError::BadRequest { .. })) => {
+                    match self.get_repository(name).await {
+                        Ok(r) if r.storage_namespace == storage_namespace => Ok(r),
+                        Ok(_) | Err(_) => Err(created),
+                    }
+                }
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
