@@ -132,7 +132,8 @@ start_lakefs_local() {
   (cd "$REPO_ROOT" && cargo build --locked --quiet -p lakefs-local --bin lakefs-local) >&2
   local bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/lakefs-local"
   mkdir -p "$DIR/lakefs-local"
-  spawn lakefs "$bin" --data-dir "$DIR/lakefs-local" --listen "127.0.0.1:$LAKEFS_PORT"
+  LAKEFS_LOCAL_SECRET_ACCESS_KEY="$LAKEFS_SECRET" spawn lakefs "$bin" --data-dir "$DIR/lakefs-local" \
+    --listen "127.0.0.1:$LAKEFS_PORT" --access-key-id "$LAKEFS_KEY"
   wait_healthy lakefs-local "$DIR/lakefs.pid" "$DIR/lakefs.log" 30 \
     answers "http://127.0.0.1:$LAKEFS_PORT/api/v1/healthcheck"
 }
@@ -144,12 +145,13 @@ start_lakefs() {
   mkdir -p "$DIR/lakefs/cache"
   (
     export LAKEFS_LISTEN_ADDRESS="127.0.0.1:$LAKEFS_PORT"
-    export LAKEFS_STATS_ENABLED=false LAKEFS_LOGGING_LEVEL=INFO
+    export LAKEFS_STATS_ENABLED=false LAKEFS_LOGGING_LEVEL=INFO LAKEFS_SECURITY_CHECK_LATEST_VERSION=false
     export LAKEFS_AUTH_ENCRYPT_SECRET_KEY="$LAKEFS_ENCRYPT_SECRET_KEY"
     export LAKEFS_COMMITTED_LOCAL_CACHE_DIR="$DIR/lakefs/cache"
     export LAKEFS_INSTALLATION_USER_NAME=admin
     export LAKEFS_INSTALLATION_ACCESS_KEY_ID="$LAKEFS_KEY" LAKEFS_INSTALLATION_SECRET_ACCESS_KEY="$LAKEFS_SECRET"
     if [ "$mode" = local ]; then
+      export LAKEFS_DATABASE_TYPE=local LAKEFS_BLOCKSTORE_TYPE=local
       export LAKEFS_DATABASE_LOCAL_PATH="$DIR/lakefs/metadata" LAKEFS_BLOCKSTORE_LOCAL_PATH="$DIR/lakefs/blocks"
       spawn lakefs "$bin" run --local-settings
     else

@@ -4,7 +4,8 @@
 # PostgreSQL, versitygw, lakeFS on both and MLflow on PostgreSQL + S3 (scripts/stack.sh), and
 # trains, registers and infers --commit on them; the lakeFS client's conformance suite runs
 # against that lakeFS; MLflow's, lakeFS's and boto3's own clients read the lineage back
-# (tests/python/stack_readback.py); --stop must leave no engine running.
+# (tests/python/stack_readback.py); --stop must leave no engine running. First, an engine that
+# cannot start must be named with its log, and `up` must leave nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fail() { printf 'stack test: FAILED: %s\n' "$*" >&2; exit 1; }
@@ -14,6 +15,23 @@ chmod 755 "$WORK" # PostgreSQL runs as the postgres user and keeps its cluster u
 STATE="$WORK/state"
 cleanup() { scripts/quickstart.sh --stop --state-dir "$STATE" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
+
+echo "stack test: an engine that fails to start is named with its log, and nothing is left running"
+# shellcheck source=../stack/versions.env
+. stack/versions.env
+BROKEN="$WORK/broken"
+mkdir -p "$BROKEN/lakefs"
+echo "not a folder" >"$BROKEN/lakefs/metadata" # lakeFS's local KV cannot open it
+if scripts/stack.sh up lakefs --dir "$BROKEN" >"$WORK/broken.out" 2>"$WORK/broken.err"; then
+  fail "scripts/stack.sh up lakefs succeeded over a broken metadata folder"
+fi
+grep -qF "stack: lakeFS $LAKEFS_VERSION did not start (the process exited); its log: $BROKEN/lakefs.log" "$WORK/broken.err" ||
+  { cat "$WORK/broken.err" >&2; fail "the failure does not name lakeFS and its log"; }
+grep -q "Failed to open KV store" "$WORK/broken.err" || fail "the failure does not show the log's last lines"
+[ ! -s "$WORK/broken.out" ] || fail "a failed up printed exports: $(cat "$WORK/broken.out")"
+scripts/stack.sh status --dir "$BROKEN" | grep -q "lakefs  not running" || fail "lakeFS left running after a failed up"
+if scripts/stack.sh up nonsense --dir "$BROKEN" 2>"$WORK/nonsense.err"; then fail "an unknown profile was accepted"; fi
+grep -qF "unknown profile 'nonsense': choose local, lakefs or scale" "$WORK/nonsense.err" || fail "unknown profile: $(cat "$WORK/nonsense.err")"
 
 DATASETS="${SEG_DATASETS_DIR:-../shared/datasets}"
 mkdir -p "$WORK/data/images" "$WORK/data/masks"

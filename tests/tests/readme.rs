@@ -71,21 +71,7 @@ fn check(words: &[String], root: &Path, profiles: &[String]) -> String {
                     );
                     format!("{p} {args:?}")
                 }
-                "scripts/stack.sh" => {
-                    let profile_ok =
-                        |p: Option<&&str>| matches!(p, Some(&("local" | "lakefs" | "scale")));
-                    match args.first() {
-                        Some(&"up") => assert!(
-                            profile_ok(args.get(1)),
-                            "stack.sh up takes local | lakefs | scale: {args:?}"
-                        ),
-                        Some(&("build" | "down" | "status" | "env")) => {}
-                        _ => panic!(
-                            "stack.sh takes build | up PROFILE | down | status | env: {args:?}"
-                        ),
-                    }
-                    format!("{p} {args:?}")
-                }
+                "scripts/stack.sh" => check_stack(args),
                 "scripts/mlflow-server.sh" => {
                     assert!(
                         matches!(args.first(), Some(&("start" | "stop" | "python"))),
@@ -123,6 +109,19 @@ fn check(words: &[String], root: &Path, profiles: &[String]) -> String {
         p if STANDARD_TOOLS.contains(&p) => p.to_string(),
         other => panic!("README runs {other:?}: teach tests/tests/readme.rs how to check it"),
     }
+}
+
+/// `scripts/stack.sh build | up PROFILE | down | status | env`.
+fn check_stack(args: &[&str]) -> String {
+    match args.first() {
+        Some(&"up") => assert!(
+            matches!(args.get(1), Some(&("local" | "lakefs" | "scale"))),
+            "stack.sh up takes local | lakefs | scale: {args:?}"
+        ),
+        Some(&("build" | "down" | "status" | "env")) => {}
+        _ => panic!("stack.sh takes build | up PROFILE | down | status | env: {args:?}"),
+    }
+    format!("scripts/stack.sh {args:?}")
 }
 
 /// `cargo run -p BIN [-- ARGS]`: the binary exists and parses ARGS; other cargo commands name

@@ -382,20 +382,17 @@ impl LakeFsClient {
         repo: &str,
         source: &str,
         destination: &str,
-        message: Option<&str>,
-        metadata: &BTreeMap<String, String>,
-        strategy: Option<MergeStrategy>,
-        allow_empty: bool,
+        options: &MergeOptions,
     ) -> Result<String> {
         #[derive(serde::Deserialize)]
         struct MergeResult {
             reference: String,
         }
-        let mut body = json!({"metadata": metadata, "allow_empty": allow_empty});
-        if let Some(m) = message {
+        let mut body = json!({"metadata": options.metadata, "allow_empty": options.allow_empty});
+        if let Some(m) = &options.message {
             body["message"] = json!(m);
         }
-        if let Some(s) = strategy {
+        if let Some(s) = options.strategy {
             body["strategy"] = json!(s);
         }
         let r: MergeResult = self

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use crate::types::MergeOptions;
 use futures::TryStreamExt;
 use rest_transport::ClientError as _;
 
@@ -204,12 +205,14 @@ impl Transaction<'_> {
                 &self.repo,
                 &self.branch,
                 &self.target,
-                Some(&commit.message),
-                &commit.metadata,
-                None,
-                // lakeFS refuses a merge that changes nothing unless asked (it never
-                // fast-forwards): an allowed empty commit must merge too.
-                commit.allow_empty,
+                &MergeOptions {
+                    message: Some(commit.message.clone()),
+                    metadata: commit.metadata.clone(),
+                    strategy: None,
+                    // lakeFS refuses a merge that changes nothing unless asked (it never
+                    // fast-forwards): an allowed empty commit must merge too.
+                    allow_empty: commit.allow_empty,
+                },
             )
             .await
     }

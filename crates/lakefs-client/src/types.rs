@@ -211,6 +211,20 @@ pub enum MergeStrategy {
     DestWins,
 }
 
+/// How a merge commits (lakeFS's `Merge` body); `Default` is a plain merge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeOptions {
+    /// The merge commit's message (lakeFS's default when none).
+    pub message: Option<String>,
+    /// The merge commit's metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Which side wins conflicting paths (a conflict is an error without one).
+    pub strategy: Option<MergeStrategy>,
+    /// Merge even when the destination's content would not change (lakeFS never
+    /// fast-forwards, so otherwise it answers "no changes").
+    pub allow_empty: bool,
+}
+
 /// What a branch reset discards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResetScope {

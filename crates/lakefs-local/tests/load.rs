@@ -113,7 +113,7 @@ async fn work(
             .expect("commit");
         commits.push(commit.id);
         let into_main = client
-            .merge("load", &branch, "main", None, &BTreeMap::new(), None, false)
+            .merge("load", &branch, "main", &Default::default())
             .await
             .expect("merge");
         commits.push(into_main);

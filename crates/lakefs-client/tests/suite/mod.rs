@@ -583,7 +583,16 @@ pub async fn commits_refs_and_merges(t: &Target) {
     let md = BTreeMap::from([("run".to_string(), "r1".to_string())]);
     // Merge dev into main; then a conflicting change on both sides is a typed Conflict.
     let merged = client
-        .merge(&repo, "dev", "main", Some("merge dev"), &md, None, false)
+        .merge(
+            &repo,
+            "dev",
+            "main",
+            &MergeOptions {
+                message: Some("merge dev".into()),
+                metadata: md.clone(),
+                ..Default::default()
+            },
+        )
         .await
         .expect("merge");
     assert_eq!(
@@ -640,7 +649,7 @@ pub async fn commits_refs_and_merges(t: &Target) {
         .await
         .expect("commit");
     let err = client
-        .merge(&repo, "dev", "main", None, &BTreeMap::new(), None, false)
+        .merge(&repo, "dev", "main", &MergeOptions::default())
         .await
         .expect_err("conflict");
     assert!(matches!(err, LakeFsError::Conflict { .. }), "{err}");
@@ -649,10 +658,10 @@ pub async fn commits_refs_and_merges(t: &Target) {
             &repo,
             "dev",
             "main",
-            None,
-            &BTreeMap::new(),
-            Some(MergeStrategy::SourceWins),
-            false,
+            &MergeOptions {
+                strategy: Some(MergeStrategy::SourceWins),
+                ..Default::default()
+            },
         )
         .await
         .expect("source wins");
