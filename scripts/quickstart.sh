@@ -250,7 +250,7 @@ start_mlflow() {
 # The real engines (--stack): started by scripts/stack.sh, or reused when it already runs them.
 start_stack() {
   if [ -f "$STACK_DIR/exports.sh" ] && [ "$(cat "$STACK_DIR/profile" 2>/dev/null)" = "$STACK" ] &&
-    scripts/stack.sh status --dir "$STACK_DIR" | grep -q "lakefs  running"; then
+    grep -q "lakefs  running" <<<"$(scripts/stack.sh status --dir "$STACK_DIR")"; then
     say "stack: reusing the $STACK stack of $STACK_DIR"
   else
     scripts/stack.sh up "$STACK" --dir "$STACK_DIR" >/dev/null

@@ -29,7 +29,8 @@ grep -qF "stack: lakeFS $LAKEFS_VERSION did not start (the process exited); its 
   { cat "$WORK/broken.err" >&2; fail "the failure does not name lakeFS and its log"; }
 grep -q "Failed to open KV store" "$WORK/broken.err" || fail "the failure does not show the log's last lines"
 [ ! -s "$WORK/broken.out" ] || fail "a failed up printed exports: $(cat "$WORK/broken.out")"
-scripts/stack.sh status --dir "$BROKEN" | grep -q "lakefs  not running" || fail "lakeFS left running after a failed up"
+broken_status="$(scripts/stack.sh status --dir "$BROKEN")"
+grep -q "lakefs  not running" <<<"$broken_status" || fail "lakeFS left running after a failed up: $broken_status"
 if scripts/stack.sh up nonsense --dir "$BROKEN" 2>"$WORK/nonsense.err"; then fail "an unknown profile was accepted"; fi
 grep -qF "unknown profile 'nonsense': choose local, lakefs or scale" "$WORK/nonsense.err" || fail "unknown profile: $(cat "$WORK/nonsense.err")"
 

@@ -70,6 +70,11 @@ for name, commit, prefix in [
         in_bucket = s3.get_object(Bucket=address.netloc, Key=address.path.lstrip("/"))["Body"].read()
         assert hashlib.sha256(through_lakefs).digest() == hashlib.sha256(in_bucket).digest(), obj.path
     facts[name] = {"commit": commit, "objects": len(objects)}
+# MLflow's artifacts (logged through its proxy) are objects of the S3 bucket `mlflow`.
+in_mlflow_bucket = s3.list_objects_v2(Bucket="mlflow", Prefix="")
+keys = [o["Key"] for o in in_mlflow_bucket.get("Contents", [])]
+assert any(train["run_id"] in k for k in keys), keys[:20]
+facts["mlflow_bucket_objects"] = len(keys)
 facts["run_status"] = run.info.status
 facts["model_version"] = int(version.version)
 facts["source"] = version.source
