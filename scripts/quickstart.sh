@@ -18,6 +18,8 @@
 # synthetic set. Rerunnable: services are reused and unchanged data is not uploaded again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/processes.sh
+. scripts/lib/processes.sh
 
 usage() {
   cat <<'EOF'
@@ -88,21 +90,6 @@ COMPOSE_MARK="$STATE/compose.started"
 say() { printf '%s\n' "$*"; }
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
-# 0 when URL answers with a 2xx within 2 s.
-answers() {
-  python3 - "$1" <<'EOF' >/dev/null 2>&1
-import sys, urllib.request
-urllib.request.urlopen(sys.argv[1], timeout=2)
-EOF
-}
-# 0 when something listens on the loopback port.
-port_taken() {
-  python3 - "$1" <<'EOF' >/dev/null 2>&1
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
-EOF
-}
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 compose() {
   if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi
 }
@@ -130,22 +117,6 @@ status_of() { # name url health pidfile
   fi
 }
 
-stop_pid() { # pidfile name
-  local pidfile="$1" name="$2" pid
-  [ -f "$pidfile" ] || return 0
-  pid="$(cat "$pidfile")"
-  if kill -0 "$pid" 2>/dev/null; then
-    pkill -TERM -P "$pid" 2>/dev/null || true
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-      pkill -KILL -P "$pid" 2>/dev/null || true
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    say "stopped $name (pid $pid)"
-  fi
-  rm -f "$pidfile"
-}
 
 STACK_DIR="$STATE/stack"
 case "$ACTION" in
@@ -183,7 +154,7 @@ esac
 
 # Before anything starts: a port held by something else than the expected service stops here.
 preflight() { # name port health flag
-  if ! answers "http://127.0.0.1:$2$3" && port_taken "$2"; then
+  if ! answers "http://127.0.0.1:$2$3" && listening "$2"; then
     die "port $2 is taken by something that is not $1: stop it, or choose another port with $4 N"
   fi
 }

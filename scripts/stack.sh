@@ -29,6 +29,8 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=../stack/versions.env
 . "$REPO_ROOT/stack/versions.env"
+# shellcheck source=lib/processes.sh
+. "$REPO_ROOT/scripts/lib/processes.sh"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops"
 
 say() { printf 'stack: %s\n' "$*" >&2; }
@@ -83,18 +85,7 @@ versitygw_bin() {
 }
 
 # --- small tools ---------------------------------------------------------------------------
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 secret() { python3 -c 'import secrets; print(secrets.token_hex(20))'; }
-answers() { # url: 0 when it answers 2xx within 2 s
-  python3 - "$1" <<'EOF' >/dev/null 2>&1
-import sys, urllib.request
-urllib.request.urlopen(sys.argv[1], timeout=2)
-EOF
-}
-listening() { # port: 0 when something accepts connections on 127.0.0.1:port
-  python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)' "$1" >/dev/null 2>&1
-}
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # The engine failed to start: name it, its log, and the log's last lines.
 failed() { # engine log why
@@ -382,22 +373,6 @@ cmd_env() {
   cat "$DIR/exports.sh"
 }
 
-stop_pid() { # pidfile name
-  local pidfile="$1" name="$2" pid
-  [ -f "$pidfile" ] || return 0
-  pid="$(cat "$pidfile")"
-  if kill -0 "$pid" 2>/dev/null; then
-    pkill -TERM -P "$pid" 2>/dev/null || true
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      pkill -KILL -P "$pid" 2>/dev/null || true
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    say "stopped $name (pid $pid)"
-  fi
-  rm -f "$pidfile"
-}
 
 cmd_down() {
   [ -d "$DIR" ] || { say "nothing runs from $DIR"; return 0; }

@@ -5,9 +5,11 @@
 # nothing; --status must see both; --stop must leave no process behind and free both ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=../scripts/lib/processes.sh
+. scripts/lib/processes.sh
+# shellcheck source=lib/kvasir.sh
+. tests/lib/kvasir.sh
 fail() { printf 'quickstart test: FAILED: %s\n' "$*" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-listening() { python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)' "$1" 2>/dev/null; }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/seg-quickstart-test.XXXXXX")"
 STATE="$WORK/state"
@@ -17,14 +19,7 @@ ARGS=(--state-dir "$STATE" --lakefs-port "$LAKEFS_PORT" --mlflow-port "$MLFLOW_P
 cleanup() { scripts/quickstart.sh --stop "${ARGS[@]}" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
-DATASETS="${SEG_DATASETS_DIR:-../shared/datasets}"
-mkdir -p "$WORK/data/images" "$WORK/data/masks"
-find "$DATASETS/kvasir-seg/images" -type f | sort | sed -n 1,48p | while read -r f; do
-  stem="$(basename "${f%.*}")"
-  cp "$f" "$WORK/data/images/"
-  cp "$DATASETS/kvasir-seg/masks/$stem".* "$WORK/data/masks/"
-done
-[ "$(ls "$WORK/data/images" | wc -l)" = 48 ] || fail "could not copy 48 kvasir-seg pairs from $DATASETS"
+copy_kvasir_pairs 48 "$WORK/data" || fail "no kvasir-seg data"
 
 run_quickstart() { # log
   if ! scripts/quickstart.sh "${ARGS[@]}" --data-dir "$WORK/data" --epochs 1 --image-size 32 >"$1" 2>&1; then

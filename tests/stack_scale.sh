@@ -8,6 +8,10 @@
 # cannot start must be named with its log, and `up` must leave nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=../scripts/lib/processes.sh
+. scripts/lib/processes.sh
+# shellcheck source=lib/kvasir.sh
+. tests/lib/kvasir.sh
 fail() { printf 'stack test: FAILED: %s\n' "$*" >&2; exit 1; }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/seg-stack-test.XXXXXX")"
@@ -34,13 +38,7 @@ grep -q "lakefs  not running" <<<"$broken_status" || fail "lakeFS left running a
 if scripts/stack.sh up nonsense --dir "$BROKEN" 2>"$WORK/nonsense.err"; then fail "an unknown profile was accepted"; fi
 grep -qF "unknown profile 'nonsense': choose local, lakefs or scale" "$WORK/nonsense.err" || fail "unknown profile: $(cat "$WORK/nonsense.err")"
 
-DATASETS="${SEG_DATASETS_DIR:-../shared/datasets}"
-mkdir -p "$WORK/data/images" "$WORK/data/masks"
-find "$DATASETS/kvasir-seg/images" -type f | sort | sed -n 1,24p | while read -r f; do
-  stem="$(basename "${f%.*}")"
-  cp "$f" "$WORK/data/images/"
-  cp "$DATASETS/kvasir-seg/masks/$stem".* "$WORK/data/masks/"
-done
+copy_kvasir_pairs 24 "$WORK/data" || fail "no kvasir-seg data"
 
 echo "stack test: scripts/quickstart.sh --stack scale (state $STATE)"
 if ! scripts/quickstart.sh --stack scale --state-dir "$STATE" --data-dir "$WORK/data" \
@@ -68,7 +66,7 @@ for engine in lakefs mlflow/mlflow versitygw postgres; do
 done
 for url in "$LAKECTL_SERVER_ENDPOINT_URL" "$MLFLOW_TRACKING_URI" "$MLFLOW_S3_ENDPOINT_URL"; do
   port="${url##*:}"
-  if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)' "$port" 2>/dev/null; then
+  if listening "$port"; then
     fail "port $port still answers after --stop"
   fi
 done
