@@ -35,6 +35,8 @@ fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
+# shellcheck source=lib/processes.sh
+. scripts/lib/processes.sh
 
 step "rustfmt and clippy"
 cargo fmt --all --check
@@ -43,7 +45,6 @@ cargo clippy --workspace --all-targets --locked --features "$REAL_ENGINE_FEATURE
 
 step "services: MLflow (pinned, cached venv) on loopback"
 SERVICES_DIR="$(mktemp -d "${TMPDIR:-/tmp}/seg-mlops-test.XXXXXX")"
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 cleanup() {
   scripts/mlflow-server.sh stop "$SERVICES_DIR/mlflow" || true
   for stack in "$SERVICES_DIR"/stack-*; do
