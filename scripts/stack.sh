@@ -195,7 +195,7 @@ start_postgres() {
     chmod 700 "$data"
     [ "$(id -u)" != 0 ] || chown postgres: "$data"
     pg_run test -w "$data" ||
-      die "the postgres user cannot write $data (a parent folder is closed to it): use --dir under /tmp"
+      die "the postgres user cannot write $data (a parent folder is closed to it): put the stack under /tmp (scripts/stack.sh --dir, scripts/quickstart.sh --state-dir)"
     printf '%s\n' "$PG_SUPER_PASSWORD" >"$DIR/pg.pw"
     [ "$(id -u)" != 0 ] || chown postgres: "$DIR/pg.pw"
     pg_run "$pgbin/initdb" -D "$data" -U postgres --pwfile="$DIR/pg.pw" --auth=scram-sha-256 \
