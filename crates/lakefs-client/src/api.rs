@@ -175,8 +175,9 @@ impl LakeFsClient {
 
     /// The repository, created if missing. A concurrent create is tolerated: the loser of the
     /// race gets 409 (repository exists) or, from lakeFS, 400 "storage namespace already in
-    /// use" (the winner has written it); either way the repository is read back, and the
-    /// create's own error stands when it does not exist.
+    /// use" (the winner has written the namespace, and its repository record may follow a
+    /// moment later); either way the repository is read back for up to 5 s, and the create's
+    /// own error stands when it does not appear.
     pub async fn ensure_repository(
         &self,
         name: &str,
@@ -191,10 +192,16 @@ impl LakeFsClient {
             {
                 Ok(r) => Ok(r),
                 Err(created @ (LakeFsError::Conflict { .. } | LakeFsError::BadRequest { .. })) => {
-                    match self.get_repository(name).await {
-                        Ok(r) if r.storage_namespace == storage_namespace => Ok(r),
-                        Ok(_) | Err(_) => Err(created),
+                    for _ in 0..20 {
+                        match self.get_repository(name).await {
+                            Ok(r) if r.storage_namespace == storage_namespace => return Ok(r),
+                            Err(e) if e.is_not_found() => {
+                                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                            }
+                            Ok(_) | Err(_) => break,
+                        }
                     }
+                    Err(created)
                 }
                 Err(e) => Err(e),
             },

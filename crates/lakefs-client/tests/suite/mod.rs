@@ -42,7 +42,7 @@ macro_rules! conformance_tests {
     ($target:path) => {
         $crate::conformance_tests!(@each $target;
             service_config_and_user, repositories_and_branches, objects_and_listings,
-            commits_refs_and_merges, transactions, folder_sync);
+            commits_refs_and_merges, transactions, folder_sync, concurrent_repository_creation);
     };
     (@each $target:path; $($name:ident),*) => {
         $(
@@ -1030,5 +1030,28 @@ fn opts(mirror: bool) -> UploadDirOptions {
         concurrency: 4,
         mirror,
         ..UploadDirOptions::default()
+    }
+}
+
+/// Several processes creating the same new repository at once all get it: lakeFS answers the
+/// losers 409 or 400 "storage namespace already in use" while the winner's record is being
+/// written, and `ensure_repository` reads it back.
+pub async fn concurrent_repository_creation(t: &Target) {
+    let repo = test_support::unique("conf-race").to_ascii_lowercase();
+    let ns = format!("{}/{repo}", t.namespace_root.trim_end_matches('/'));
+    for round in 0..3 {
+        let name = format!("{repo}-{round}");
+        let ns = format!("{ns}-{round}");
+        let created = futures::future::join_all(
+            (0..4).map(|_| t.client.ensure_repository(&name, &ns, "main")),
+        )
+        .await;
+        for r in created {
+            let r = r.expect("every concurrent ensure_repository gets the repository");
+            assert_eq!(
+                (r.id.as_str(), r.storage_namespace.as_str()),
+                (name.as_str(), ns.as_str())
+            );
+        }
     }
 }
