@@ -41,19 +41,19 @@ usage() {
 }
 
 # --- building the Go engines ---------------------------------------------------------------
-go_mod_version() { # module -> the version stack/go.mod requires, without the v
-  awk -v m="$1" '$1 == m { sub(/^v/, "", $2); print $2 }' "$REPO_ROOT/stack/go.mod"
-}
-
-# Builds one engine (name, package, version, ldflags) into the cache; prints its path.
+# Builds one engine (name, package, version, ldflags) into the cache; prints its path. The cache
+# is keyed by version and go.sum; a build first checks that stack/go.mod requires the versions
+# stack/versions.env pins (scripts/check-pins.py, the test command's check).
 build_engine() {
   local name="$1" package="$2" version="$3" ldflags="$4"
   local sum out
   sum="$(sha256sum "$REPO_ROOT/stack/go.sum" | cut -c1-12)"
   out="$CACHE/engines/$name-$version-$sum/$name"
   if [ ! -x "$out" ]; then
+    python3 "$REPO_ROOT/scripts/check-pins.py" >/dev/null ||
+      die "stack/go.mod, docker-compose.yml and stack/versions.env disagree (above): make them agree"
     command -v go >/dev/null 2>&1 ||
-      die "building $name $version needs Go (stack/go.mod says which): install it, or use the profile local"
+      die "building $name $version needs Go (stack/go.mod names the version): install it, or use the profile local"
     say "building $name $version from stack/go.mod with $(go version | cut -d' ' -f3) (one time, ~3 min on 2 cores; cached in $(dirname "$out"))"
     mkdir -p "$(dirname "$out")"
     (cd "$REPO_ROOT/stack" && go build -trimpath -ldflags "$ldflags" -o "$out.partial" "$package") ||
@@ -63,23 +63,11 @@ build_engine() {
   printf '%s\n' "$out"
 }
 
-check_pins() {
-  local lakefs vgw
-  lakefs="$(go_mod_version github.com/treeverse/lakefs)"
-  vgw="$(go_mod_version github.com/versity/versitygw)"
-  [ "$lakefs" = "$LAKEFS_VERSION" ] ||
-    die "stack/go.mod requires lakeFS $lakefs but stack/versions.env pins $LAKEFS_VERSION: make them agree"
-  [ "$vgw" = "$VERSITYGW_VERSION" ] ||
-    die "stack/go.mod requires versitygw $vgw but stack/versions.env pins $VERSITYGW_VERSION: make them agree"
-}
-
 lakefs_bin() {
-  check_pins
   build_engine lakefs github.com/treeverse/lakefs/cmd/lakefs "$LAKEFS_VERSION" \
     "-X github.com/treeverse/lakefs/pkg/version.Version=$LAKEFS_VERSION"
 }
 versitygw_bin() {
-  check_pins
   build_engine versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION" \
     "-X main.Version=$VERSITYGW_VERSION"
 }
