@@ -91,13 +91,8 @@ python3 scripts/check-pins.py
 step "the real engines: lakeFS and versitygw from stack/go.mod (built once, cached)"
 scripts/stack.sh build
 
-# Points the real-engine tests at the stack whose exports are in the environment.
-real_lakefs_env() { # namespace-root
-  export LAKEFS_TEST_ENDPOINT="$LAKECTL_SERVER_ENDPOINT_URL"
-  export LAKEFS_TEST_ACCESS_KEY_ID="$LAKECTL_CREDENTIALS_ACCESS_KEY_ID"
-  export LAKEFS_TEST_SECRET_ACCESS_KEY="$LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY"
-  export LAKEFS_TEST_NAMESPACE="$1"
-}
+# shellcheck source=../tests/lib/real_lakefs.sh
+. tests/lib/real_lakefs.sh
 
 step "on lakeFS $(. stack/versions.env && echo "$LAKEFS_VERSION") itself (scripts/stack.sh up lakefs: local KV and blockstore)"
 eval "$(scripts/stack.sh up lakefs --dir "$SERVICES_DIR/stack-lakefs")"

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib/processes.sh
 # shellcheck source=lib/kvasir.sh
 . tests/lib/kvasir.sh
+# shellcheck source=lib/real_lakefs.sh
+. tests/lib/real_lakefs.sh
 fail() { printf 'stack test: FAILED: %s\n' "$*" >&2; exit 1; }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/seg-stack-test.XXXXXX")"
@@ -53,9 +55,10 @@ done
 
 eval "$(scripts/stack.sh env --dir "$STATE/stack")"
 echo "stack test: the lakeFS client's conformance suite against lakeFS on PostgreSQL + S3"
-LAKEFS_TEST_ENDPOINT="$LAKECTL_SERVER_ENDPOINT_URL" LAKEFS_TEST_ACCESS_KEY_ID="$LAKECTL_CREDENTIALS_ACCESS_KEY_ID" \
-  LAKEFS_TEST_SECRET_ACCESS_KEY="$LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY" LAKEFS_TEST_NAMESPACE=s3://lakefs/conformance \
+(
+  real_lakefs_env s3://lakefs/conformance
   cargo test -p lakefs-client --locked --features real-lakefs-tests --test real_lakefs
+)
 
 echo "stack test: the lineage read back with MLflow's, lakeFS's and boto3's clients"
 "$(scripts/mlflow-server.sh python)" tests/python/stack_readback.py "$STATE/last" | tee "$WORK/readback.json"
