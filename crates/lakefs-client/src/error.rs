@@ -85,6 +85,8 @@ pub enum LakeFsError {
         endpoint: String,
         /// The transport error.
         reason: String,
+        /// No connection was made: the server never saw the request.
+        never_sent: bool,
     },
     /// A body that ended before its announced size (connection closed mid-transfer).
     #[error("{request}: lakeFS closed the connection after {received} of {expected} bytes")]

@@ -77,6 +77,8 @@ pub enum MlflowError {
         url: String,
         /// The transport error.
         reason: String,
+        /// No connection was made: the server never saw the request.
+        never_sent: bool,
     },
     /// A body that ended before its announced size (connection closed mid-transfer).
     #[error("{request}: MLflow closed the connection after {received} of {expected} bytes")]

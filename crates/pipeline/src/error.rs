@@ -81,6 +81,14 @@ pub enum PipelineError {
         "interrupted (Ctrl-C or SIGTERM) after {0}; nothing after that was done; a started MLflow run is marked KILLED"
     )]
     InterruptedAfter(String),
+    /// Training finished but storing the model failed; the checkpoint is still on disk.
+    #[error("{source}; the trained model is saved locally at {}", checkpoint.display())]
+    ModelNotStored {
+        /// Why storing failed.
+        source: Box<PipelineError>,
+        /// The local checkpoint.
+        checkpoint: PathBuf,
+    },
 }
 
 impl PipelineError {
@@ -91,7 +99,16 @@ impl PipelineError {
             Self::Interrupted
             | Self::InterruptedAfter(_)
             | Self::Model(seg_model::SegError::Interrupted { .. }) => exit::INTERRUPTED,
+            Self::ModelNotStored { source, .. } => source.exit_code(),
             _ => exit::ERROR,
+        }
+    }
+
+    /// This error of storing a trained model, naming where its local checkpoint is.
+    pub fn model_kept_at(self, checkpoint: PathBuf) -> Self {
+        Self::ModelNotStored {
+            source: Box::new(self),
+            checkpoint,
         }
     }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use futures::TryStreamExt;
 use lakefs_client::LakeFsUri;
-use mlflow_client::{ClientError as _, MlflowError, ModelVersion, Run, RunSearch};
+use mlflow_client::{ClientError as _, MlflowError, ModelVersion, Run, RunSearch, RunStatus};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -88,7 +88,11 @@ pub async fn resolve(
             let run = training_run(services, config, &v.run_id).await?;
             (Some(v), None, run)
         }
-        ModelChoice::RunId(id) => (None, None, training_run(services, config, id).await?),
+        ModelChoice::RunId(id) => {
+            let run = training_run(services, config, id).await?;
+            require_finished(&run)?;
+            (None, None, run)
+        }
         ModelChoice::Interactive => (None, None, pick_run(services, config).await?),
     };
     let version = match version {
@@ -237,6 +241,23 @@ fn newest(
         }
     }
     Ok(best.map(|(_, v)| v))
+}
+
+/// Refuses a run that did not end FINISHED: a FAILED or KILLED run may have stopped before its
+/// model was merged, so its `model_uri` can name a model that was never stored.
+pub fn require_finished(run: &Run) -> Result<()> {
+    let status = run.info.status;
+    if status == RunStatus::Finished {
+        return Ok(());
+    }
+    let status = serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{status:?}"));
+    Err(PipelineError::NotFound(format!(
+        "run {} is {status}, not FINISHED: its model may never have been stored; pick a FINISHED training run (`register_model --manual` lists them)",
+        run.info.run_id
+    )))
 }
 
 /// The training run `run_id` (an inference run is refused).

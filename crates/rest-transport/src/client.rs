@@ -89,8 +89,10 @@ pub trait ClientBuilder: Sized {
 pub enum ErrorKind {
     /// The resource does not exist (404 or the API's own not-found code).
     NotFound,
-    /// The server could not be reached or the connection broke.
+    /// The connection broke or the answer could not be read.
     Unreachable,
+    /// No connection could be made: the server never saw the request.
+    NotConnected,
     /// The request's timeout ran out.
     Timeout,
     /// The body ended before its announced length.
@@ -121,8 +123,9 @@ pub trait ClientError: Sized {
     /// `request` ran past its timeout of `seconds`.
     fn timeout(request: &str, seconds: f64) -> Self;
 
-    /// The server at `url` could not be reached for `request`; the full cause.
-    fn unreachable(request: &str, url: &str, reason: String) -> Self;
+    /// The server at `url` could not be reached for `request`; the full cause; `never_sent`
+    /// when no connection was made (the server never saw the request).
+    fn unreachable(request: &str, url: &str, reason: String, never_sent: bool) -> Self;
 
     /// Retries ran out after `attempts` in `seconds`; `last` is the last attempt's error.
     fn exhausted(last: Self, attempts: usize, seconds: f64) -> Self;
@@ -132,7 +135,8 @@ pub trait ClientError: Sized {
     fn no_answer(request: &str, url: &str, e: &reqwest::Error, timeout: Duration) -> Self {
         match classify(e) {
             Failure::Timeout => Self::timeout(request, timeout.as_secs_f64()),
-            Failure::Unreachable(reason) => Self::unreachable(request, url, reason),
+            Failure::Unreachable(reason) => Self::unreachable(request, url, reason, false),
+            Failure::NotConnected(reason) => Self::unreachable(request, url, reason, true),
         }
     }
 
@@ -151,7 +155,10 @@ pub trait ClientError: Sized {
 
     /// Whether the server could not be reached (also after retries).
     fn is_unreachable(&self) -> bool {
-        self.cause().kind() == ErrorKind::Unreachable
+        matches!(
+            self.cause().kind(),
+            ErrorKind::Unreachable | ErrorKind::NotConnected
+        )
     }
 
     /// Whether a timeout ran out (also after retries).
@@ -167,7 +174,10 @@ pub trait ClientError: Sized {
 
 fn retry_of(kind: ErrorKind) -> Retry {
     match kind {
-        ErrorKind::Unreachable | ErrorKind::Timeout | ErrorKind::Truncated => Retry::After(None),
+        ErrorKind::Unreachable
+        | ErrorKind::NotConnected
+        | ErrorKind::Timeout
+        | ErrorKind::Truncated => Retry::After(None),
         ErrorKind::Status {
             status,
             retry_after,
@@ -182,9 +192,9 @@ impl<E: ClientError> Retryable for E {
     }
 }
 
-/// An error that proves the server did not act on the request (it refused it with 429 or
-/// 503 before doing anything), so that even a request that is not idempotent may be sent
-/// again.
+/// An error that proves the server did not act on the request (no connection could be made,
+/// or it refused the request with 429 or 503 before doing anything), so that even a request
+/// that is not idempotent may be sent again.
 struct Unprocessed<E>(E);
 
 impl<E: ClientError> Retryable for Unprocessed<E> {
@@ -194,6 +204,7 @@ impl<E: ClientError> Retryable for Unprocessed<E> {
                 status: 429 | 503,
                 retry_after,
             } => Retry::After(retry_after),
+            ErrorKind::NotConnected => Retry::After(None),
             _ => Retry::Never,
         }
     }
@@ -206,9 +217,9 @@ impl<E: std::fmt::Display> std::fmt::Display for Unprocessed<E> {
 }
 
 impl RetryPolicy {
-    /// [`RetryPolicy::run_client`] for a request that is not idempotent: sent again only after
-    /// a 429 or 503 (the server refused it without acting on it), never after a timeout or a
-    /// broken connection (it may have acted).
+    /// [`RetryPolicy::run_client`] for a request that is not idempotent: sent again only when
+    /// no connection could be made or after a 429 or 503 (the server never saw it or refused it
+    /// without acting on it), never after a timeout or a broken connection (it may have acted).
     pub async fn run_client_once<T, E, F, Fut>(&self, mut attempt: F) -> Result<T, E>
     where
         E: ClientError + std::fmt::Display,
@@ -243,7 +254,8 @@ impl RetryPolicy {
 }
 
 /// Implements [`ClientError`] for a client's error enum from the names of its variants: each
-/// `{ request, .. }`-shaped, the unreachable one with the field naming the server's URL, the
+/// `{ request, .. }`-shaped, the unreachable one with the field naming the server's URL (and
+/// `reason`, `never_sent`), the
 /// status one with `status` and `retry_after`, the exhausted one with `last`, `attempts` and
 /// `seconds`.
 ///
@@ -251,7 +263,7 @@ impl RetryPolicy {
 /// #[derive(Debug)]
 /// enum MyError {
 ///     NotFound { request: String },
-///     Unreachable { request: String, url: String, reason: String },
+///     Unreachable { request: String, url: String, reason: String, never_sent: bool },
 ///     Timeout { request: String, seconds: f64 },
 ///     Truncated { request: String },
 ///     Api { request: String, status: u16, retry_after: Option<std::time::Duration> },
@@ -287,6 +299,9 @@ macro_rules! client_error {
             fn kind(&self) -> $crate::ErrorKind {
                 match self {
                     Self::$not_found { .. } => $crate::ErrorKind::NotFound,
+                    Self::$unreachable {
+                        never_sent: true, ..
+                    } => $crate::ErrorKind::NotConnected,
                     Self::$unreachable { .. } => $crate::ErrorKind::Unreachable,
                     Self::$timeout { .. } => $crate::ErrorKind::Timeout,
                     Self::$truncated { .. } => $crate::ErrorKind::Truncated,
@@ -316,11 +331,12 @@ macro_rules! client_error {
                 }
             }
 
-            fn unreachable(request: &str, url: &str, reason: String) -> Self {
+            fn unreachable(request: &str, url: &str, reason: String, never_sent: bool) -> Self {
                 Self::$unreachable {
                     request: request.to_string(),
                     $url: url.to_string(),
                     reason,
+                    never_sent,
                 }
             }
 
@@ -361,8 +377,12 @@ mod tests {
         fn timeout(_: &str, _: f64) -> Self {
             Self::Kind(ErrorKind::Timeout)
         }
-        fn unreachable(_: &str, _: &str, _: String) -> Self {
-            Self::Kind(ErrorKind::Unreachable)
+        fn unreachable(_: &str, _: &str, _: String, never_sent: bool) -> Self {
+            Self::Kind(if never_sent {
+                ErrorKind::NotConnected
+            } else {
+                ErrorKind::Unreachable
+            })
         }
         fn exhausted(last: Self, _: usize, _: f64) -> Self {
             Self::Exhausted(Box::new(last))
@@ -397,6 +417,15 @@ mod tests {
             Unprocessed(Fake::Kind(ErrorKind::Timeout)).retry(),
             Retry::Never
         );
+        assert_eq!(
+            Unprocessed(Fake::Kind(ErrorKind::Unreachable)).retry(),
+            Retry::Never
+        );
+        // A refused connection proves the request was never handled: any method is resent.
+        let refused = Fake::unreachable("POST /x", "http://h", "refused".into(), true);
+        assert_eq!(Unprocessed(refused).retry(), Retry::After(None));
+        let refused = Fake::Exhausted(Box::new(Fake::unreachable("", "", String::new(), true)));
+        assert!(refused.is_unreachable());
         let mut options = ClientOptions::new("ua/1");
         assert_eq!(options.request_timeout, Duration::from_secs(60));
         options.retry.max_retries = 1;

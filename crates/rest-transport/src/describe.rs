@@ -19,14 +19,19 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 pub enum Failure {
     /// The timeout set on the request ran out.
     Timeout,
-    /// The server could not be reached or the connection broke; the full cause.
+    /// The connection broke or the answer could not be read; the full cause.
     Unreachable(String),
+    /// No connection could be made (refused, no route, name not resolved): the server never
+    /// saw the request; the full cause.
+    NotConnected(String),
 }
 
 /// Classifies a reqwest error (no status involved) as a timeout or an unreachable server.
 pub fn classify(e: &reqwest::Error) -> Failure {
     if e.is_timeout() {
         Failure::Timeout
+    } else if e.is_connect() {
+        Failure::NotConnected(error_chain(e))
     } else {
         Failure::Unreachable(error_chain(e))
     }

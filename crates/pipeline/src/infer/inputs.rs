@@ -226,18 +226,32 @@ fn local(path: &Path, output_dir: &Path) -> Result<InputSet> {
     } else {
         (path.to_path_buf(), None)
     };
-    let skip = output_dir.canonicalize().ok();
-    if skip.is_some()
-        && [path, root.as_path()]
-            .iter()
-            .any(|p| p.canonicalize().ok() == skip)
-    {
+    let out = resolved(output_dir);
+    let input = resolved(path);
+    if [input.as_path(), resolved(&root).as_path()].contains(&out.as_path()) {
         return Err(PipelineError::Usage(format!(
             "--output {} is the input folder {}: write the masks to another folder",
             output_dir.display(),
             path.display()
         )));
     }
+    if let Some(masks) = &masks_root
+        && out.starts_with(resolved(masks))
+    {
+        return Err(PipelineError::Usage(format!(
+            "--output {} is in the ground truth folder {}: write the masks to another folder",
+            output_dir.display(),
+            masks.display()
+        )));
+    }
+    if out.starts_with(&input) {
+        return Err(PipelineError::Usage(format!(
+            "--output {} is inside the input folder {}: the next infer on that folder would read the masks as images; write them outside it",
+            output_dir.display(),
+            path.display()
+        )));
+    }
+    let skip = output_dir.canonicalize().ok();
     let files = walk_images(&root, skip.as_deref())?;
     let local_name = |p: &Path, _: &Path| p.display().to_string();
     Ok(InputSet {
@@ -280,6 +294,26 @@ async fn stdin() -> Result<InputSet> {
         items,
         input_ref: "stdin".into(),
     })
+}
+
+/// `path` absolute with links resolved as far as it exists (the rest appended as written), so
+/// that a folder not yet created compares with existing ones.
+fn resolved(path: &Path) -> PathBuf {
+    let full = absolute(path);
+    let mut missing = Vec::new();
+    let mut existing = full.as_path();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return missing.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return full,
+        }
+    }
 }
 
 fn absolute(path: &Path) -> PathBuf {

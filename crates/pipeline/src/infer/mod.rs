@@ -209,15 +209,21 @@ pub async fn infer(
         &model.model_sha256[..model.model_sha256.len().min(12)]
     ));
     let output_dir = config.infer.output_dir.clone();
-    std::fs::create_dir_all(&output_dir).map_err(PipelineError::io("create", &output_dir))?;
+    if output_dir.exists() && !output_dir.is_dir() {
+        return Err(PipelineError::Usage(format!(
+            "--output {} is a file: give a folder (the masks are written into it; it is created when missing)",
+            output_dir.display()
+        )));
+    }
     let inputs = inputs::gather(&services, &config, &model, &spec, &output_dir, progress).await?;
     if inputs.items.is_empty() {
         return Err(PipelineError::Data(format!(
-            "no images in {} (extensions: {})",
+            "no images in {} (extensions: {}); nothing was written",
             inputs.input_ref,
             IMAGE_EXTENSIONS.join(", ")
         )));
     }
+    std::fs::create_dir_all(&output_dir).map_err(PipelineError::io("create", &output_dir))?;
     let input_ref = inputs.input_ref.clone();
     let loop_input = predict::LoopInput {
         outputs: outputs::assign(

@@ -5,7 +5,7 @@
 
 use futures::TryStreamExt;
 use lakefs_client::{LakeFsError, LakeFsUri};
-use mlflow_client::{ModelVersion, NewModelVersion, Run, RunStatus, Tag};
+use mlflow_client::{ModelVersion, NewModelVersion, Run, Tag};
 use seg_model::Metric;
 use serde::Serialize;
 
@@ -71,10 +71,10 @@ pub fn lower_is_better(metric: &str) -> bool {
 pub async fn choose_run(services: &Services, config: &Config, choice: &RunChoice) -> Result<Run> {
     if let RunChoice::Id(id) = choice {
         let run = model_ref::training_run(services, config, id).await?;
-        if run.info.status != RunStatus::Finished || run.tag(tags::MODEL_URI).is_none() {
+        model_ref::require_finished(&run)?;
+        if run.tag(tags::MODEL_URI).is_none() {
             return Err(PipelineError::NotFound(format!(
-                "run {id} has no model to register (status {:?}, no {} tag): pick a FINISHED training run",
-                run.info.status,
+                "run {id} has no model to register (no {} tag): pick a training run that stored a model",
                 tags::MODEL_URI
             )));
         }

@@ -147,6 +147,21 @@ async fn keep(
         checkpoint.model.clone(),
         checkpoint.meta,
     )?;
+    let checkpoint_path = saved.path.clone();
+    keep_saved(ctx, checkpoint.model, saved, metrics, model_id, artifacts)
+        .await
+        .map_err(|e| e.model_kept_at(checkpoint_path))
+}
+
+/// [`keep`] once the checkpoint is saved locally.
+async fn keep_saved(
+    ctx: &RunContext<'_>,
+    trained: UNet,
+    saved: SavedCheckpoint,
+    metrics: BTreeMap<String, f64>,
+    model_id: &str,
+    artifacts: &Path,
+) -> Result<Stored> {
     let meta = seg_model::checkpoint::read_meta(&saved.path)?;
     let dir = saved.path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let identity = Identity {
@@ -155,7 +170,7 @@ async fn keep(
         created_secs: now_secs(),
     };
     let model = Checkpoint {
-        model: checkpoint.model,
+        model: trained,
         meta,
     };
     let files = mlflow_model::write(&dir, &model, &identity)?;
