@@ -15,7 +15,7 @@ pub mod state;
 pub mod store;
 
 pub use server::{
-    DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, RunningServer, ServeError, ServerConfig,
-    router, spawn,
+    DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, JSON_BODY_LIMIT, RunningServer, ServeError,
+    ServerConfig, router, spawn,
 };
 pub use state::{Tap, TapRecord};

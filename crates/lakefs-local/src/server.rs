@@ -158,6 +158,10 @@ async fn json_errors(req: Request, next: Next) -> Response {
     ApiError(status, message).into_response()
 }
 
+/// Largest request body read into memory (JSON): a larger one is answered 413 before it is
+/// read. Object uploads stream to disk and are not held to it.
+pub const JSON_BODY_LIMIT: usize = 10 << 20;
+
 /// The router for `config` (opens the store).
 pub fn router(config: &ServerConfig) -> Result<Router, StoreError> {
     let store = Store::open(&config.data_dir)?;
@@ -176,7 +180,7 @@ pub fn router(config: &ServerConfig) -> Result<Router, StoreError> {
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route_layer(middleware::from_fn_with_state(state.clone(), record))
-        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::extract::DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(middleware::from_fn(json_errors))
         .with_state(state))
 }
@@ -236,7 +240,10 @@ fn branch_routes() -> Router<Arc<AppState>> {
         .route(&format!("{branch}/diff"), get(api::diff_branch))
         .route(
             &format!("{branch}/objects"),
-            post(api::upload_object).delete(api::delete_object),
+            // Object bodies stream to disk: no limit but the disk's.
+            post(api::upload_object)
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .delete(api::delete_object),
         )
         .route(
             &format!("{branch}/objects/delete"),

@@ -71,3 +71,51 @@ async fn malformed_commit_and_merge_metadata_is_refused() {
     assert_eq!(log["results"].as_array().map(Vec::len), Some(1), "{log}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_json_body_over_the_limit_is_413_and_objects_are_not_held_to_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = lakefs_local::spawn(lakefs_local::ServerConfig::new(dir.path()), "127.0.0.1:0")
+        .await
+        .expect("spawn");
+    let api = format!("{}/api/v1", server.endpoint());
+    let http = reqwest::Client::new();
+    let auth = |r: reqwest::RequestBuilder| {
+        r.basic_auth(
+            lakefs_local::DEFAULT_ACCESS_KEY_ID,
+            Some(lakefs_local::DEFAULT_SECRET_ACCESS_KEY),
+        )
+    };
+    let created = auth(http.post(format!("{api}/repositories")))
+        .json(
+            &json!({ "name": "big", "storage_namespace": "local://big", "default_branch": "main" }),
+        )
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status().as_u16(), 201);
+    let huge = "x".repeat(lakefs_local::JSON_BODY_LIMIT + 1);
+    let commit = auth(http.post(format!("{api}/repositories/big/branches/main/commits")))
+        .json(&json!({ "message": huge }))
+        .send()
+        .await
+        .expect("commit");
+    assert_eq!(commit.status().as_u16(), 413);
+    let body: serde_json::Value = commit.json().await.expect("a JSON error");
+    assert!(body["message"].is_string(), "{body}");
+    let object = vec![7u8; lakefs_local::JSON_BODY_LIMIT + 1];
+    let uploaded = auth(http.post(format!(
+        "{api}/repositories/big/branches/main/objects?path=big.bin"
+    )))
+    .header("Content-Type", "application/octet-stream")
+    .body(object)
+    .send()
+    .await
+    .expect("upload");
+    assert_eq!(
+        uploaded.status().as_u16(),
+        201,
+        "{:?}",
+        uploaded.text().await
+    );
+}

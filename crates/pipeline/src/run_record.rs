@@ -70,6 +70,11 @@ pub mod tags {
     pub const LOGGED_MODEL_ID: &str = "logged_model_id";
     /// The run this one reproduces.
     pub const REPRODUCED_FROM: &str = "reproduced_from";
+    /// Settings given beside `--reproduce` that replaced the reproduced run's (`key = value`,
+    /// `; `-separated).
+    pub const REPRODUCE_OVERRIDES: &str = "reproduce_overrides";
+    /// Foreground pixels in the validation split's masks: 0 means its scores measure nothing.
+    pub const VALIDATION_FOREGROUND: &str = "validation_foreground_pixels";
     /// Why the run failed.
     pub const ERROR: &str = "error";
     /// The host of the process that ran it.

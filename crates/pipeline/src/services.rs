@@ -101,6 +101,19 @@ pub async fn check_lakefs(client: &LakeFsClient, config: &Config) -> Result<()> 
         Ok(_) => Ok(()),
         Err(e @ LakeFsError::Unauthorized { .. }) => Err(PipelineError::LakeFs(e)),
         Err(e) if e.is_unreachable() => Err(unreachable(&e)),
+        // A server that answers any path (a web page, a proxy) passes the health check; its
+        // answer to the user call is no lakeFS answer.
+        Err(e) if is_foreign_answer(&e) && !matches!(e.cause(), LakeFsError::Forbidden { .. }) => {
+            Err(PipelineError::Unreachable {
+                service: "lakeFS",
+                url,
+                reason: format!(
+                    "the server there is not lakeFS (its user call {})",
+                    answer_of(&e.cause().to_string())
+                ),
+                hint: LAKEFS_HINT.into(),
+            })
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -24,6 +24,36 @@ pub enum SegError {
         /// The decoder's message.
         reason: String,
     },
+    /// An image larger than the decoded-pixel limit (refused before decoding it).
+    #[error(
+        "{path} is {width}x{height} = {pixels} pixels, above the limit of {limit} decoded pixels per image (data.max_image_pixels): downscale it, or raise the limit if the memory is there"
+    )]
+    ImageTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// width x height.
+        pixels: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// No mask of a dataset marks any pixel as a class other than background.
+    #[error(
+        "dataset {dir}: no mask has a foreground pixel under the {encoding} (the largest mask value is {max_value}); {hint}"
+    )]
+    NoForeground {
+        /// The dataset root.
+        dir: PathBuf,
+        /// The encoding in words.
+        encoding: String,
+        /// The largest mask value found (luma).
+        max_value: u8,
+        /// What to set.
+        hint: String,
+    },
     /// A dataset folder lacks `images/` or `masks/`.
     #[error(
         "dataset {dir} has no {missing}/ folder: a dataset is images/ and masks/ with matching file stems"
@@ -165,6 +195,12 @@ pub enum SegError {
     Interrupted {
         /// The epoch during which training stopped (1-based).
         epoch: usize,
+    },
+    /// A long step other than training was stopped by the caller (Ctrl-C).
+    #[error("{what} was interrupted; nothing was kept")]
+    Cancelled {
+        /// What was stopped.
+        what: String,
     },
     /// Training produced a non-finite loss.
     #[error(

@@ -62,7 +62,9 @@ fn synthetic(dir: &std::path::Path, classes: usize) -> SegmentationDataset {
         .with_num_classes(classes)
         .with_max_shapes(3)
         .with_seed(7);
-    let encoding = cfg.write(dir).expect("write synthetic data");
+    let encoding = cfg
+        .write(dir, &std::sync::atomic::AtomicBool::new(false))
+        .expect("write synthetic data");
     SegmentationDataset::open(dir, encoding).expect("open synthetic data")
 }
 

@@ -47,6 +47,7 @@ const DATA_KEYS: &[(&str, &str)] = &[
 /// seg-model's names of synthetic-data settings and their keys.
 const SYNTHETIC_KEYS: &[(&str, &str)] = &[
     ("count", "data.synthetic_count"),
+    ("width", "data.synthetic_size"),
     ("num_classes", "data.synthetic_classes"),
 ];
 
@@ -168,6 +169,27 @@ fn check_services(loaded: &Loaded) -> Result<(), ConfigError> {
             "lakefs.repository",
             format!("{repo:?}"),
             "lower-case letters, digits and '-' (lakeFS repository names)",
+        ));
+    }
+    for (key, name) in [
+        ("mlflow.experiment", &c.mlflow.experiment),
+        ("register.model_name", &c.register.model_name),
+    ] {
+        if name.trim().is_empty() || name.chars().any(char::is_control) {
+            return Err(invalid(
+                loaded,
+                key,
+                format!("{name:?}"),
+                "a name that is not empty (and has no control characters)",
+            ));
+        }
+    }
+    if c.data.max_image_pixels == 0 {
+        return Err(invalid(
+            loaded,
+            "data.max_image_pixels",
+            "0".into(),
+            "at least 1 (width x height of the largest image to decode)",
         ));
     }
     for (key, url) in [

@@ -78,12 +78,36 @@ impl Flags {
         self
     }
 
+    /// The keys set in both `self` and `other` whose values differ, as `key = value` with
+    /// `self`'s value.
+    pub fn differences(&self, other: &Flags) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(key, value)| other.0.get(key).is_some_and(|o| o != *value))
+            .map(|(key, value)| format!("{key} = {}", show_value(value)))
+            .collect()
+    }
+
     /// Sets `key` (dotted) when `value` is given.
     pub fn set<T: Into<Value>>(&mut self, key: &str, value: Option<T>) -> &mut Self {
         if let Some(v) = value {
             self.0.insert(key, v.into());
         }
         self
+    }
+}
+
+/// A value as a config file would write it.
+fn show_value(value: &Value) -> String {
+    match value {
+        Value::String(_, s) => format!("{s:?}"),
+        Value::Num(_, n) => n
+            .to_i128()
+            .map(|i| i.to_string())
+            .or_else(|| n.to_f64().map(|f| f.to_string()))
+            .unwrap_or_default(),
+        Value::Bool(_, b) => b.to_string(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -105,7 +129,10 @@ impl Loaded {
 /// Loads the configuration: defaults < `file` < the process environment < `flags`, then
 /// checks it.
 pub fn load(file: Option<&Path>, flags: Flags) -> Result<Loaded, ConfigError> {
-    load_with_env(file, flags, std::env::vars())
+    let loaded = load_with_env(file, flags, std::env::vars())?;
+    // The one process-wide setting: every image decoded from here on is held to it.
+    seg_model::data::set_max_image_pixels(loaded.config.data.max_image_pixels);
+    Ok(loaded)
 }
 
 /// [`load`] with the environment given as `(variable, value)` pairs.
@@ -147,6 +174,7 @@ pub fn load_with_env(
     })?;
     let mut loaded = Loaded { config, figment };
     loaded.config.mlflow.take_url_credentials();
+    take_lakefs_url_credentials(&mut loaded)?;
     checks::check(&loaded)?;
     Ok(loaded)
 }
@@ -170,35 +198,110 @@ fn check_toml_file(path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A user name and password written into a URL (`http://user:pass@host`), taken out of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UrlCredentials {
+    /// The URL without them (no trailing `/`).
+    pub url: String,
+    /// The user name, percent-decoded as a URL component (`+` stays `+`).
+    pub username: Option<String>,
+    /// The password, decoded the same way.
+    pub password: Option<String>,
+}
+
+impl UrlCredentials {
+    /// The credentials of `text`, or `None` when it carries none (or is not a URL).
+    pub fn take(text: &str) -> Option<Self> {
+        let mut url = url::Url::parse(text).ok()?;
+        if url.username().is_empty() && url.password().is_none() {
+            return None;
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let username = (!url.username().is_empty()).then(|| decode(url.username()));
+        let password = url.password().map(decode);
+        // Both setters only fail for URLs that cannot carry credentials at all.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        Some(Self {
+            url: url.to_string().trim_end_matches('/').to_string(),
+            username,
+            password,
+        })
+    }
+
+    /// The URL as it was given, with the credentials shown as [`REDACTED`].
+    pub fn redacted(&self) -> String {
+        match self.url.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}://{REDACTED}@{rest}"),
+            None => self.url.clone(),
+        }
+    }
+}
+
 impl MlflowSection {
     /// Moves a user name and password written into `tracking_uri` (`http://user:pass@host`)
     /// into `username` / `password` (unless those are set) and leaves the URI without them, so
     /// that no printed, logged or stored URI carries a secret.
     pub fn take_url_credentials(&mut self) {
-        let Ok(mut url) = url::Url::parse(&self.tracking_uri) else {
+        let Some(found) = UrlCredentials::take(&self.tracking_uri) else {
             return;
         };
-        if url.username().is_empty() && url.password().is_none() {
-            return;
+        if self.username.is_none() {
+            self.username = found.username;
         }
-        let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map_or_else(|| s.to_string(), |(_, v)| v.into_owned())
-        };
-        if self.username.is_none() && !url.username().is_empty() {
-            self.username = Some(decode(url.username()));
+        if self.password.is_none() {
+            self.password = found.password;
         }
-        if self.password.is_none()
-            && let Some(password) = url.password()
-        {
-            self.password = Some(decode(password));
-        }
-        // Both setters only fail for URLs that cannot carry credentials at all.
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        self.tracking_uri = url.to_string().trim_end_matches('/').to_string();
+        self.tracking_uri = found.url;
     }
+}
+
+/// Moves credentials written into `lakefs.endpoint` into `lakefs.access_key_id` /
+/// `lakefs.secret_access_key` and leaves the endpoint without them, so that no printed, logged
+/// or stored URL carries the secret. Credentials set elsewhere (a file, a variable, a flag) that
+/// differ from the URL's are refused: one of them would be ignored silently.
+fn take_lakefs_url_credentials(loaded: &mut Loaded) -> Result<(), ConfigError> {
+    let Some(found) = UrlCredentials::take(&loaded.config.lakefs.endpoint) else {
+        return Ok(());
+    };
+    let l = &loaded.config.lakefs;
+    let pairs = [
+        ("lakefs.access_key_id", &found.username, &l.access_key_id),
+        (
+            "lakefs.secret_access_key",
+            &found.password,
+            &l.secret_access_key,
+        ),
+    ];
+    for (key, from_url, configured) in pairs {
+        let source = loaded.source_of(key);
+        if let Some(value) = from_url
+            && value != configured
+            && source != DEFAULTS
+        {
+            return Err(ConfigError::Invalid {
+                key: "lakefs.endpoint".into(),
+                value: found.redacted(),
+                origin: loaded.source_of("lakefs.endpoint"),
+                allowed: format!(
+                    "the URL carries credentials that differ from {key} (from {source}); give them once, in LAKECTL_CREDENTIALS_ACCESS_KEY_ID and LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY, and an endpoint without user:password@"
+                ),
+            });
+        }
+    }
+    let l = &mut loaded.config.lakefs;
+    if let Some(user) = found.username {
+        l.access_key_id = user;
+    }
+    if let Some(password) = found.password {
+        l.secret_access_key = password;
+    }
+    l.endpoint = found.url;
+    Ok(())
 }
 
 impl Config {

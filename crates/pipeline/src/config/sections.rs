@@ -93,6 +93,9 @@ pub struct DataSection {
     pub synthetic_classes: usize,
     /// Synthetic data: seed.
     pub synthetic_seed: u64,
+    /// Largest image (width x height) decoded for training or inference; larger files are
+    /// refused from their header, before any memory is spent on them.
+    pub max_image_pixels: u64,
 }
 
 /// The U-Net architecture (input channels and classes come from the data).

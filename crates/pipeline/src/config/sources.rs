@@ -86,6 +86,16 @@ impl Values {
         self.values.extend(other.values);
     }
 
+    /// The value of `key` (dotted), when set.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.values.get(key)
+    }
+
+    /// The `(dotted key, value)` pairs, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.values.iter()
+    }
+
     /// Whether nothing is set.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()

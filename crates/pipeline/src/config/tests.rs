@@ -323,6 +323,62 @@ fn credentials_in_the_tracking_uri_move_out_of_it() {
 }
 
 #[test]
+fn a_plus_in_a_url_password_is_a_plus_and_percent_escapes_are_decoded() {
+    let loaded = load_with_env(
+        None,
+        Flags::new(),
+        vars(&[(
+            "MLFLOW_TRACKING_URI",
+            "http://alice:a+b%2Bc%20d@127.0.0.1:5999",
+        )]),
+    )
+    .expect("load");
+    assert_eq!(loaded.config.mlflow.password.as_deref(), Some("a+b+c d"));
+}
+
+#[test]
+fn credentials_in_the_lakefs_endpoint_move_out_of_it_and_are_never_shown() {
+    let loaded = load_with_env(
+        None,
+        Flags::new(),
+        vars(&[(
+            "LAKECTL_SERVER_ENDPOINT_URL",
+            "http://AKIAURLKEY:url+se%2Fcret@127.0.0.1:8000/",
+        )]),
+    )
+    .expect("load");
+    let l = &loaded.config.lakefs;
+    assert_eq!(l.endpoint, "http://127.0.0.1:8000");
+    assert_eq!(l.access_key_id, "AKIAURLKEY");
+    assert_eq!(l.secret_access_key, "url+se/cret");
+    let shown = loaded.config.redacted_toml().expect("render");
+    assert!(
+        !shown.contains("se/cret") && !shown.contains("se%2Fcret"),
+        "{shown}"
+    );
+    // A key set elsewhere that differs from the URL's is refused, the secret not shown.
+    let err = load_with_env(
+        None,
+        Flags::new(),
+        vars(&[
+            (
+                "LAKECTL_SERVER_ENDPOINT_URL",
+                "http://AKIAURLKEY:topsecret@127.0.0.1:8000",
+            ),
+            ("LAKECTL_CREDENTIALS_ACCESS_KEY_ID", "AKIAOTHER"),
+        ]),
+    )
+    .expect_err("two keys");
+    let text = err.to_string();
+    assert!(
+        text.contains("lakefs.endpoint = http://***@127.0.0.1:8000")
+            && text.contains("LAKECTL_CREDENTIALS_ACCESS_KEY_ID")
+            && !text.contains("topsecret"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_storage_namespace_ending_in_a_slash_is_a_prefix_for_every_repository() {
     let namespace = |value: &str| {
         load_with_env(

@@ -6,6 +6,7 @@
 pub mod upload;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use futures::TryStreamExt;
 use lakefs_client::{ClientError as _, DownloadOptions, LakeFsClient, LakeFsUri};
@@ -151,10 +152,20 @@ pub async fn prepare(
 ) -> Result<PreparedData> {
     ensure_repository(lakefs, config).await?;
     let l = &config.lakefs;
-    let (source, encoding) = find_source(lakefs, config, data_dir, encoding, progress).await?;
+    let (source, encoding) = find_source(
+        lakefs,
+        config,
+        data_dir,
+        encoding,
+        progress,
+        who.interrupted,
+    )
+    .await?;
     let (commit, checked) = match &source {
         DataSource::Folder(dir) | DataSource::Synthetic(dir) => {
             let (_, stats) = upload::verify_local(dir, &encoding, progress).await?;
+            // Too few pairs to split is refused before anything is uploaded.
+            seg_model::data::Split::new(stats.pairs, config.data.valid_fraction, 0)?;
             let target = LakeFsUri::new(&l.repository, &l.branch, "")?;
             tracing::info!("uploading {} to {target}", dir.display());
             let spinner = progress.spinner(&format!("uploading {} to {target}", dir.display()));
@@ -196,6 +207,7 @@ async fn find_source(
     data_dir: Option<&Path>,
     encoding: &MaskEncoding,
     progress: &Progress,
+    interrupted: &AtomicBool,
 ) -> Result<(DataSource, MaskEncoding)> {
     Ok(match data_dir {
         Some(dir) if has_images(dir) => (DataSource::Folder(dir.to_path_buf()), encoding.clone()),
@@ -217,7 +229,7 @@ async fn find_source(
         ),
         None if branch_has_data(lakefs, config).await? => (DataSource::LakeFs, encoding.clone()),
         None => {
-            let (dir, synthetic_encoding) = write_synthetic(config, progress)?;
+            let (dir, synthetic_encoding) = write_synthetic(config, progress, interrupted)?;
             (DataSource::Synthetic(dir), synthetic_encoding)
         }
     })
@@ -233,18 +245,27 @@ async fn branch_has_data(lakefs: &LakeFsClient, config: &Config) -> Result<bool>
 }
 
 /// Writes the seeded synthetic set (once per settings) under the cache; returns its folder
-/// and encoding.
-fn write_synthetic(config: &Config, progress: &Progress) -> Result<(PathBuf, MaskEncoding)> {
+/// and encoding. A set is written whole or not at all; Ctrl-C stops the writing.
+fn write_synthetic(
+    config: &Config,
+    progress: &Progress,
+    interrupted: &AtomicBool,
+) -> Result<(PathBuf, MaskEncoding)> {
     let d = &config.data;
     let synthetic = config.synthetic();
     let dir = config.paths.cache_dir.join("synthetic").join(format!(
         "n{}-s{}-c{}-seed{}",
         d.synthetic_count, d.synthetic_size, d.synthetic_classes, d.synthetic_seed
     ));
-    if !has_images(&dir) {
+    if !synthetic.is_written(&dir) {
         let spinner = progress.spinner("generating the synthetic dataset");
-        synthetic.write(&dir)?;
+        // rayon writes the pairs; the signal handler runs on another runtime worker.
+        let written = synthetic.write(&dir, interrupted);
         spinner.finish_and_clear();
+        match written {
+            Err(seg_model::SegError::Cancelled { .. }) => return Err(PipelineError::Interrupted),
+            other => other?,
+        };
     }
     tracing::info!(
         "no data in {} nor in lakeFS: using {} synthetic pairs ({}x{}, {} classes, seed {}) from {}",

@@ -169,6 +169,12 @@ pub async fn verify_model(
 /// The criteria that `run` does not meet, as lines naming metric, value and threshold.
 pub fn unmet_criteria(config: &Config, run: &Run) -> Result<Vec<String>> {
     let mut unmet = Vec::new();
+    if run.tag(tags::VALIDATION_FOREGROUND) == Some("0") {
+        unmet.push(format!(
+            "run {}'s validation split has no foreground pixel, so its scores measure nothing",
+            run.info.run_id
+        ));
+    }
     for text in &config.register.criteria {
         let c = Criterion::parse(text)
             .map_err(|e| PipelineError::Usage(format!("register.criteria {text:?}: {e}")))?;

@@ -132,13 +132,14 @@ pub async fn train(opts: TrainOptions, progress: &Progress) -> Result<TrainSumma
     let (loaded, services, reproduced) = setup(&opts).await?;
     let config = &loaded.config;
     let git = lineage::git_info(&opts.code_dir.clone().unwrap_or_else(|| PathBuf::from(".")));
-    if let Some(run) = &reproduced {
-        warn_if_code_differs(run, &git);
+    if let Some(r) = &reproduced {
+        warn_if_code_differs(&r.run, &git);
     }
+    let reproduced_run = reproduced.as_ref().map(|r| &r.run);
     check_interrupt(&opts, None)?;
     let me = leftovers::me();
     clean_up_after_others(&services, config, &me).await;
-    let data = prepare_data(&services, config, &opts, reproduced.as_ref(), progress, &me).await?;
+    let data = prepare_data(&services, config, &opts, reproduced_run, progress, &me).await?;
     let merged = data.committed.then(|| {
         format!(
             "the data commit {} was merged into {}",
@@ -154,7 +155,13 @@ pub async fn train(opts: TrainOptions, progress: &Progress) -> Result<TrainSumma
             &crate::run_record::experiment_tags(),
         )
         .await?;
-    let mut run_tags = params::run_tags(config, &git, &data, reproduced.as_ref())?;
+    let mut run_tags = params::run_tags(config, &git, &data, reproduced_run)?;
+    if let Some(r) = reproduced.as_ref().filter(|r| !r.overrides.is_empty()) {
+        run_tags.push(mlflow_client::Tag::new(
+            tags::REPRODUCE_OVERRIDES,
+            &r.overrides,
+        ));
+    }
     run_tags.extend(me.run_tags());
     let new_run = NewRun {
         run_name: opts.run_name.clone(),
@@ -191,7 +198,7 @@ pub async fn train(opts: TrainOptions, progress: &Progress) -> Result<TrainSumma
 
 /// The configuration (with a reproduced run's params over the flags), the checked services,
 /// and the run being reproduced.
-async fn setup(opts: &TrainOptions) -> Result<(Loaded, Services, Option<Run>)> {
+async fn setup(opts: &TrainOptions) -> Result<(Loaded, Services, Option<Reproduced>)> {
     let loaded = crate::config::load(opts.config_file.as_deref(), opts.flags.clone())?;
     let services = services::connect(&loaded.config).await?;
     let Some(run_id) = &opts.reproduce else {
@@ -207,10 +214,30 @@ async fn setup(opts: &TrainOptions) -> Result<(Loaded, Services, Option<Run>)> {
             e.into()
         }
     })?;
-    let mut flags = opts.flags.clone();
-    flags.merge(reproduce_flags(&run)?);
+    // The run's own settings and repository, with flags given beside --reproduce over them
+    // (named in a warning and recorded as the run's reproduce_overrides tag).
+    let mut flags = reproduce_flags(&run)?;
+    if let Some(repo) = run.tag(tags::LAKEFS_REPO) {
+        flags.set("lakefs.repository", Some(repo.to_string()));
+    }
+    let overrides = opts.flags.differences(&flags);
+    if !overrides.is_empty() {
+        tracing::warn!(
+            "reproducing run {run_id} with settings of your own: {} (recorded as the run's {} tag)",
+            overrides.join(", "),
+            tags::REPRODUCE_OVERRIDES
+        );
+    }
+    flags.merge(opts.flags.clone());
     let loaded = crate::config::load(opts.config_file.as_deref(), flags)?;
-    Ok((loaded, services, Some(run)))
+    let overrides = overrides.join("; ");
+    Ok((loaded, services, Some(Reproduced { run, overrides })))
+}
+
+/// The run `--reproduce` names, and the settings given beside it that replaced the run's.
+struct Reproduced {
+    run: Run,
+    overrides: String,
 }
 
 /// Warns when `run` was trained from another git commit than this code's.
@@ -318,10 +345,36 @@ async fn clean_up_after_others(services: &Services, config: &Config, me: &leftov
     }
 }
 
+/// Foreground pixels of the validation split; none is a warning: every score on it is
+/// perfect for a model that predicts background everywhere, so it measures nothing (and
+/// `register_model` refuses the run without `--force`).
+async fn validation_foreground(ctx: &RunContext<'_>, plan: &fit::Plan) -> Result<u64> {
+    let dataset = ctx.data.dataset.clone();
+    let valid = plan.split.valid.clone();
+    let pixels = tokio::task::spawn_blocking(move || dataset.foreground_pixels(&valid))
+        .await
+        .map_err(|e| PipelineError::Internal(format!("the mask counting thread stopped: {e}")))??;
+    if pixels == 0 {
+        tracing::warn!(
+            "the validation split ({} pairs) has no foreground pixel: its Dice and IoU measure nothing (background everywhere scores 1.0); register_model refuses the run without --force; change data.valid_fraction or data.split_seed, or add images with objects",
+            plan.split.valid.len()
+        );
+    }
+    Ok(pixels)
+}
+
 /// Everything after the run exists: params and inputs, training, storing the model.
 async fn in_run(ctx: &RunContext<'_>) -> Result<TrainSummary> {
     let plan = fit::Plan::new(ctx)?;
     let mlflow = &ctx.services.mlflow;
+    let foreground = validation_foreground(ctx, &plan).await?;
+    mlflow
+        .set_tag(
+            &ctx.run_id,
+            tags::VALIDATION_FOREGROUND,
+            &foreground.to_string(),
+        )
+        .await?;
     let run_params = params::run_params(ctx.config, ctx.data, &plan.split, &plan.model)?;
     mlflow.log_batch(&ctx.run_id, &[], &run_params, &[]).await?;
     let inputs = params::dataset_inputs(ctx.config, ctx.data, &plan.split)?;

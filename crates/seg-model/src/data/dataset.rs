@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageReader};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use image::{DynamicImage, ImageReader, Limits};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +50,32 @@ pub struct DatasetStats {
     pub height_range: (u32, u32),
     /// Number of images per colour type (`L8`, `Rgb8`, ...).
     pub color_types: BTreeMap<String, usize>,
+    /// The largest value (luma) of any mask file, before decoding into classes.
+    #[serde(default)]
+    pub max_mask_value: u8,
+}
+
+impl DatasetStats {
+    /// Pixels of every class but background (id 0).
+    pub fn foreground_pixels(&self) -> u64 {
+        self.class_pixels.iter().skip(1).sum()
+    }
+}
+
+/// Decoded pixels per image allowed by default (50 megapixels: 200 MB as RGBA).
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 50_000_000;
+
+static MAX_IMAGE_PIXELS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_IMAGE_PIXELS);
+
+/// Sets the process-wide limit of decoded pixels per image ([`decode_image`] refuses larger
+/// images from their header, before decoding them).
+pub fn set_max_image_pixels(limit: u64) {
+    MAX_IMAGE_PIXELS.store(limit, Ordering::Relaxed);
+}
+
+/// The limit [`set_max_image_pixels`] set.
+pub fn max_image_pixels() -> u64 {
+    MAX_IMAGE_PIXELS.load(Ordering::Relaxed)
 }
 
 /// Image/mask pairs matched by file stem, decoded lazily.
@@ -142,6 +170,13 @@ impl SegmentationDataset {
                 self.pairs.len()
             ))
         })?;
+        let (image, mask_image) = self.decode_pair(pair)?;
+        let mask = self.encoding.decode(&mask_image, &pair.mask)?;
+        Ok(RawSample { image, mask })
+    }
+
+    /// Decodes a pair's two files, checking that their sizes match.
+    fn decode_pair(&self, pair: &SamplePaths) -> Result<(DynamicImage, DynamicImage)> {
         let image = decode_image(&pair.image)?;
         let mask_image = decode_image(&pair.mask)?;
         if (image.width(), image.height()) != (mask_image.width(), mask_image.height()) {
@@ -154,18 +189,84 @@ impl SegmentationDataset {
                 mask_h: mask_image.height(),
             });
         }
-        let mask = self.encoding.decode(&mask_image, &pair.mask)?;
-        Ok(RawSample { image, mask })
+        Ok((image, mask_image))
     }
 
     /// Decodes every pair in parallel and counts classes: the check to run before training,
-    /// so a corrupt file fails in seconds rather than mid-epoch.
+    /// so a corrupt file fails in seconds rather than mid-epoch. A dataset whose masks mark no
+    /// pixel as foreground (0/1 masks read with a threshold of 127, say) is refused: every
+    /// score on it would be perfect and mean nothing.
     pub fn verify(&self) -> Result<DatasetStats> {
+        let total = self.count()?;
+        if total.foreground_pixels() == 0 {
+            return Err(self.no_foreground(total.max_mask_value));
+        }
+        Ok(total)
+    }
+
+    /// Pixels of every class but background in the masks of the pairs `indices` (a split's
+    /// masks, decoded in parallel).
+    pub fn foreground_pixels(&self, indices: &[usize]) -> Result<u64> {
+        indices
+            .par_iter()
+            .map(|&i| {
+                let pair = self.pairs.get(i).ok_or_else(|| {
+                    SegError::InvalidConfig(format!("sample index {i} is out of range"))
+                })?;
+                let ids = self
+                    .encoding
+                    .decode(&decode_image(&pair.mask)?, &pair.mask)?;
+                Ok(ids
+                    .iter()
+                    .filter(|&&id| id != 0 && id != IGNORE_INDEX)
+                    .count() as u64)
+            })
+            .sum()
+    }
+
+    fn no_foreground(&self, max_value: u8) -> SegError {
+        let (encoding, hint) = match &self.encoding {
+            MaskEncoding::Binary { threshold } => (
+                format!("binary encoding (foreground: values above {threshold})"),
+                if max_value > 0 {
+                    format!(
+                        "for masks stored as 0..{max_value} set data.binary_threshold = {} (or data.mask_encoding = \"index\" when values are class ids)",
+                        max_value - 1
+                    )
+                } else {
+                    "every mask is all zero: give masks that mark the objects".to_string()
+                },
+            ),
+            MaskEncoding::Index { num_classes } => (
+                format!("index encoding ({num_classes} classes, 0 = background)"),
+                "masks must hold class ids 1.. where the objects are".to_string(),
+            ),
+            MaskEncoding::Palette { .. } => (
+                "palette encoding".to_string(),
+                "check that data.palette lists the colours the masks use".to_string(),
+            ),
+        };
+        SegError::NoForeground {
+            dir: self.root.clone(),
+            encoding,
+            max_value,
+            hint,
+        }
+    }
+
+    /// Decodes every pair in parallel and counts classes.
+    fn count(&self) -> Result<DatasetStats> {
         let n = self.encoding.num_classes();
         let partial: Vec<DatasetStats> = (0..self.len())
             .into_par_iter()
             .map(|i| {
-                let sample = self.load(i)?;
+                let pair = &self.pairs[i];
+                let (image, mask_image) = self.decode_pair(pair)?;
+                let max_mask_value = mask_image.to_luma8().iter().copied().max().unwrap_or(0);
+                let sample = RawSample {
+                    mask: self.encoding.decode(&mask_image, &pair.mask)?,
+                    image,
+                };
                 let mut class_pixels = vec![0u64; n];
                 let mut ignored = 0u64;
                 for &id in &sample.mask {
@@ -182,6 +283,7 @@ impl SegmentationDataset {
                     width_range: (w, w),
                     height_range: (h, h),
                     color_types: BTreeMap::from([(format!("{:?}", sample.image.color()), 1)]),
+                    max_mask_value,
                 })
             })
             .collect::<Result<_>>()?;
@@ -192,8 +294,10 @@ impl SegmentationDataset {
             width_range: (u32::MAX, 0),
             height_range: (u32::MAX, 0),
             color_types: BTreeMap::new(),
+            max_mask_value: 0,
         };
         for s in partial {
+            total.max_mask_value = total.max_mask_value.max(s.max_mask_value);
             total.pairs += s.pairs;
             for (t, c) in total.class_pixels.iter_mut().zip(&s.class_pixels) {
                 *t += c;
@@ -231,15 +335,42 @@ pub fn decode_image_bytes(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
     if bytes.is_empty() {
         return Err(decode_err("the file is empty".into()));
     }
-    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+    check_pixels(bytes, path, max_image_pixels())?;
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| decode_err(e.to_string()))?;
+    // The pixel limit above is the limit; the decoder's own (512 MB) would refuse a large RGB
+    // image allowed by a raised limit with a vaguer message.
+    reader.limits(Limits::no_limits());
     if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
         return Err(decode_err(
             "JPEG is truncated (no end-of-image marker)".into(),
         ));
     }
     reader.decode().map_err(|e| decode_err(e.to_string()))
+}
+
+/// Refuses an image of more than `limit` pixels from its header, before decoding it.
+pub fn check_pixels(bytes: &[u8], path: &Path, limit: u64) -> Result<()> {
+    let header = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok());
+    // An unreadable header is left to the decoder, which names the problem.
+    let Some((width, height)) = header else {
+        return Ok(());
+    };
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limit {
+        return Err(SegError::ImageTooLarge {
+            path: path.to_path_buf(),
+            width,
+            height,
+            pixels,
+            limit,
+        });
+    }
+    Ok(())
 }
 
 fn jpeg_is_complete(bytes: &[u8]) -> bool {

@@ -10,7 +10,8 @@ pub mod synthetic;
 
 pub use augment::AugmentConfig;
 pub use dataset::{
-    DatasetStats, IMAGE_EXTENSIONS, RawSample, SamplePaths, SegmentationDataset, decode_image,
+    DEFAULT_MAX_IMAGE_PIXELS, DatasetStats, IMAGE_EXTENSIONS, RawSample, SamplePaths,
+    SegmentationDataset, decode_image, max_image_pixels, set_max_image_pixels,
 };
 pub use loader::{Batch, BatchLoader, LoaderConfig, Split};
 pub use mask::{ClassInfo, IGNORE_INDEX, MaskEncoding, MaskEncodingKind};

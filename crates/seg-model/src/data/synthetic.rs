@@ -2,6 +2,7 @@
 //! classes on textured noise. For demos and fast tests; written to disk as a normal dataset.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::config::Config;
 use image::{GrayImage, Luma, Rgb, RgbImage};
@@ -10,6 +11,12 @@ use rand_chacha::ChaCha8Rng;
 
 use super::mask::MaskEncoding;
 use crate::error::{Result, SegError};
+
+/// Most pairs a synthetic set may have.
+pub const MAX_COUNT: usize = 100_000;
+
+/// Most pixels a synthetic set may have in all (about 3 GB of RGB).
+pub const MAX_PIXELS: u64 = 1 << 30;
 
 /// What to generate.
 #[derive(Config, Debug)]
@@ -59,6 +66,31 @@ impl SyntheticConfig {
                 "count",
                 self.count,
                 "must be >= 4 (a training and a validation split)",
+            ));
+        }
+        if self.count > MAX_COUNT {
+            return Err(SegError::invalid(
+                "count",
+                self.count,
+                format!("at most {MAX_COUNT} pairs (a synthetic set is for demos and tests)"),
+            ));
+        }
+        if self.width.min(self.height) < 8 {
+            return Err(SegError::invalid(
+                "width",
+                self.width.min(self.height),
+                "images of at least 8x8 pixels",
+            ));
+        }
+        let pixels = self.count as u64 * u64::from(self.width) * u64::from(self.height);
+        if pixels > MAX_PIXELS {
+            return Err(SegError::invalid(
+                "count",
+                self.count,
+                format!(
+                    "{} pairs of {}x{} are {pixels} pixels; at most {MAX_PIXELS} in all (fewer or smaller images)",
+                    self.count, self.width, self.height
+                ),
             ));
         }
         if !(2..=254).contains(&self.num_classes) {
@@ -150,15 +182,51 @@ impl SyntheticConfig {
     }
 
     /// Writes `count` pairs as `dir/images/synth_NNNNN.png` and `dir/masks/synth_NNNNN.png`
-    /// (binary masks as 0/255, multi-class as index PNGs) and returns their mask encoding.
-    pub fn write(&self, dir: &Path) -> Result<MaskEncoding> {
-        use rayon::prelude::*;
+    /// (binary masks as 0/255, multi-class as index PNGs) and returns their mask encoding. The
+    /// set is written into a temporary folder beside `dir` and renamed to `dir` only when
+    /// complete; `stop` set (Ctrl-C) ends the writing within one pair per thread, with
+    /// [`SegError::Cancelled`] and nothing left behind.
+    pub fn write(&self, dir: &Path, stop: &AtomicBool) -> Result<MaskEncoding> {
         self.validate()?;
+        let name = dir.file_name().map_or_else(
+            || "synthetic".to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let partial = dir.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+        let written = self.write_into(&partial, stop).and_then(|()| {
+            if dir.exists() {
+                // An earlier, incomplete set (or another process's complete one): replaced.
+                std::fs::remove_dir_all(dir).map_err(|e| SegError::io("remove", dir, e))?;
+            }
+            std::fs::rename(&partial, dir).map_err(|e| SegError::io("rename", &partial, e))
+        });
+        if written.is_err() {
+            let _ = std::fs::remove_dir_all(&partial);
+        }
+        written?;
+        Ok(self.encoding())
+    }
+
+    /// Whether `dir` holds the complete set (every pair's two files).
+    pub fn is_written(&self, dir: &Path) -> bool {
+        (0..self.count).all(|i| {
+            let name = format!("synth_{i:05}.png");
+            dir.join("images").join(&name).is_file() && dir.join("masks").join(&name).is_file()
+        }) && std::fs::read_dir(dir.join("images")).is_ok_and(|d| d.count() == self.count)
+    }
+
+    fn write_into(&self, dir: &Path, stop: &AtomicBool) -> Result<()> {
+        use rayon::prelude::*;
         for sub in ["images", "masks"] {
             let d = dir.join(sub);
             std::fs::create_dir_all(&d).map_err(|e| SegError::io("create", &d, e))?;
         }
         (0..self.count).into_par_iter().try_for_each(|i| {
+            if stop.load(Ordering::Relaxed) {
+                return Err(SegError::Cancelled {
+                    what: format!("writing the synthetic set into {}", dir.display()),
+                });
+            }
             let (pixels, mut mask) = self.generate(i);
             if self.num_classes == 2 {
                 mask.iter_mut().for_each(|m| *m *= 255);
@@ -190,8 +258,7 @@ impl SyntheticConfig {
             })
             .save(&mask_path)
             .map_err(|e| save_err(&mask_path, e))
-        })?;
-        Ok(self.encoding())
+        })
     }
 }
 
@@ -269,5 +336,35 @@ mod tests {
             }
         }
         assert_eq!(seen, [true; 4]);
+    }
+
+    #[test]
+    fn the_set_is_bounded_complete_or_absent_and_stops_when_asked() {
+        let huge = SyntheticConfig::new().with_count(1_000_000_000);
+        let err = huge.validate().expect_err("too many").to_string();
+        assert!(err.contains("at most 100000 pairs"), "{err}");
+        let wide = SyntheticConfig::new()
+            .with_count(90_000)
+            .with_width(512)
+            .with_height(512);
+        assert!(wide.validate().is_err());
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("set");
+        let cfg = SyntheticConfig::new()
+            .with_count(6)
+            .with_width(16)
+            .with_height(16);
+        let stopped = cfg
+            .write(&dir, &AtomicBool::new(true))
+            .expect_err("stopped");
+        assert!(matches!(stopped, SegError::Cancelled { .. }), "{stopped}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("list").collect();
+        assert!(left.is_empty(), "nothing is left behind: {left:?}");
+        // A set cut short by an older writer is not taken for a complete one, and is replaced.
+        std::fs::create_dir_all(dir.join("images")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("masks")).expect("mkdir");
+        assert!(!cfg.is_written(&dir));
+        cfg.write(&dir, &AtomicBool::new(false)).expect("write");
+        assert!(cfg.is_written(&dir));
     }
 }
