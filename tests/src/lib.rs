@@ -12,6 +12,8 @@ use lakefs_client::LakeFsClient;
 use mlflow_client::MlflowClient;
 use test_support::TestLakeFs;
 
+pub mod catalogue;
+
 /// The folder with the workspace's built binaries: `SEG_BIN_DIR` (the test command builds them
 /// first), else they are built once per test process with `cargo build --bins`.
 pub fn bin_dir() -> PathBuf {

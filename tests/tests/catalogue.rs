@@ -6,109 +6,10 @@
 
 use std::path::Path;
 
-use e2e::{Ran, Stack};
-use futures::TryStreamExt;
-use mlflow_client::{NewRun, RunSearch, Tag};
-use tokio::io::AsyncWriteExt;
-
-/// One bad input.
-struct Case {
-    bin: &'static str,
-    args: Vec<String>,
-    env: Vec<(&'static str, String)>,
-    stdin: Option<&'static str>,
-    code: i32,
-    needle: &'static str,
-}
-
-fn case(bin: &'static str, args: &[&str], code: i32, needle: &'static str) -> Case {
-    Case {
-        bin,
-        args: args.iter().map(|s| (*s).to_string()).collect(),
-        env: Vec::new(),
-        stdin: None,
-        code,
-        needle,
-    }
-}
-
-impl Case {
-    fn env(mut self, var: &'static str, value: impl Into<String>) -> Self {
-        self.env.push((var, value.into()));
-        self
-    }
-
-    fn stdin(mut self, text: &'static str) -> Self {
-        self.stdin = Some(text);
-        self
-    }
-}
-
-/// What must not change: the branch head, the experiment's runs, the registered versions,
-/// and the files under the output folder.
-#[derive(Debug, PartialEq)]
-struct World {
-    head: String,
-    runs: usize,
-    versions: usize,
-    outputs: usize,
-}
-
-async fn world(stack: &Stack, experiment_id: &str, model: &str) -> World {
-    let runs: Vec<_> = stack
-        .mlflow
-        .search_runs(RunSearch {
-            experiment_ids: vec![experiment_id.to_string()],
-            ..RunSearch::default()
-        })
-        .try_collect()
-        .await
-        .expect("runs");
-    let versions: Vec<_> = stack
-        .mlflow
-        .search_model_versions(Some(format!("name='{model}'")), vec![])
-        .try_collect()
-        .await
-        .expect("versions");
-    let outputs = walkdir(&stack.dir().join("out"));
-    World {
-        head: stack.head().await,
-        runs: runs.len(),
-        versions: versions.len(),
-        outputs,
-    }
-}
-
-fn walkdir(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .map(|e| {
-            let p = e.expect("entry").path();
-            if p.is_dir() { walkdir(&p) } else { 1 }
-        })
-        .sum()
-}
-
-fn png(w: u32, h: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    image::GrayImage::new(w, h)
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .expect("png");
-    out
-}
-
-/// A dataset folder of `n` 16x16 pairs under `dir`.
-fn pairs(dir: &Path, n: usize) -> String {
-    for sub in ["images", "masks"] {
-        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
-        for i in 0..n {
-            std::fs::write(dir.join(sub).join(format!("s{i}.png")), png(16, 16)).expect("write");
-        }
-    }
-    dir.to_str().expect("path").to_string()
-}
+use e2e::Stack;
+use e2e::catalogue::{Case, World, case, pairs, png};
+use mlflow_client::{NewRun, RunStatus, Tag};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The folders and files the data cases use.
 fn bad_folders(root: &Path) -> Vec<(&'static str, String)> {
@@ -116,20 +17,20 @@ fn bad_folders(root: &Path) -> Vec<(&'static str, String)> {
     let empty = d("empty");
     std::fs::create_dir_all(empty.join("images")).expect("mkdir");
     std::fs::create_dir_all(empty.join("masks")).expect("mkdir");
-    let unmatched = pairs(&d("unmatched"), 4);
+    let unmatched = pairs(&d("unmatched"), 4, 255);
     std::fs::remove_file(d("unmatched").join("masks/s0.png")).expect("rm");
-    let truncated = pairs(&d("truncated"), 4);
+    let truncated = pairs(&d("truncated"), 4, 255);
     std::fs::remove_file(d("truncated").join("images/s1.png")).expect("rm");
     std::fs::write(
         d("truncated").join("images/s1.jpg"),
         b"\xff\xd8\xff\xe0\x00\x10JFIF",
     )
     .expect("write");
-    let zero = pairs(&d("zero"), 4);
+    let zero = pairs(&d("zero"), 4, 255);
     std::fs::write(d("zero").join("images/s2.png"), b"").expect("write");
-    let sized = pairs(&d("sized"), 4);
-    std::fs::write(d("sized").join("masks/s3.png"), png(8, 8)).expect("write");
-    let linked = pairs(&d("linked"), 4);
+    let sized = pairs(&d("sized"), 4, 255);
+    std::fs::write(d("sized").join("masks/s3.png"), png(8, 8, 0, 255)).expect("write");
+    let linked = pairs(&d("linked"), 4, 255);
     std::fs::create_dir_all(d("elsewhere")).expect("mkdir");
     #[cfg(unix)]
     std::os::unix::fs::symlink(d("elsewhere"), d("linked").join("masks/more")).expect("link");
@@ -215,12 +116,116 @@ async fn every_bad_input_is_one_line_the_documented_code_and_changes_nothing() {
         .to_str()
         .expect("path")
         .to_string();
-    let dataset = pairs(&root.join("dataset"), 3);
+    let dataset = pairs(&root.join("dataset"), 3, 255);
     let lakefs_url = stack.lakefs_server.endpoint();
     let mlflow_url = stack.mlflow_uri.clone();
     let run_id = trained["run_id"].as_str().expect("run").to_string();
+    // A training run killed during its model upload: it has a model_uri, but is not FINISHED.
+    let killed = stack
+        .mlflow
+        .create_run(
+            &experiment.experiment_id,
+            NewRun {
+                run_name: Some("killed during its model upload".into()),
+                tags: vec![
+                    Tag::new("seg_mlops.kind", "training"),
+                    Tag::new(
+                        "model_uri",
+                        trained["model_uri"].as_str().expect("model_uri"),
+                    ),
+                ],
+                ..NewRun::default()
+            },
+        )
+        .await
+        .expect("run");
+    let killed = killed.info.run_id;
+    stack
+        .mlflow
+        .update_run(&killed, RunStatus::Killed, None)
+        .await
+        .expect("kill");
+    let zero_one = pairs(&root.join("zero-one"), 4, 1);
+    let single = pairs(&root.join("single"), 1, 255);
+    let no_images = root.join("no-images");
+    std::fs::create_dir_all(&no_images).expect("mkdir");
+    let no_images = no_images.to_str().expect("path").to_string();
+    let a_file = config("a-file", "not a folder");
+    let web_page = web_page_server().await;
+    let (key, _) = stack.lakefs_server.keys();
+    let lakefs_host = lakefs_url.split_once("://").expect("a URL").1.to_string();
+    let long_line = "9".repeat(1_000_000);
 
     let cases: Vec<Case> = vec![
+        // Hostile but realistic: secrets, data that scores perfectly for nothing, limits.
+        case("train", &[], 2, "differ from lakefs.secret_access_key").env(
+            "LAKECTL_SERVER_ENDPOINT_URL",
+            format!("http://{key}:url-secret@{lakefs_host}"),
+        ),
+        case(
+            "train",
+            &["--data-dir", &zero_one],
+            1,
+            "no mask has a foreground pixel under the binary encoding (foreground: values above 127) (the largest mask value is 1); for masks stored as 0..1 set data.binary_threshold = 0",
+        ),
+        case("train", &[], 2, "data.synthetic_count = 1000000000")
+            .env("SEG_DATA__SYNTHETIC_COUNT", "1000000000"),
+        case(
+            "train",
+            &["--data-dir", &dataset],
+            1,
+            "s0.png is 16x16 = 256 pixels, above the limit of 100 decoded pixels per image (data.max_image_pixels)",
+        )
+        .env("SEG_DATA__MAX_IMAGE_PIXELS", "100"),
+        case(
+            "infer",
+            &["--input", &format!("{dataset}/images/s1.png"), "--output", "out/big"],
+            1,
+            "none of the 1 inputs could be read, so no mask was written; the first: ",
+        )
+        .env("SEG_DATA__MAX_IMAGE_PIXELS", "100"),
+        case("train", &["--experiment", ""], 2, "mlflow.experiment = \"\""),
+        case("train", &["--data-dir", &single], 1, "has 1 pair(s): too few to split"),
+        case(
+            "register_model",
+            &["--run-id", &killed],
+            1,
+            "is KILLED, not FINISHED",
+        ),
+        case(
+            "register_model",
+            &["--run-id", &killed, "--force"],
+            1,
+            "is KILLED, not FINISHED",
+        ),
+        case(
+            "infer",
+            &["--run-id", &killed, "--output", "out/killed"],
+            1,
+            "is KILLED, not FINISHED",
+        ),
+        case(
+            "infer",
+            &["--input", &dataset, "--output", &format!("{dataset}/images/pred")],
+            2,
+            "is inside the input folder",
+        ),
+        case(
+            "infer",
+            &["--input", &dataset, "--output", &a_file],
+            2,
+            "is a file: give a folder",
+        ),
+        case(
+            "infer",
+            &["--input", &no_images, "--output", "out/none"],
+            1,
+            "nothing was written",
+        ),
+        case("train", &[], 1, "the server there is not lakeFS")
+            .env("LAKECTL_SERVER_ENDPOINT_URL", web_page.clone()),
+        case("register_model", &["--manual"], 2, "(4096 bytes)").stdin(long_line),
+
         // train: flags and configuration values.
         case(
             "train",
@@ -402,57 +407,70 @@ async fn every_bad_input_is_one_line_the_documented_code_and_changes_nothing() {
             "invalid lakeFS URI",
         ),
     ];
-    assert!(cases.len() >= 40, "{} cases", cases.len());
-    let before = world(&stack, &experiment.experiment_id, &model).await;
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    let before = World::of(&stack, &experiment.experiment_id, &model).await;
     for c in &cases {
-        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
-        let mut cmd = stack.command(c.bin, &args);
-        for (var, value) in &c.env {
-            cmd.env(var, value);
-        }
-        let ran = match c.stdin {
-            None => Ran::from_output(cmd.output().await.expect("run")),
-            Some(text) => {
-                let mut child = cmd
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .expect("spawn");
-                let mut input = child.stdin.take().expect("stdin");
-                input.write_all(text.as_bytes()).await.expect("write");
-                drop(input);
-                Ran::from_output(child.wait_with_output().await.expect("wait"))
-            }
-        };
-        let what = format!("{} {:?} {:?}", c.bin, c.args, c.env);
+        let ran = c.run(&stack).await;
+        let what = c.what();
         assert_eq!(ran.code, c.code, "{what}: {}", ran.stderr);
         let lines = ran.error_lines();
         assert_eq!(lines.len(), 1, "{what}: one error line: {}", ran.stderr);
         assert!(
-            lines[0].contains(c.needle),
+            lines[0].contains(&c.needle),
             "{what}: {:?} not in {:?}",
             c.needle,
             lines[0]
         );
         assert!(
-            !ran.stderr.contains("wrong-secret"),
-            "{what}: secret printed"
+            lines[0].len() < 1000,
+            "{what}: the line is short: {} bytes",
+            lines[0].len()
         );
-        let after = world(&stack, &experiment.experiment_id, &model).await;
+        for secret in ["wrong-secret", "url-secret"] {
+            assert!(!ran.stderr.contains(secret), "{what}: secret printed");
+        }
+        let after = World::of(&stack, &experiment.experiment_id, &model).await;
         assert_eq!(
             after, before,
             "{what}: lakeFS, MLflow or the outputs changed"
         );
         // The catalogue as a table (shown with --nocapture).
         let env: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let args: Vec<String> = c
+            .args
+            .iter()
+            .map(|a| a.chars().take(60).collect())
+            .collect();
         println!(
             "| {} {} {} | {} | {} |",
             env.join(" "),
             c.bin,
-            c.args.join(" "),
+            args.join(" "),
             ran.code,
             lines[0]
         );
     }
+}
+
+/// A web server that answers every request with a page (a proxy's or a default site's).
+async fn web_page_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 16 << 10];
+                let _ = socket.read(&mut request).await;
+                let body = "<html><body><h1>Welcome to nginx!</h1></body></html>";
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
 }

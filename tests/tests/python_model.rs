@@ -168,6 +168,36 @@ async fn mlflow_loads_and_serves_the_registered_model_from_lakefs() {
         serde_json::json!(["mask", "probabilities"])
     );
 
+    // The plugin refuses '..' in a URI and names the variables to check on wrong credentials.
+    let script = test_support::workspace_root().join("tests/python/plugin_refusals.py");
+    let out = tokio::process::Command::new(test_support::model_python())
+        .arg(&script)
+        .arg(folder)
+        .envs(&stack.env)
+        .current_dir(stack.dir())
+        .output()
+        .await
+        .expect("run the plugin check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refusals: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("one JSON line")).expect("JSON");
+    for key in ["dots", "below"] {
+        let text = refusals[key].as_str().expect("message");
+        assert!(text.contains("'..' segment"), "{key}: {text}");
+    }
+    let denied = refusals["denied"].as_str().expect("message");
+    assert!(
+        denied.contains(folder.trim_end_matches('/'))
+            && denied.contains("LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY")
+            && !denied.contains("not-the-secret"),
+        "{denied}"
+    );
+
     // A file of the folder replaced after training is refused by name and hash.
     let onnx = format!("models/{run_id}/model.onnx");
     stack

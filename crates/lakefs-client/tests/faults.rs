@@ -1,7 +1,8 @@
 //! Faults: transient 503/429 answers are retried to success (honouring Retry-After), a
 //! connection lost mid-download is retried, a permanent 500 fails clearly within the bounded
-//! time, wrong credentials are Unauthorized, and listed paths that would escape the download
-//! folder are refused.
+//! time, wrong credentials are Unauthorized, listed paths that would escape the download
+//! folder are refused, and a request whose connection was refused (a server restarting) is
+//! sent again whatever its method.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -277,4 +278,43 @@ impl<T, S: futures::Stream<Item = Result<T>>> NextItem<T> for S {
             None => Err(LakeFsError::Config("empty listing".into())),
         }
     }
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_even_for_a_post() {
+    // A port nothing listens on yet: lakefs-local starts there 600 ms after the first try.
+    let port = test_support::free_port();
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().to_path_buf();
+    let started = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        lakefs_local::spawn(
+            lakefs_local::ServerConfig::new(&data),
+            &format!("127.0.0.1:{port}"),
+        )
+        .await
+        .expect("spawn")
+    });
+    let restarting = LakeFsClientBuilder::new(format!("http://127.0.0.1:{port}"))
+        .credentials(
+            lakefs_local::DEFAULT_ACCESS_KEY_ID,
+            lakefs_local::DEFAULT_SECRET_ACCESS_KEY,
+        )
+        .retry(RetryPolicy {
+            max_retries: 20,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(200),
+            ..test_support::fast_retry()
+        })
+        .build()
+        .await
+        .expect("client");
+    let repo = restarting
+        .create_repository("restarted", "local://restarted", "main")
+        .await
+        .expect("POST sent again once the server listens");
+    assert_eq!(repo.id, "restarted");
+    let branch = restarting.create_branch("restarted", "dev", "main").await;
+    assert!(branch.is_ok(), "{branch:?}");
+    started.await.expect("server task").stop().await;
 }

@@ -165,7 +165,14 @@ pub async fn prepare(
         DataSource::Folder(dir) | DataSource::Synthetic(dir) => {
             let (_, stats) = upload::verify_local(dir, &encoding, progress).await?;
             // Too few pairs to split is refused before anything is uploaded.
-            seg_model::data::Split::new(stats.pairs, config.data.valid_fraction, 0)?;
+            if seg_model::data::Split::new(stats.pairs, config.data.valid_fraction, 0).is_err() {
+                return Err(PipelineError::Data(format!(
+                    "{} has {} pair(s): too few to split into training and validation (data.valid_fraction = {}); add pairs (nothing was uploaded)",
+                    dir.display(),
+                    stats.pairs,
+                    config.data.valid_fraction
+                )));
+            }
             let target = LakeFsUri::new(&l.repository, &l.branch, "")?;
             tracing::info!("uploading {} to {target}", dir.display());
             let spinner = progress.spinner(&format!("uploading {} to {target}", dir.display()));

@@ -15,7 +15,7 @@ mod predict;
 mod publish;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -223,6 +223,7 @@ pub async fn infer(
             IMAGE_EXTENSIONS.join(", ")
         )));
     }
+    let created = first_missing(&output_dir);
     std::fs::create_dir_all(&output_dir).map_err(PipelineError::io("create", &output_dir))?;
     let input_ref = inputs.input_ref.clone();
     let loop_input = predict::LoopInput {
@@ -246,6 +247,15 @@ pub async fn infer(
     let mut summary = InferSummary::empty(model, input_ref, &loop_input);
     let outcome = predict_all(loop_input, emit).await?;
     summary.record(&outcome, opts.started);
+    if let (true, Some(first)) = (outcome.written.is_empty(), &outcome.first_failure) {
+        if let Some(top) = created {
+            outputs::remove_unused(&summary.output_dir, &top);
+        }
+        return Err(PipelineError::Data(format!(
+            "none of the {} inputs could be read, so no mask was written; the first: {first}",
+            outcome.failed.len()
+        )));
+    }
     if opts.commit {
         if summary.images == 0 {
             return Err(PipelineError::Data(
@@ -255,6 +265,17 @@ pub async fn infer(
         publish::commit(&services, &config, &outcome, &mut summary, progress).await?;
     }
     Ok(summary)
+}
+
+/// The outermost folder of `path` (itself included) that does not exist yet.
+fn first_missing(path: &Path) -> Option<PathBuf> {
+    let mut missing = None;
+    let mut at = Some(path);
+    while let Some(p) = at.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        missing = Some(p.to_path_buf());
+        at = p.parent();
+    }
+    missing
 }
 
 /// Runs the prediction loop on a blocking thread.

@@ -139,6 +139,19 @@ fn record_written(out: &Path, paths: &[PathBuf], overlay: bool) -> Result<()> {
     std::fs::write(&list, lines.join("\n") + "\n").map_err(PipelineError::io("write", &list))
 }
 
+/// Removes what infer made for a run that wrote no mask: its list of written files in `out`,
+/// then `out` and its parents up to `top` while they are empty (never anything else).
+pub(super) fn remove_unused(out: &Path, top: &Path) {
+    let _ = std::fs::remove_file(out.join(WRITTEN_LIST));
+    let mut at = Some(out);
+    while let Some(dir) = at {
+        if std::fs::remove_dir(dir).is_err() || dir == top {
+            break;
+        }
+        at = dir.parent();
+    }
+}
+
 /// The overlay's path for the mask at `mask` under `out`.
 pub(super) fn overlay_path(out: &Path, mask: &Path) -> PathBuf {
     out.join("overlays")

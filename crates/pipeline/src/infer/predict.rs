@@ -44,6 +44,8 @@ pub(super) struct LoopOutcome {
     pub overlays: Vec<PathBuf>,
     /// Inputs that could not be read.
     pub failed: Vec<String>,
+    /// The first unreadable input and why (`name: reason`).
+    pub first_failure: Option<String>,
     /// Pixel counts over the images with ground truth.
     pub confusion: ConfusionMatrix,
     /// Images with ground truth.
@@ -92,6 +94,7 @@ pub(super) fn run(input: LoopInput, mut emit: impl FnMut(&ImageResult)) -> Resul
         written: Vec::new(),
         overlays: Vec::new(),
         failed: Vec::new(),
+        first_failure: None,
         confusion: ConfusionMatrix::new(meta.model.task_classes()),
         truth_images: 0,
         class_names: names.clone(),
@@ -158,6 +161,9 @@ fn take(
         FileOutcome::Unreadable { index, error } => {
             let name = &items[index].name;
             tracing::warn!("skipped {name}: {error}");
+            outcome
+                .first_failure
+                .get_or_insert_with(|| format!("{name}: {error}"));
             outcome.failed.push(name.clone());
             return;
         }

@@ -21,7 +21,12 @@ from urllib.parse import urlparse
 
 import lakefs
 from lakefs.client import Client
-from lakefs.exceptions import NoAuthenticationFound, NotFoundException
+from lakefs.exceptions import (
+    ForbiddenException,
+    NoAuthenticationFound,
+    NotAuthorizedException,
+    NotFoundException,
+)
 from lakefs.models import CommonPrefix
 from mlflow.entities import FileInfo
 from mlflow.exceptions import MlflowException
@@ -40,7 +45,17 @@ def parse_lakefs_uri(uri: str) -> tuple[str, str, str]:
     ref, _, path = parsed.path.lstrip("/").partition("/")
     if not ref:
         raise MlflowException(f"lakeFS URI {uri!r} names no ref (commit, branch or tag)")
+    _refuse_dots(path, uri)
     return parsed.netloc, ref, path.strip("/")
+
+
+def _refuse_dots(path: str, uri: str) -> None:
+    """A lakeFS path is a key, not a file system path: ``.`` and ``..`` segments name nothing."""
+    if any(part in (".", "..") for part in path.split("/")):
+        raise MlflowException(
+            f"lakeFS URI {uri!r} has a '.' or '..' segment: lakeFS paths are object keys, "
+            "give the path without them"
+        )
 
 
 class LakeFSArtifactRepository(ArtifactRepository):
@@ -60,7 +75,15 @@ class LakeFSArtifactRepository(ArtifactRepository):
             ) from e
         self._reference = lakefs.repository(self.repository, client=self._client).ref(self.ref)
 
+    def _denied(self, what: str, e: Exception) -> MlflowException:
+        return MlflowException(
+            f"lakeFS refused to {what} {self.artifact_uri} ({type(e).__name__}): check "
+            "LAKECTL_SERVER_ENDPOINT_URL, LAKECTL_CREDENTIALS_ACCESS_KEY_ID and "
+            "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY (or ~/.lakectl.yaml) and the key's permissions"
+        )
+
     def _full(self, path: str | None) -> str:
+        _refuse_dots((path or "").strip("/"), f"{self.artifact_uri} + {path!r}")
         parts = [p for p in (self.root, (path or "").strip("/")) if p]
         return posixpath.join(*parts) if parts else ""
 
@@ -73,11 +96,14 @@ class LakeFSArtifactRepository(ArtifactRepository):
         if prefix:
             prefix += "/"
         infos = []
-        for entry in self._reference.objects(prefix=prefix, delimiter="/"):
-            if isinstance(entry, CommonPrefix):
-                infos.append(FileInfo(self._relative(entry.path), True, None))
-            else:
-                infos.append(FileInfo(self._relative(entry.path), False, entry.size_bytes))
+        try:
+            for entry in self._reference.objects(prefix=prefix, delimiter="/"):
+                if isinstance(entry, CommonPrefix):
+                    infos.append(FileInfo(self._relative(entry.path), True, None))
+                else:
+                    infos.append(FileInfo(self._relative(entry.path), False, entry.size_bytes))
+        except (NotAuthorizedException, ForbiddenException) as e:
+            raise self._denied("list", e) from e
         return sorted(infos, key=lambda f: f.path)
 
     def _download_file(self, remote_file_path: str, local_path: str) -> None:
@@ -90,6 +116,8 @@ class LakeFSArtifactRepository(ArtifactRepository):
             raise MlflowException(
                 f"lakefs://{self.repository}/{self.ref}/{full} does not exist: {e}"
             ) from e
+        except (NotAuthorizedException, ForbiddenException) as e:
+            raise self._denied("read", e) from e
         os.utime(local_path)
 
     def _read_only(self, what: str):
