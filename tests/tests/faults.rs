@@ -106,6 +106,12 @@ async fn lakefs_gone_for_good_after_training_fails_the_run_and_leaves_the_branch
     assert_eq!(code, Some(1), "{}", rest.join("\n"));
     let errors: Vec<&String> = rest.iter().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{}", rest.join("\n"));
+    assert!(
+        errors[0].contains("the trained model is saved locally at")
+            && errors[0].contains("model.segm"),
+        "the line says where the checkpoint is: {}",
+        errors[0]
+    );
     assert_eq!(stack.head().await, head, "the branch is untouched");
     let experiment = stack
         .mlflow

@@ -97,18 +97,9 @@ impl Flags {
     }
 }
 
-/// A value as a config file would write it.
+/// A value as a config file would write it (JSON: numbers bare, strings quoted).
 fn show_value(value: &Value) -> String {
-    match value {
-        Value::String(_, s) => format!("{s:?}"),
-        Value::Num(_, n) => n
-            .to_i128()
-            .map(|i| i.to_string())
-            .or_else(|| n.to_f64().map(|f| f.to_string()))
-            .unwrap_or_default(),
-        Value::Bool(_, b) => b.to_string(),
-        other => format!("{other:?}"),
-    }
+    serde_json::to_string(value).unwrap_or_else(|_| format!("{value:?}"))
 }
 
 /// A loaded, checked configuration with the source of each value.
