@@ -174,7 +174,7 @@ async fn every_bad_input_is_one_line_the_documented_code_and_changes_nothing() {
             "train",
             &["--data-dir", &dataset],
             1,
-            "s0.png is 16x16 = 256 pixels, above the limit of 100 decoded pixels per image (data.max_image_pixels)",
+            ".png is 16x16 = 256 pixels, above the limit of 100 decoded pixels per image (data.max_image_pixels)",
         )
         .env("SEG_DATA__MAX_IMAGE_PIXELS", "100"),
         case(

@@ -251,7 +251,7 @@ print(json.dumps({{"status": r.info.status, "data_commit": r.data.tags["lakefs_d
     let again = stack
         .run(
             "train",
-            &["--reproduce", &run_id, "--json", "--epochs", "5"],
+            &["--reproduce", &run_id, "--json", "--epochs", "2"],
         )
         .await
         .json();
@@ -263,10 +263,11 @@ print(json.dumps({{"status": r.info.status, "data_commit": r.data.tags["lakefs_d
         .await
         .expect("run");
     assert_eq!(repro.tag("reproduced_from"), Some(run_id.as_str()));
+    assert_eq!(repro.param("epochs"), Some("2"));
     assert_eq!(
-        repro.param("epochs"),
-        Some("2"),
-        "the reproduced run's settings win"
+        repro.tag("reproduce_overrides"),
+        None,
+        "a flag equal to the run's value overrides nothing"
     );
 }
 

@@ -239,7 +239,7 @@ fn local(path: &Path, output_dir: &Path) -> Result<InputSet> {
         && out.starts_with(resolved(masks))
     {
         return Err(PipelineError::Usage(format!(
-            "--output {} is in the ground truth folder {}: write the masks to another folder",
+            "--output {} is in the ground truth folder {}: masks written there would overwrite the ground truth; write them to another folder",
             output_dir.display(),
             masks.display()
         )));
