@@ -2,12 +2,18 @@
 
 use serde_json::json;
 
-#[tokio::test]
-async fn malformed_commit_and_merge_metadata_is_refused() {
+/// lakefs-local on a free port over a new folder (kept as long as the guard lives).
+async fn start() -> (tempfile::TempDir, lakefs_local::RunningServer) {
     let dir = tempfile::tempdir().expect("tmp");
     let server = lakefs_local::spawn(lakefs_local::ServerConfig::new(dir.path()), "127.0.0.1:0")
         .await
         .expect("spawn");
+    (dir, server)
+}
+
+#[tokio::test]
+async fn malformed_commit_and_merge_metadata_is_refused() {
+    let (_dir, server) = start().await;
     let api = format!("{}/api/v1", server.endpoint());
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, body: serde_json::Value| {
@@ -74,10 +80,7 @@ async fn malformed_commit_and_merge_metadata_is_refused() {
 
 #[tokio::test]
 async fn a_json_body_over_the_limit_is_413_and_objects_are_not_held_to_it() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let server = lakefs_local::spawn(lakefs_local::ServerConfig::new(dir.path()), "127.0.0.1:0")
-        .await
-        .expect("spawn");
+    let (_dir, server) = start().await;
     let api = format!("{}/api/v1", server.endpoint());
     let http = reqwest::Client::new();
     let auth = |r: reqwest::RequestBuilder| {
