@@ -346,7 +346,7 @@ async fn every_bad_input_is_one_line_the_documented_code_and_changes_nothing() {
         case(
             "register_model",
             &["--config", &strict],
-            1,
+            3,
             "promotion criteria not met",
         ),
         // infer.

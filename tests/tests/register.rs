@@ -118,7 +118,7 @@ async fn versions_are_verified_lakefs_commits() {
     assert_eq!(again["version"], version.as_str());
     assert_eq!(again["created"], false);
 
-    // Criteria not met: exit 1 naming metric, value and threshold; nothing registered.
+    // Criteria not met: exit 3 naming metric, value and threshold; nothing registered.
     let strict = stack.dir().join("strict.toml");
     std::fs::write(&strict, "[register]\ncriteria = [\"iou >= 1.5\"]\n").expect("write");
     let strict_arg = strict.to_string_lossy().into_owned();
@@ -128,7 +128,7 @@ async fn versions_are_verified_lakefs_commits() {
         .await
         .expect("run");
     let ran = e2e::Ran::from_output(out);
-    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
     assert!(
         ran.stderr.contains("iou = ") && ran.stderr.contains("iou >= 1.5"),
         "{}",

@@ -1,12 +1,14 @@
-//! `register_model`: verifies a training run's model in lakeFS, applies the promotion criteria
-//! and registers an MLflow model version whose source is the immutable lakeFS URI. Exit codes:
-//! 0 ok, 1 error (criteria not met, checksum mismatch, missing run), 2 usage or configuration,
-//! 130 interrupted.
+//! `register_model`: verifies a training run's model in lakeFS, applies the promotion criteria,
+//! registers an MLflow model version whose source is the immutable lakeFS URI and, with an
+//! evaluation set, moves the alias only when the challenger beats the champion on it. Exit
+//! codes: 0 ok, 1 error (checksum mismatch, missing run, a server), 2 usage or configuration,
+//! 3 promotion criteria not met (nothing registered, or registered but not promoted), 130
+//! interrupted.
 
 use std::path::PathBuf;
 
 use clap::Parser;
-use pipeline::register::{self, Registration, RunChoice};
+use pipeline::register::{self, Decision, Registration, RunChoice};
 use pipeline::terminal;
 use pipeline::{Flags, PipelineError, exit};
 
@@ -31,7 +33,8 @@ struct Cli {
     /// Alias to set on the version (register.alias, default champion).
     #[arg(long, value_name = "NAME")]
     alias: Option<String>,
-    /// Register even when the promotion criteria are not met (tagged forced=true).
+    /// Register (and move the alias) even when the promotion criteria are not met or the
+    /// challenger is not better than the champion (tagged forced=true / decision=forced).
     #[arg(long)]
     force: bool,
     /// MLflow experiment to pick runs from (mlflow.experiment).
@@ -54,8 +57,17 @@ fn main() {
     };
     let code = match runtime.block_on(run(&cli)) {
         Ok(r) => {
-            print_result(&cli, &r);
-            exit::OK
+            let printed = print_result(&cli, &r);
+            match (&r.decision, &r.evaluation) {
+                (Decision::Refused, Some(e)) => {
+                    terminal::report(&PipelineError::Criteria(format!(
+                        "{}; version {} is registered, the alias {} stays (--force moves it)",
+                        e.line, r.version, r.alias
+                    )))
+                }
+                _ if !printed => exit::ERROR,
+                _ => exit::OK,
+            }
         }
         Err(e) => terminal::report(&e),
     };
@@ -75,37 +87,17 @@ async fn run(cli: &Cli) -> Result<Registration, PipelineError> {
         (_, _, true) => RunChoice::Manual,
         _ => RunChoice::Newest,
     };
-    let run = register::choose_run(&services, &config, &choice).await?;
-    tracing::info!("run {} ({})", run.info.run_id, run.info.run_name);
-    let file = register::verify_model(&services, &config, &run).await?;
-    tracing::info!("verified {} (sha256 matches the run)", file.display());
-    let unmet = register::unmet_criteria(&config, &run)?;
-    if !unmet.is_empty() && !cli.force {
-        return Err(PipelineError::Criteria(format!(
-            "{}; nothing registered (--force registers anyway)",
-            unmet.join("; ")
-        )));
-    }
-    if !unmet.is_empty() {
-        tracing::warn!("registering with --force: {}", unmet.join("; "));
-    }
-    register::register(
-        &services,
-        &config,
-        &run,
-        &config.register.alias,
-        !unmet.is_empty(),
-    )
-    .await
+    register::promote(&services, &config, &choice, cli.force).await
 }
 
-fn print_result(cli: &Cli, r: &Registration) {
+/// Prints the result (the JSON object, or lines); false when the JSON could not be written.
+fn print_result(cli: &Cli, r: &Registration) -> bool {
     if cli.json {
-        terminal::print_json(r, "the result");
-        return;
+        return terminal::print_json(r, "the result");
     }
+    let promoted = r.decision != Decision::Refused;
     println!(
-        "{} {} version {} (alias {}{})",
+        "{} {} version {} ({}{})",
         if r.created {
             "registered"
         } else {
@@ -113,11 +105,22 @@ fn print_result(cli: &Cli, r: &Registration) {
         },
         r.model_name,
         r.version,
-        r.alias,
+        if promoted {
+            format!("alias {}", r.alias)
+        } else {
+            format!("not promoted: alias {} unchanged", r.alias)
+        },
         r.alias_moved_from
             .as_ref()
             .map_or(String::new(), |v| format!(", moved from version {v}"))
     );
+    if let Some(e) = &r.evaluation {
+        println!("  decision:   {}", e.line);
+        println!(
+            "  evaluation: {} ({})",
+            e.evaluation_run_url, e.evaluation_uri
+        );
+    }
     println!("  source:     {}", r.source);
     println!("  run:        {}", r.run_id);
     println!("  data:       {}", r.data_commit);
@@ -126,6 +129,7 @@ fn print_result(cli: &Cli, r: &Registration) {
     if r.forced {
         println!("  forced:     criteria not met");
     }
+    true
 }
 
 #[cfg(test)]

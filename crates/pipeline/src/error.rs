@@ -11,6 +11,9 @@ pub mod exit {
     pub const ERROR: i32 = 1;
     /// Bad usage or configuration.
     pub const USAGE: i32 = 2;
+    /// `register_model`: the promotion criteria are not met (absolute criteria, or a challenger
+    /// not shown better than the champion); distinct from errors so that scripts can tell.
+    pub const CRITERIA: i32 = 3;
     /// Interrupted (Ctrl-C / SIGINT).
     pub const INTERRUPTED: i32 = 130;
 }
@@ -96,6 +99,7 @@ impl PipelineError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Config(_) | Self::Usage(_) => exit::USAGE,
+            Self::Criteria(_) => exit::CRITERIA,
             Self::Interrupted
             | Self::InterruptedAfter(_)
             | Self::Model(seg_model::SegError::Interrupted { .. }) => exit::INTERRUPTED,

@@ -95,6 +95,20 @@ pub mod tags {
     pub const PREDICTIONS_URI: &str = "predictions_uri";
     /// A version registered although the criteria were not met.
     pub const FORCED: &str = "forced";
+    /// The evaluation set's commit a version (or an evaluation run) was judged on.
+    pub const EVALUATION_COMMIT: &str = "evaluation_commit";
+    /// sha256 of the evaluation set's content (paths and checksums): what "changed" compares.
+    pub const EVALUATION_DIGEST: &str = "evaluation_digest";
+    /// The evaluation set at that commit (`lakefs://repo/<commit>/eval/`).
+    pub const EVALUATION_URI: &str = "evaluation_uri";
+    /// The champion version a challenger was compared with.
+    pub const COMPARED_WITH: &str = "compared_with";
+    /// The promotion decision: promoted, refused or forced.
+    pub const DECISION: &str = "decision";
+    /// The evaluation run that judged a version.
+    pub const EVALUATION_RUN: &str = "evaluation_run_id";
+    /// The version an evaluation run judged.
+    pub const CHALLENGER_VERSION: &str = "challenger_version";
 }
 
 /// Values of [`tags::KIND`] on runs and of [`commit_meta::KIND`] on lakeFS commits.
@@ -103,6 +117,8 @@ pub mod kinds {
     pub const TRAINING: &str = "training";
     /// An inference run.
     pub const INFERENCE: &str = "inference";
+    /// A comparison of a challenger with the champion (`register_model`).
+    pub const EVALUATION: &str = "evaluation";
     /// A data commit.
     pub const DATA: &str = "data";
     /// A model commit.

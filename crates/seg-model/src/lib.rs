@@ -15,6 +15,7 @@ mod alloc;
 pub use alloc::tune_allocator;
 pub mod backend;
 pub mod checkpoint;
+pub mod compare;
 pub mod data;
 mod ema;
 pub mod error;

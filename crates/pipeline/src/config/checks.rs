@@ -88,6 +88,7 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), ConfigError> {
     }
     check_services(loaded)?;
     check_infer(loaded)?;
+    check_gate(loaded)?;
     for (key, value) in [
         ("http.connect_timeout", c.http.connect_timeout),
         ("http.request_timeout", c.http.request_timeout),
@@ -204,6 +205,56 @@ fn check_services(loaded: &Loaded) -> Result<(), ConfigError> {
                 "must be an http:// or https:// URL",
             ));
         }
+    }
+    Ok(())
+}
+
+/// `register.evaluation_data` and `register.gate.*`.
+fn check_gate(loaded: &Loaded) -> Result<(), ConfigError> {
+    let r = &loaded.config.register;
+    if !r.evaluation_data.is_empty() {
+        let problem = match r.evaluation_data.parse::<lakefs_client::LakeFsUri>() {
+            Ok(uri) if uri.path.is_empty() => Some(
+                "a folder under the ref (lakefs://repo/ref/eval/), not the whole ref".to_string(),
+            ),
+            Ok(_) => None,
+            Err(e) => Some(format!(
+                "a lakeFS folder with images/ and masks/ (lakefs://repo/ref/eval/): {e}"
+            )),
+        };
+        if let Some(allowed) = problem {
+            return Err(invalid(
+                loaded,
+                "register.evaluation_data",
+                format!("{:?}", r.evaluation_data),
+                &allowed,
+            ));
+        }
+    }
+    let g = &r.gate;
+    for (key, value) in [
+        ("register.gate.min_absolute_change", g.min_absolute_change),
+        ("register.gate.min_relative_change", g.min_relative_change),
+    ] {
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(invalid(loaded, key, value.to_string(), "a number >= 0"));
+        }
+    }
+    if !(g.confidence > 0.0 && g.confidence < 1.0) {
+        return Err(invalid(
+            loaded,
+            "register.gate.confidence",
+            g.confidence.to_string(),
+            "between 0 and 1 (0.95 for 95 %)",
+        ));
+    }
+    if !(100..=1_000_000).contains(&g.resamples) {
+        return Err(invalid(
+            loaded,
+            "register.gate.resamples",
+            g.resamples.to_string(),
+            "100 to 1000000 (10000 is usual)",
+        ));
     }
     Ok(())
 }

@@ -189,6 +189,63 @@ pub struct RegisterSection {
     pub alias: String,
     /// Promotion criteria: `"<metric> <op> <value>"`.
     pub criteria: Vec<String>,
+    /// The frozen evaluation set (`lakefs://repo/ref/folder/` with `images/` and `masks/`) the
+    /// challenger and the champion are scored on; empty: absolute criteria only.
+    pub evaluation_data: String,
+    /// How the challenger must beat the champion on it.
+    pub gate: GateSection,
+}
+
+/// The comparison of a challenger with the champion on the evaluation set: the alias moves
+/// only when the lower bound of the paired bootstrap interval of the mean per-image difference
+/// clears the required change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSection {
+    /// The per-image metric compared (higher is better).
+    pub metric: GateMetric,
+    /// Smallest gain required, in the metric's units.
+    pub min_absolute_change: f64,
+    /// Smallest gain required, as a fraction of the champion's mean.
+    pub min_relative_change: f64,
+    /// Confidence of the interval (0.95: 95 %).
+    pub confidence: f64,
+    /// Bootstrap resamples.
+    pub resamples: usize,
+    /// Seed of the resampling (equal inputs and seed: equal interval).
+    pub seed: u64,
+}
+
+/// A per-image metric the gate compares; all are higher-is-better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateMetric {
+    /// Dice (foreground for binary models, the class mean otherwise).
+    Dice,
+    /// IoU, likewise.
+    Iou,
+    /// Pixel accuracy.
+    PixelAccuracy,
+}
+
+impl GateMetric {
+    /// Its name in messages, tags and files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dice => "dice",
+            Self::Iou => "iou",
+            Self::PixelAccuracy => "pixel_accuracy",
+        }
+    }
+
+    /// Its value in `m`.
+    pub fn of(self, m: &seg_model::SegMetrics) -> f64 {
+        match self {
+            Self::Dice => m.dice,
+            Self::Iou => m.iou,
+            Self::PixelAccuracy => m.pixel_accuracy,
+        }
+    }
 }
 
 /// infer: where masks go, how they are computed, where `--commit` versions them.

@@ -1,7 +1,19 @@
 //! `register_model`: pick a training run, verify its model in lakeFS (the object exists at its
-//! commit and its bytes hash to the run's `model_sha256`), apply the promotion criteria, and
-//! register an MLflow model version whose source is the immutable lakeFS URI; set the alias and
-//! tag the model commit in lakeFS as `<model>-v<version>`.
+//! commit and its bytes hash to the run's `model_sha256`), apply the absolute promotion
+//! criteria, register an MLflow model version whose source is the immutable lakeFS URI and tag
+//! the model commit in lakeFS as `<model>-v<version>`; then [`promote`] it: with an evaluation
+//! set, the challenger is scored against the champion on the same images ([`evaluation`],
+//! [`gate`]), the comparison recorded as an MLflow run ([`report`]), and the alias moves only
+//! when the challenger is really better.
+
+pub mod evaluation;
+pub mod gate;
+mod plot;
+mod promote;
+mod report;
+
+pub use gate::Decision;
+pub use promote::{Evaluated, PerImage, promote};
 
 use futures::TryStreamExt;
 use lakefs_client::{LakeFsError, LakeFsUri};
@@ -56,6 +68,10 @@ pub struct Registration {
     pub lakefs_tag: String,
     /// Registered although the criteria were not met.
     pub forced: bool,
+    /// Whether the alias moved to this version.
+    pub decision: Decision,
+    /// The comparison on the evaluation set, when one is configured.
+    pub evaluation: Option<Evaluated>,
 }
 
 /// Whether lower values of `metric` are better: the vocabulary's losses, and any other name
@@ -217,12 +233,12 @@ impl ModelFacts {
     }
 }
 
-/// Registers `run` (verified) as a version of the configured model, sets the alias and tags M.
-pub async fn register(
+/// Registers `run` (verified) as a version of the configured model and tags M in lakeFS; the
+/// alias is [`promote`]'s to set.
+async fn register_version(
     services: &Services,
     config: &Config,
     run: &Run,
-    alias: &str,
     forced: bool,
 ) -> Result<Registration> {
     let mlflow = &services.mlflow;
@@ -235,25 +251,14 @@ pub async fn register(
             .await?;
     }
     let (version, created) = version_of(services, config, run, &facts, forced).await?;
-    let previous = mlflow.get_version_by_alias(name, alias).await?;
-    let alias_moved_from = previous
-        .map(|p| p.version)
-        .filter(|p| *p != version.version);
-    mlflow.set_alias(name, alias, &version.version).await?;
-    if let Some(from) = &alias_moved_from {
-        tracing::info!(
-            "alias {alias} of {name} moved from version {from} to {}",
-            version.version
-        );
-    }
     let lakefs_tag = format!("{name}-v{}", version.version).replace('_', "-");
     tag_model_commit(services, &facts.source, &lakefs_tag).await?;
     Ok(Registration {
         model_name: name.clone(),
         version: version.version,
         created,
-        alias: alias.to_string(),
-        alias_moved_from,
+        alias: config.register.alias.clone(),
+        alias_moved_from: None,
         run_id: run.info.run_id.clone(),
         source: facts.source,
         model_commit: facts.model_commit,
@@ -261,6 +266,8 @@ pub async fn register(
         model_sha256: facts.sha256,
         lakefs_tag,
         forced,
+        decision: Decision::Promoted,
+        evaluation: None,
     })
 }
 
