@@ -120,6 +120,7 @@ async fn every_bad_input_is_one_line_the_documented_code_and_changes_nothing() {
     let lakefs_url = stack.lakefs_server.endpoint();
     let mlflow_url = stack.mlflow_uri.clone();
     let run_id = trained["run_id"].as_str().expect("run").to_string();
+    let lenient_arg = lenient.to_str().expect("path").to_string();
     // A training run killed during its model upload: it has a model_uri, but is not FINISHED.
     let killed = stack
         .mlflow
@@ -349,6 +350,12 @@ async fn every_bad_input_is_one_line_the_documented_code_and_changes_nothing() {
             3,
             "promotion criteria not met",
         ),
+        case("register_model", &[], 2, "register.gate.confidence = 1.5")
+            .env("SEG_REGISTER__GATE__CONFIDENCE", "1.5"),
+        case("register_model", &[], 2, "register.evaluation_data")
+            .env("SEG_REGISTER__EVALUATION_DATA", "lakefs://Bad/main/eval/"),
+        case("register_model", &["--config", &lenient_arg], 1, "no repository \"no-such-repo\"")
+            .env("SEG_REGISTER__EVALUATION_DATA", "lakefs://no-such-repo/main/eval/"),
         // infer.
         case("infer", &["--version", "abc"], 2, "invalid value"),
         case("infer", &["--version", "0"], 2, "invalid value"),

@@ -133,6 +133,63 @@ async fn the_alias_moves_only_to_a_challenger_that_is_really_better() {
         "{line}"
     );
 
+    // The champion registered again: nothing to compare, nothing moves.
+    let same = register(strong["run_id"].as_str().expect("run").to_string()).await;
+    assert_eq!(same.code, 0, "{}", same.stderr);
+    let same = decision(&same);
+    assert_eq!(
+        (same["version"].clone(), same["evaluation"].clone()),
+        (better["version"].clone(), serde_json::Value::Null)
+    );
+
+    // infer on the evaluation commit gives the same per-image numbers (one scoring rule).
+    let at = better["evaluation"]["evaluation_uri"]
+        .as_str()
+        .expect("uri")
+        .to_string();
+    let version = better["version"].as_str().expect("version").to_string();
+    let inferred = stack
+        .run(
+            "infer",
+            &[
+                "--version",
+                &version,
+                "--input",
+                &at,
+                "--output",
+                "out/eval",
+                "--json",
+                "--quiet",
+            ],
+        )
+        .await;
+    assert_eq!(inferred.code, 0, "{}", inferred.stderr);
+    let mut by_infer = std::collections::BTreeMap::new();
+    for line in inferred.stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+        if let Some(dice) = v["truth"]["dice"].as_f64() {
+            let name = v["input"]
+                .as_str()
+                .expect("input")
+                .rsplit('/')
+                .next()
+                .expect("name");
+            by_infer.insert(name.to_string(), dice);
+        }
+    }
+    let per_image = better["evaluation"]["per_image"]
+        .as_array()
+        .expect("images");
+    assert_eq!(by_infer.len(), per_image.len());
+    for image in per_image {
+        let name = image["image"].as_str().expect("name");
+        assert_eq!(
+            by_infer.get(name).copied(),
+            image["challenger_dice"].as_f64(),
+            "{name}: infer and the evaluation agree"
+        );
+    }
+
     // 3. A worse challenger is registered but refused: exit 3, the alias stays on v2.
     // The old weak version judged again against the new champion: refused.
     let again_weak = register(weak["run_id"].as_str().expect("run").to_string()).await;

@@ -217,10 +217,21 @@ fn every_configuration_key_is_documented() {
         .parse()
         .expect("TOML");
     let mut keys = 0;
-    for (section, table) in &defaults {
-        for key in table.as_table().expect("sections").keys() {
-            let dotted = format!("`{section}.{key}`");
-            let env = format!("SEG_{}__{}", section.to_uppercase(), key.to_uppercase());
+    // Leaves of nested tables too (`register.gate.metric`, `SEG_REGISTER__GATE__METRIC`).
+    let mut pending: Vec<(Vec<String>, &toml::Table)> = defaults
+        .iter()
+        .map(|(section, table)| (vec![section.clone()], table.as_table().expect("sections")))
+        .collect();
+    while let Some((path, table)) = pending.pop() {
+        for (key, value) in table {
+            let mut at = path.clone();
+            at.push(key.clone());
+            if let Some(inner) = value.as_table() {
+                pending.push((at, inner));
+                continue;
+            }
+            let dotted = format!("`{}`", at.join("."));
+            let env = format!("SEG_{}", at.join("__").to_uppercase());
             assert!(
                 readme.contains(&dotted) && readme.contains(&env),
                 "README documents {dotted} and {env}"

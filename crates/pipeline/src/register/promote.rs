@@ -6,6 +6,8 @@
 
 use serde::Serialize;
 
+use seg_model::compare::ScoredImage;
+
 use super::evaluation::{self, EvaluationSet};
 use super::gate::{self, Decision, Verdict};
 use super::report::{self, Comparison, Side};
@@ -82,10 +84,15 @@ pub async fn promote(
     let mut reg = register_version(services, config, &run, !unmet.is_empty()).await?;
     let mlflow = &services.mlflow;
     let (name, alias) = (&config.register.model_name, &config.register.alias);
-    let champion = mlflow
-        .get_version_by_alias(name, alias)
-        .await?
-        .filter(|v| v.version != reg.version);
+    let current = mlflow.get_version_by_alias(name, alias).await?;
+    if current.as_ref().is_some_and(|v| v.version == reg.version) {
+        tracing::info!(
+            "version {} already holds the alias {alias}: nothing to compare",
+            reg.version
+        );
+        return Ok(reg);
+    }
+    let champion = current;
     if let Some(set) = &set {
         let evaluated = judge(services, config, &reg, champion.as_ref(), set, force).await?;
         reg.decision = if evaluated.verdict.better {
@@ -172,15 +179,7 @@ async fn judge(
         (false, true) => Decision::Forced,
         (false, false) => Decision::Refused,
     };
-    // Changed means other content: the branch of the set moves with every merge.
-    let changed_from = theirs
-        .as_ref()
-        .filter(|(v, _, _)| {
-            v.tag(tags::EVALUATION_DIGEST)
-                .is_some_and(|d| d != set.digest)
-        })
-        .and_then(|(v, _, _)| v.tag(tags::EVALUATION_COMMIT))
-        .map(str::to_string);
+    let changed_from = changed_from(theirs.as_ref().map(|(v, _, _)| *v), set);
     let mut line = verdict.line(
         &reg.version,
         theirs.as_ref().map(|(v, _, _)| v.version.as_str()),
@@ -216,18 +215,7 @@ async fn judge(
         classes: &classes,
     };
     let (run_id, url) = report::record(services, config, &comparison).await?;
-    let per_image = set
-        .names
-        .iter()
-        .enumerate()
-        .map(|(i, image)| PerImage {
-            image: image.clone(),
-            challenger_dice: ours[i].metrics.dice,
-            challenger_iou: ours[i].metrics.iou,
-            champion_dice: theirs.as_ref().map(|(_, _, s)| s[i].metrics.dice),
-            champion_iou: theirs.as_ref().map(|(_, _, s)| s[i].metrics.iou),
-        })
-        .collect();
+    let per_image = per_image(set, &ours, theirs.as_ref().map(|(_, _, s)| s.as_slice()));
     Ok(Evaluated {
         line,
         evaluation_uri: set.uri.to_string(),
@@ -239,4 +227,37 @@ async fn judge(
         evaluation_run_url: url,
         per_image,
     })
+}
+
+/// The champion's evaluation commit when the set's content has changed since it was judged
+/// (its branch moves with every merge: the content, not the commit, says whether it changed).
+fn changed_from(
+    champion: Option<&mlflow_client::ModelVersion>,
+    set: &EvaluationSet,
+) -> Option<String> {
+    let champion = champion?;
+    let digest = champion.tag(tags::EVALUATION_DIGEST)?;
+    if digest == set.digest {
+        return None;
+    }
+    champion.tag(tags::EVALUATION_COMMIT).map(str::to_string)
+}
+
+/// Every image's scores by both models.
+fn per_image(
+    set: &EvaluationSet,
+    ours: &[ScoredImage],
+    theirs: Option<&[ScoredImage]>,
+) -> Vec<PerImage> {
+    set.names
+        .iter()
+        .enumerate()
+        .map(|(i, image)| PerImage {
+            image: image.clone(),
+            challenger_dice: ours[i].metrics.dice,
+            challenger_iou: ours[i].metrics.iou,
+            champion_dice: theirs.map(|s| s[i].metrics.dice),
+            champion_iou: theirs.map(|s| s[i].metrics.iou),
+        })
+        .collect()
 }
