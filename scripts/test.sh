@@ -102,7 +102,7 @@ cargo test -p lakefs-client --locked --features real-lakefs-tests --test real_la
 cargo test -p lakefs-local --locked --features real-lakefs-tests --test differential -- --nocapture
 cargo test -p lakefs-local --locked --test official_clients
 # The end-to-end tests that carry the lineage, with MLflow as above and lakeFS itself.
-cargo test -p e2e --locked --test register --test faults --test python_model --test hostile
+cargo test -p e2e --locked --test register --test faults --test python_model --test hostile --test promotion
 cargo test -p e2e --locked --test catalogue -- --nocapture
 cargo test -p e2e --locked --test infer -- masks_follow_the_lineage_and_every_way_in_agrees
 cargo test -p e2e --locked --test lineage -- concurrent_trains_each_record_exactly_their_own_data

@@ -194,7 +194,7 @@ async fn a_validation_split_without_foreground_is_named_and_its_run_not_promoted
     let refused = stack
         .run("register_model", &["--run-id", &run_id, "--config", config])
         .await;
-    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
     assert!(
         refused.error_lines()[0].contains("validation split has no foreground pixel"),
         "{}",

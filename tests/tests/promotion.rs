@@ -342,3 +342,75 @@ async fn the_alias_moves_only_to_a_challenger_that_is_really_better() {
     // The latest judgement of the reproduction is on its version.
     assert_eq!(back["aliases"]["champion"], strong_version.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_back_part_is_committed_beside_the_data_and_judges_versions() {
+    let mut stack = Stack::start("holdout").await;
+    let model = format!("model-{}", stack.repo);
+    for (k, v) in [
+        ("SEG_REGISTER__MODEL_NAME", model.as_str()),
+        ("SEG_DATA__HOLDOUT_FRACTION", "0.25"),
+    ] {
+        stack.env.insert(k.into(), v.into());
+    }
+    let (trained, run) = stack.train_run(&["--epochs", "1", "--quiet"]).await;
+    let d = trained["data_commit"].as_str().expect("D");
+    assert_eq!(
+        run.tag("lakefs_holdout_uri"),
+        Some(format!("lakefs://{}/{d}/holdout/", stack.repo).as_str())
+    );
+    let names = |prefix: &'static str| {
+        let stack = &stack;
+        async move {
+            use futures::TryStreamExt;
+            let listed: Vec<String> = stack
+                .lakefs
+                .list_objects(&stack.repo, d, prefix, None)
+                .map_ok(|o| o.path.rsplit('/').next().expect("name").to_string())
+                .try_collect()
+                .await
+                .expect("list");
+            listed
+        }
+    };
+    let held = names("holdout/images/").await;
+    let trained_on = names("data/images/").await;
+    assert!(!held.is_empty() && held.len() < 12, "{held:?}");
+    assert_eq!(held.len() + trained_on.len(), 24);
+    assert!(held.iter().all(|n| !trained_on.contains(n)), "disjoint");
+    assert_eq!(names("holdout/masks/").await, held);
+    assert_eq!(
+        run.param("dataset_size"),
+        Some(trained_on.len().to_string().as_str())
+    );
+    // The held-back pairs judge a version.
+    let config = stack.dir().join("holdout.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[register]\ncriteria = [\"iou >= 0.0\"]\nevaluation_data = \"lakefs://{}/main/holdout/\"\n",
+            stack.repo
+        ),
+    )
+    .expect("write");
+    let reg = stack
+        .run(
+            "register_model",
+            &[
+                "--config",
+                config.to_str().expect("path"),
+                "--json",
+                "--quiet",
+            ],
+        )
+        .await;
+    assert_eq!(reg.code, 0, "{}", reg.stderr);
+    let reg = decision(&reg);
+    assert_eq!(
+        reg["evaluation"]["per_image"]
+            .as_array()
+            .expect("images")
+            .len(),
+        held.len()
+    );
+}

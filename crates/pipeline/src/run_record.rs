@@ -54,6 +54,8 @@ pub mod tags {
     pub const DATA_COMMIT: &str = "lakefs_data_commit";
     /// `lakefs://repo/D/<data folder>/`.
     pub const DATA_URI: &str = "lakefs_data_uri";
+    /// `lakefs://repo/D/<holdout folder>/`: the pairs held back from training at D.
+    pub const HOLDOUT_URI: &str = "lakefs_holdout_uri";
     /// Model commit M.
     pub const MODEL_COMMIT: &str = "lakefs_model_commit";
     /// `lakefs://repo/<branch>/models/...` (mutable, as the original logged).

@@ -153,6 +153,7 @@ fn check_services(loaded: &Loaded) -> Result<(), ConfigError> {
         ("lakefs.images_path", &c.lakefs.images_path),
         ("lakefs.masks_path", &c.lakefs.masks_path),
         ("lakefs.models_path", &c.lakefs.models_path),
+        ("lakefs.holdout_path", &c.lakefs.holdout_path),
         ("infer.predictions_path", &c.infer.predictions_path),
     ] {
         if let Some(allowed) = folder_problem(path) {
@@ -184,6 +185,14 @@ fn check_services(loaded: &Loaded) -> Result<(), ConfigError> {
                 "a name that is not empty (and has no control characters)",
             ));
         }
+    }
+    if !(0.0..0.5).contains(&c.data.holdout_fraction) {
+        return Err(invalid(
+            loaded,
+            "data.holdout_fraction",
+            c.data.holdout_fraction.to_string(),
+            "0 (none) up to below 0.5 (e.g. 0.1)",
+        ));
     }
     if c.data.max_image_pixels == 0 {
         return Err(invalid(

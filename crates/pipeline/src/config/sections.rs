@@ -55,6 +55,8 @@ pub struct LakeFsSection {
     pub masks_path: String,
     /// Folder of the models in the repository.
     pub models_path: String,
+    /// Folder of the held-back pairs (`images/`, `masks/`) when `data.holdout_fraction` > 0.
+    pub holdout_path: String,
 }
 
 /// Local folders.
@@ -85,6 +87,9 @@ pub struct DataSection {
     pub valid_fraction: f64,
     /// Seed of the split.
     pub split_seed: u64,
+    /// Fraction of pairs held back under `lakefs.holdout_path` (chosen by file name), never
+    /// trained or validated on: an evaluation set for `register_model` (0 = none).
+    pub holdout_fraction: f64,
     /// Synthetic data: pairs.
     pub synthetic_count: usize,
     /// Synthetic data: side in pixels.

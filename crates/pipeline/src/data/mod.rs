@@ -3,6 +3,7 @@
 //! commit is the run's data commit D ([`upload`]); unchanged data reuses the data commit that
 //! holds it; D is downloaded into the cache keyed by D.
 
+pub mod holdout;
 pub mod upload;
 
 use std::path::{Path, PathBuf};
@@ -88,10 +89,15 @@ pub fn data_root(config: &Config) -> String {
     }
 }
 
-/// The folders of the data in the repository, each ending with `/`.
+/// The folders of the data in the repository, each ending with `/` (the held-back folder too
+/// when pairs are held back).
 pub fn data_prefixes(config: &Config) -> Vec<String> {
     let l = &config.lakefs;
-    [&l.images_path, &l.masks_path]
+    let mut folders = vec![&l.images_path, &l.masks_path];
+    if config.data.holdout_fraction > 0.0 {
+        folders.push(&l.holdout_path);
+    }
+    folders
         .iter()
         .map(|p| format!("{}/", p.trim_matches('/')))
         .collect()
@@ -164,21 +170,41 @@ pub async fn prepare(
     let (commit, checked) = match &source {
         DataSource::Folder(dir) | DataSource::Synthetic(dir) => {
             let (_, stats) = upload::verify_local(dir, &encoding, progress).await?;
+            let staged = holdout::stage(config, dir, &encoding)?;
+            let trained_on = match &staged {
+                Some(stage) => seg_model::data::SegmentationDataset::open(
+                    stage.path().join("train"),
+                    encoding.clone(),
+                )?
+                .len(),
+                None => stats.pairs,
+            };
             // Too few pairs to split is refused before anything is uploaded.
-            if seg_model::data::Split::new(stats.pairs, config.data.valid_fraction, 0).is_err() {
+            if seg_model::data::Split::new(trained_on, config.data.valid_fraction, 0).is_err() {
                 return Err(PipelineError::Data(format!(
                     "{} has {} pair(s): too few to split into training and validation (data.valid_fraction = {}); add pairs (nothing was uploaded)",
                     dir.display(),
-                    stats.pairs,
+                    trained_on,
                     config.data.valid_fraction
                 )));
             }
             let target = LakeFsUri::new(&l.repository, &l.branch, "")?;
             tracing::info!("uploading {} to {target}", dir.display());
             let spinner = progress.spinner(&format!("uploading {} to {target}", dir.display()));
-            let done = upload::upload(lakefs, config, dir, &source, who).await;
+            let parts = match &staged {
+                Some(stage) => upload::Parts {
+                    data: stage.path().join("train"),
+                    holdout: Some(stage.path().join("holdout")),
+                },
+                None => upload::Parts {
+                    data: dir.clone(),
+                    holdout: None,
+                },
+            };
+            let done = upload::upload(lakefs, config, &parts, &source, who).await;
             spinner.finish_and_clear();
-            (done?, Some(stats))
+            // Verified as a whole: the stats stand for the trained part only without holdout.
+            (done?, staged.is_none().then_some(stats))
         }
         DataSource::LakeFs => {
             let head = lakefs.resolve_commit(&l.repository, &l.branch).await?;

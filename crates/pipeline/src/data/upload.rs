@@ -6,7 +6,7 @@
 //! head, so the branch never holds a union of two folders), and never after an interrupt.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::TryStreamExt;
@@ -110,14 +110,25 @@ fn refuse_links_out(root: &Path, folder: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Mirrors `dir`'s `images/` and `masks/` into the data paths (see the module documentation).
+/// What one upload mirrors: the pairs to train on and, when pairs are held back, those.
+#[derive(Debug, Clone)]
+pub struct Parts {
+    /// `images/` and `masks/` for the data paths.
+    pub data: PathBuf,
+    /// `images/` and `masks/` for `lakefs.holdout_path`.
+    pub holdout: Option<PathBuf>,
+}
+
+/// Mirrors the parts' `images/` and `masks/` into the data paths (and the held-back folder) in
+/// one commit (see the module documentation).
 pub async fn upload(
     lakefs: &LakeFsClient,
     config: &Config,
-    dir: &Path,
+    parts: &Parts,
     source: &DataSource,
     who: Uploader<'_>,
 ) -> Result<Uploaded> {
+    let dir = parts.data.as_path();
     let l = &config.lakefs;
     let commit = CommitOptions {
         message: format!("data: {source}"),
@@ -136,7 +147,7 @@ pub async fn upload(
     };
     for _ in 0..MIRROR_TRIES {
         let tx = lakefs.begin(&l.repository, &l.branch, who.owner).await?;
-        let made = match mirror(lakefs, config, dir, tx.branch(), &commit).await {
+        let made = match mirror(lakefs, config, parts, tx.branch(), &commit).await {
             Ok(made) => made,
             Err(e) => {
                 tx.discard().await;
@@ -219,7 +230,7 @@ fn merge_options(id: &str, source: &DataSource) -> CommitOptions {
 async fn mirror(
     lakefs: &LakeFsClient,
     config: &Config,
-    dir: &Path,
+    parts: &Parts,
     branch: &str,
     commit: &CommitOptions,
 ) -> Result<Option<(String, usize)>> {
@@ -229,13 +240,29 @@ async fn mirror(
         ..UploadDirOptions::default()
     };
     let repo = &l.repository;
+    let dir = &parts.data;
     let images = lakefs
         .upload_dir(&dir.join("images"), repo, branch, &l.images_path, &opts)
         .await?;
     let masks = lakefs
         .upload_dir(&dir.join("masks"), repo, branch, &l.masks_path, &opts)
         .await?;
-    let files = images.uploaded + masks.uploaded + images.deleted + masks.deleted;
+    let mut files = images.uploaded + masks.uploaded + images.deleted + masks.deleted;
+    if let Some(held) = &parts.holdout {
+        let root = l.holdout_path.trim_matches('/');
+        for sub in ["images", "masks"] {
+            let report = lakefs
+                .upload_dir(
+                    &held.join(sub),
+                    repo,
+                    branch,
+                    &format!("{root}/{sub}"),
+                    &opts,
+                )
+                .await?;
+            files += report.uploaded + report.deleted;
+        }
+    }
     let mut commit = commit.clone();
     commit.metadata.extend([
         (

@@ -29,6 +29,12 @@ pub(super) fn run_tags(
     if let Some(run) = reproduced {
         t.push(Tag::new(tags::REPRODUCED_FROM, &run.info.run_id));
     }
+    if config.data.holdout_fraction > 0.0 {
+        let folder = format!("{}/", config.lakefs.holdout_path.trim_matches('/'));
+        let held = lakefs_client::LakeFsUri::new(&config.lakefs.repository, &data.commit, &folder)?
+            .to_string();
+        t.push(Tag::new(tags::HOLDOUT_URI, held));
+    }
     Ok(t)
 }
 
