@@ -194,6 +194,13 @@ async fn the_alias_moves_only_to_a_challenger_that_is_really_better() {
     // The old weak version judged again against the new champion: refused.
     let again_weak = register(weak["run_id"].as_str().expect("run").to_string()).await;
     assert_eq!(again_weak.code, 3, "{}", again_weak.stderr);
+    // The same comparison again: the seeded bootstrap gives the same interval.
+    let once_more = register(weak["run_id"].as_str().expect("run").to_string()).await;
+    assert_eq!(
+        decision(&once_more)["evaluation"]["verdict"],
+        decision(&again_weak)["evaluation"]["verdict"],
+        "deterministic for a seed"
+    );
     let (weak2, _) = stack
         .train_run(&[
             "--epochs",
