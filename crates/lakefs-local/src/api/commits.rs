@@ -51,18 +51,13 @@ pub async fn log(
             .map_or(commits.len(), |i| i + 1),
         _ => 0,
     };
-    let amount = q.amount.unwrap_or(100).clamp(1, 1000);
-    let page: Vec<&CommitRec> = commits.iter().skip(start).take(amount).collect();
-    let has_more = start + page.len() < commits.len();
-    let next = if has_more {
-        page.last().map(|c| c.id.clone()).unwrap_or_default()
-    } else {
-        String::new()
-    };
-    Ok(Json(json!({
-        "pagination": { "has_more": has_more, "next_offset": next, "results": page.len(), "max_per_page": 1000 },
-        "results": page.into_iter().map(commit_json).collect::<Vec<_>>(),
-    })))
+    let taken: Vec<&CommitRec> = commits.iter().skip(start).take(q.amount()).collect();
+    let has_more = start + taken.len() < commits.len();
+    let next = has_more.then(|| taken.last().map(|c| c.id.clone()).unwrap_or_default());
+    Ok(Json(page(
+        taken.into_iter().map(commit_json).collect(),
+        next,
+    )))
 }
 
 /// The entries of `right` against `left`. A removed entry's size is the old object's between

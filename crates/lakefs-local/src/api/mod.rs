@@ -109,8 +109,34 @@ pub struct ListQuery {
     delimiter: Option<String>,
 }
 
+/// Most results lakeFS returns in one page.
+const MAX_PER_PAGE: usize = 1000;
+
+impl ListQuery {
+    /// The page size asked for, within lakeFS's limits (default 100).
+    fn amount(&self) -> usize {
+        self.amount.unwrap_or(100).clamp(1, MAX_PER_PAGE)
+    }
+}
+
+/// One page in lakeFS's shape (`pagination` + `results`); `next` is the key to continue
+/// `after` when more follow.
+fn page(results: Vec<Value>, next: Option<String>) -> Value {
+    json!({
+        "pagination": {
+            "has_more": next.is_some(),
+            "next_offset": next.unwrap_or_default(),
+            "results": results.len(),
+            "max_per_page": MAX_PER_PAGE,
+        },
+        "results": results,
+    })
+}
+
+/// The page of `items` (sorted by key) that `q` asks for: keys under its prefix, after its
+/// `after`, at most its amount.
 fn paginate<T>(items: Vec<(String, T)>, q: &ListQuery, to_json: impl Fn(T) -> Value) -> Value {
-    let amount = q.amount.unwrap_or(100).clamp(1, 1000);
+    let amount = q.amount();
     let after = q.after.clone().unwrap_or_default();
     let prefix = q.prefix.clone().unwrap_or_default();
     let mut rest: Vec<(String, T)> = items
@@ -119,16 +145,8 @@ fn paginate<T>(items: Vec<(String, T)>, q: &ListQuery, to_json: impl Fn(T) -> Va
         .collect();
     let has_more = rest.len() > amount;
     rest.truncate(amount);
-    let next_offset = if has_more {
-        rest.last().map(|(k, _)| k.clone()).unwrap_or_default()
-    } else {
-        String::new()
-    };
-    let results: Vec<Value> = rest.into_iter().map(|(_, v)| to_json(v)).collect();
-    json!({
-        "pagination": { "has_more": has_more, "next_offset": next_offset, "results": results.len(), "max_per_page": 1000 },
-        "results": results,
-    })
+    let next = has_more.then(|| rest.last().map(|(k, _)| k.clone()).unwrap_or_default());
+    page(rest.into_iter().map(|(_, v)| to_json(v)).collect(), next)
 }
 
 fn repo_json(r: &RepoRec) -> Value {
