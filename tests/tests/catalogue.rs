@@ -186,6 +186,8 @@ async fn every_bad_input_is_one_line_the_documented_code_and_changes_nothing() {
         )
         .env("SEG_DATA__MAX_IMAGE_PIXELS", "100"),
         case("train", &["--experiment", ""], 2, "mlflow.experiment = \"\""),
+        case("register_model", &[], 2, "register.model_name = \"it's\"")
+            .env("SEG_REGISTER__MODEL_NAME", "it's"),
         case("train", &["--data-dir", &single], 1, "has 1 pair(s): too few to split"),
         case(
             "register_model",

@@ -1,4 +1,4 @@
-//! The lineage under misuse, faults and concurrency (issue 18's numbered defects): infer
+//! The lineage under misuse, faults and concurrency: infer
 //! never writes over ground truth, bad data never reaches the branch, concurrent trains each
 //! record exactly their own data, names that cannot be keys are refused, register_model only
 //! takes training runs, MLflow gone at the end leaves no model on the branch, credentials in

@@ -58,7 +58,7 @@ pub mod tags {
     pub const HOLDOUT_URI: &str = "lakefs_holdout_uri";
     /// Model commit M.
     pub const MODEL_COMMIT: &str = "lakefs_model_commit";
-    /// `lakefs://repo/<branch>/models/...` (mutable, as the original logged).
+    /// `lakefs://repo/<branch>/models/...` (mutable: the tag of the Python pipeline this one mirrors).
     pub const MODEL_PATH: &str = "model_path";
     /// `lakefs://repo/<M>/models/...` (immutable).
     pub const MODEL_URI: &str = "model_uri";

@@ -5,7 +5,7 @@
 //! dynamic threshold stops at 32 MiB, and freed heap tops are trimmed): every free then costs a
 //! TLB shootdown on every core and every new buffer a page fault per 4 KiB. Measured on the
 //! throughput bench (flex, 2 threads): 23 % of the process's CPU time in the kernel, down to 3 %
-//! with the buffers kept in the heap (BENCHMARKS.md, issue 20).
+//! with the buffers kept in the heap (BENCHMARKS.md, the allocator section).
 
 use std::sync::Once;
 

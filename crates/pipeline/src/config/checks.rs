@@ -186,6 +186,16 @@ fn check_services(loaded: &Loaded) -> Result<(), ConfigError> {
             ));
         }
     }
+    // The model's name goes into MLflow search filters (`name='...'`), which have no escape.
+    let model = &c.register.model_name;
+    if model.contains(['\'', '"', '`']) {
+        return Err(invalid(
+            loaded,
+            "register.model_name",
+            format!("{model:?}"),
+            "a name without quotes or backticks (MLflow's search filters cannot hold them)",
+        ));
+    }
     if !(0.0..0.5).contains(&c.data.holdout_fraction) {
         return Err(invalid(
             loaded,

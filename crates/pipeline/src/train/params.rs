@@ -39,7 +39,8 @@ pub(super) fn run_tags(
 }
 
 /// Params: every training, model and data setting (names as in the config; `train.` keys
-/// without their prefix, as the original logged `learning_rate`, `batch_size`, ...).
+/// without their prefix: `learning_rate`, `batch_size`, ..., the names of the Python pipeline
+/// this one mirrors).
 pub(super) fn config_params(config: &Config) -> Result<Vec<Param>> {
     let value = serde_json::to_value(config).map_err(|e| {
         PipelineError::Internal(format!(

@@ -25,7 +25,7 @@ const MAX_VECTOR_SPAN: usize = MAX_LANES + 2;
 /// Whether [`conv`] covers `s` and beats im2col + gemm on it: stride and dilation 1, a 1- or
 /// 3-wide kernel with padding inside its span, `c_out` a multiple of 4, output rows at least 16
 /// wide (narrower rows would leave most of an AVX-512 vector empty: at 8 it ran at half
-/// im2col's speed; per-layer timings in BENCHMARKS.md, "A direct convolution", session 13).
+/// im2col's speed; per-layer timings in BENCHMARKS.md, "A direct convolution").
 pub(super) fn applies(s: &ConvShape) -> bool {
     let g = s.g;
     g.stride == [1, 1]
@@ -407,7 +407,7 @@ const BAND_POSITIONS: usize = 1024;
 
 /// Whether [`weight_grad`] covers `s` and beats im2col + gemm on it: what [`applies`] covers,
 /// with output rows a whole number of AVX-512 vectors and at least 64 wide (at 32 and 16 the
-/// gemm crate won; per-layer timings in BENCHMARKS.md, session 17), and at least one image
+/// gemm crate won; per-layer timings in BENCHMARKS.md), and at least one image
 /// per thread (fewer images stay on im2col + gemm, whose products run in parallel).
 pub(super) fn weight_grad_applies(s: &ConvShape) -> bool {
     applies(s) && s.ow >= 64 && s.ow.is_multiple_of(MAX_LANES) && per_image_parallel(s.n)
