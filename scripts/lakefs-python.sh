@@ -6,13 +6,9 @@
 set -euo pipefail
 # shellcheck source=../stack/versions.env
 . "$(dirname "$0")/../stack/versions.env"
+# shellcheck source=lib/venv.sh
+. "$(dirname "$0")/lib/venv.sh"
 VENV="${LAKEFS_PY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/lakefs-py-$LAKEFS_PY_VERSION-sdk-$LAKEFS_SDK_VERSION-spec-$LAKEFS_SPEC_VERSION}"
-if [ ! -f "$VENV/.complete" ]; then
-  echo "lakefs-python: installing lakefs==$LAKEFS_PY_VERSION lakefs-sdk==$LAKEFS_SDK_VERSION lakefs-spec==$LAKEFS_SPEC_VERSION into $VENV (one time, ~30 s)" >&2
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "lakefs==$LAKEFS_PY_VERSION" "lakefs-sdk==$LAKEFS_SDK_VERSION" "lakefs-spec==$LAKEFS_SPEC_VERSION"
-  touch "$VENV/.complete"
-fi
+pinned_venv "$VENV" lakefs-python "~30 s" \
+  "lakefs==$LAKEFS_PY_VERSION" "lakefs-sdk==$LAKEFS_SDK_VERSION" "lakefs-spec==$LAKEFS_SPEC_VERSION"
 echo "$VENV/bin/python"

@@ -17,18 +17,14 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=../stack/versions.env
 . "$REPO_ROOT/stack/versions.env"
+# shellcheck source=lib/venv.sh
+. "$REPO_ROOT/scripts/lib/venv.sh"
 MLFLOW_VENV="${MLFLOW_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/mlflow-$MLFLOW_VERSION-lakefs-$LAKEFS_PY_VERSION-psycopg2-$PSYCOPG2_VERSION-boto3-$BOTO3_VERSION}"
 
 install() {
-  if [ ! -f "$MLFLOW_VENV/.complete" ]; then
-    echo "mlflow-server: installing mlflow==$MLFLOW_VERSION into $MLFLOW_VENV (one time, ~1 minute)" >&2
-    rm -rf "$MLFLOW_VENV"
-    python3 -m venv "$MLFLOW_VENV"
-    "$MLFLOW_VENV/bin/pip" install --quiet --disable-pip-version-check "mlflow==$MLFLOW_VERSION" \
-      "lakefs==$LAKEFS_PY_VERSION" "setuptools==$SETUPTOOLS_VERSION" \
-      "psycopg2-binary==$PSYCOPG2_VERSION" "boto3==$BOTO3_VERSION"
-    touch "$MLFLOW_VENV/.complete"
-  fi
+  pinned_venv "$MLFLOW_VENV" mlflow-server "~1 minute" "mlflow==$MLFLOW_VERSION" \
+    "lakefs==$LAKEFS_PY_VERSION" "setuptools==$SETUPTOOLS_VERSION" \
+    "psycopg2-binary==$PSYCOPG2_VERSION" "boto3==$BOTO3_VERSION"
 }
 
 

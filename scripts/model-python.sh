@@ -11,15 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=../stack/versions.env
 . "$(dirname "$0")/../stack/versions.env"
+# shellcheck source=lib/venv.sh
+. "$(dirname "$0")/lib/venv.sh"
 VENV="${MODEL_PY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/model-py-mlflow-$MLFLOW_VERSION-ort-$ONNXRUNTIME_VERSION-lakefs-$LAKEFS_PY_VERSION}"
-if [ ! -f "$VENV/.complete" ]; then
-  echo "model-python: installing mlflow==$MLFLOW_VERSION onnxruntime==$ONNXRUNTIME_VERSION lakefs==$LAKEFS_PY_VERSION into $VENV (one time, ~1-2 minutes)" >&2
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "mlflow==$MLFLOW_VERSION" "onnxruntime==$ONNXRUNTIME_VERSION" "lakefs==$LAKEFS_PY_VERSION" \
-    "setuptools==$SETUPTOOLS_VERSION"
-  touch "$VENV/.complete"
-fi
+pinned_venv "$VENV" model-python "~1-2 minutes" \
+  "mlflow==$MLFLOW_VERSION" "onnxruntime==$ONNXRUNTIME_VERSION" "lakefs==$LAKEFS_PY_VERSION" \
+  "setuptools==$SETUPTOOLS_VERSION"
 scripts/install-lakefs-plugin.sh "$VENV/bin/pip"
 echo "$VENV/bin/python"

@@ -12,12 +12,14 @@
 #
 # Services: lakeFS on :8003 and MLflow on :5000 (the ports of configs/default.toml). Already
 # answering: reused. Otherwise, with a Docker engine: `docker compose --profile local-lakefs up
-# -d --wait`; without one: the workspace's lakefs-local and MLflow 3.17.2 from a cached venv,
+# -d --wait`; without one: the workspace's lakefs-local and MLflow (stack/versions.env) from a cached venv,
 # in the background, with PID files and logs in the state folder (.seg-mlops/).
 # Data: --data-dir DIR, else ../shared/datasets/kvasir-seg when present, else a seeded
 # synthetic set. Rerunnable: services are reused and unchanged data is not uploaded again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=../stack/versions.env
+. stack/versions.env
 # shellcheck source=lib/processes.sh
 . scripts/lib/processes.sh
 
@@ -216,7 +218,7 @@ start_mlflow() {
     LAKECTL_CREDENTIALS_ACCESS_KEY_ID="${LAKECTL_CREDENTIALS_ACCESS_KEY_ID:-AKIAIOSFOLKFSSAMPLES}" \
     LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY="${LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY:-wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY}" \
     scripts/mlflow-server.sh start "$MLFLOW_DIR" "$MLFLOW_PORT"
-  say "MLflow: started MLflow 3.17.2 at $MLFLOW_URL (pid $(cat "$MLFLOW_DIR/mlflow.pid"), store $MLFLOW_DIR, log $MLFLOW_DIR/mlflow.log)"
+  say "MLflow: started MLflow $MLFLOW_VERSION at $MLFLOW_URL (pid $(cat "$MLFLOW_DIR/mlflow.pid"), store $MLFLOW_DIR, log $MLFLOW_DIR/mlflow.log)"
 }
 # The real engines (--stack): started by scripts/stack.sh, or reused when it already runs them.
 start_stack() {

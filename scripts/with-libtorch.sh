@@ -1,19 +1,16 @@
 #!/usr/bin/env bash
 # Runs a command with libtorch available for burn's `tch` backend:
 #   scripts/with-libtorch.sh cargo test -p seg-model --no-default-features --features tch
-# Installs torch==2.9.0 (what torch-sys 0.22 expects; PyPI's only Linux wheel is the CUDA
+# Installs torch (stack/versions.env: 2.9.0, what torch-sys 0.22 expects; PyPI's only Linux wheel is the CUDA
 # build: ~6.7 GB, ~3 minutes) once into a cached venv under ~/.cache, keyed by version, then
 # sets LIBTORCH_USE_PYTORCH=1 (build) and LD_LIBRARY_PATH (run) and execs the command.
 set -euo pipefail
-TORCH_VERSION="${TORCH_VERSION:-2.9.0}"
+# shellcheck source=../stack/versions.env
+. "$(dirname "$0")/../stack/versions.env"
+# shellcheck source=lib/venv.sh
+. "$(dirname "$0")/lib/venv.sh"
 TORCH_VENV="${TORCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/torch-$TORCH_VERSION}"
-if [ ! -f "$TORCH_VENV/.complete" ]; then
-  echo "with-libtorch: installing torch==$TORCH_VERSION into $TORCH_VENV (one time, ~3 minutes)" >&2
-  rm -rf "$TORCH_VENV"
-  python3 -m venv "$TORCH_VENV"
-  "$TORCH_VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy
-  touch "$TORCH_VENV/.complete"
-fi
+pinned_venv "$TORCH_VENV" with-libtorch "~3 minutes" "torch==$TORCH_VERSION" numpy
 TORCH_LIB="$("$TORCH_VENV/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
 export TORCH_VENV LIBTORCH_USE_PYTORCH=1
 export PATH="$TORCH_VENV/bin:$PATH"

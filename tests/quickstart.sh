@@ -5,6 +5,8 @@
 # nothing; --status must see both; --stop must leave no process behind and free both ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=../stack/versions.env
+. stack/versions.env
 # shellcheck source=../scripts/lib/processes.sh
 . scripts/lib/processes.sh
 # shellcheck source=lib/kvasir.sh
@@ -34,7 +36,7 @@ expect() { # log pattern what
 echo "quickstart test: first run (state $STATE, lakeFS :$LAKEFS_PORT, MLflow :$MLFLOW_PORT)"
 run_quickstart "$WORK/first.log"
 expect "$WORK/first.log" "lakeFS: started lakefs-local at http://127.0.0.1:$LAKEFS_PORT" "lakefs-local started by the quickstart"
-expect "$WORK/first.log" "MLflow: started MLflow 3.17.2 at http://127.0.0.1:$MLFLOW_PORT" "MLflow started by the quickstart"
+expect "$WORK/first.log" "MLflow: started MLflow $MLFLOW_VERSION at http://127.0.0.1:$MLFLOW_PORT" "MLflow started by the quickstart"
 expect "$WORK/first.log" "^data commit +lakefs://image-segmentation-local-repo/[0-9a-f]{64}/data/ +\(new commit, 96 files uploaded\)" "data committed"
 expect "$WORK/first.log" "^training run +http://localhost:$MLFLOW_PORT/#/experiments/[0-9]+/runs/[0-9a-f]{32}" "run URL"
 expect "$WORK/first.log" "^model version +image_segmentation_model v1 \(alias champion\): http://localhost:$MLFLOW_PORT/#/models/image_segmentation_model/versions/1" "model version URL"
