@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{PipelineError, Result};
-use crate::run_record::{MODEL_FILE, kinds, tags};
+use crate::run_record::{MODEL_FILE, ModelLineage, kinds, tags};
 use crate::services::Services;
 use crate::terminal::{Table, format_utc, read_choice, truncate_chars};
 
@@ -49,8 +49,8 @@ pub struct ResolvedModel {
     pub data_commit: String,
     /// The lakeFS repository of the training data.
     pub data_repository: String,
-    /// Git commit of the training code.
-    pub git_commit: String,
+    /// Git commit of the training code, when the run knew it.
+    pub git_commit: Option<String>,
     /// The verified file in the cache.
     pub local: PathBuf,
 }
@@ -111,13 +111,13 @@ async fn verified(
     alias: Option<String>,
 ) -> Result<ResolvedModel> {
     let name = &config.register.model_name;
-    let run_id = run.info.run_id.clone();
-    let run_uri = run.tag(tags::MODEL_URI).unwrap_or_default().to_string();
-    let run_sha = run.tag(tags::MODEL_SHA256).unwrap_or_default().to_string();
+    let lineage = ModelLineage::try_from(&run)?;
+    let run_id = lineage.run_id.clone();
+    let run_sha = lineage.model_sha256.clone();
     let (uri, sha, whose) = match &version {
         Some(v) => {
             let sha = v.tag(tags::MODEL_SHA256).unwrap_or(&run_sha).to_string();
-            if !run_sha.is_empty() && !sha.eq_ignore_ascii_case(&run_sha) {
+            if !sha.eq_ignore_ascii_case(&run_sha) {
                 return Err(PipelineError::Lineage(format!(
                     "version {} of {name} records model_sha256 {sha} but its run {run_id} recorded {run_sha}; refusing both",
                     v.version
@@ -126,18 +126,15 @@ async fn verified(
             let whose = format!("version {} of {name}", v.version);
             (v.source.clone(), sha, whose)
         }
-        None => {
-            let source = run
-                .tag(tags::MODEL_FOLDER_URI)
-                .map_or(run_uri, str::to_string);
-            (source, run_sha, format!("model of run {run_id}"))
-        }
+        None => (
+            lineage.source.clone(),
+            run_sha,
+            format!("model of run {run_id}"),
+        ),
     };
-    if !uri.starts_with("lakefs://") || sha.is_empty() {
+    if !uri.starts_with("lakefs://") {
         return Err(PipelineError::Lineage(format!(
-            "run {run_id} has no lakeFS model with a sha256 ({}={uri:?}, {}={sha:?}): it was not trained by this pipeline",
-            tags::MODEL_URI,
-            tags::MODEL_SHA256
+            "the model of run {run_id} is at {uri:?}, not in lakeFS: it was not stored by `train`"
         )));
     }
     let parsed: LakeFsUri = uri.parse()?;
@@ -154,11 +151,9 @@ async fn verified(
         run_id,
         model_uri: uri,
         model_sha256: sha,
-        data_commit: run.tag(tags::DATA_COMMIT).unwrap_or_default().to_string(),
-        data_repository: run
-            .tag(tags::LAKEFS_REPO)
-            .map_or(parsed.repository, str::to_string),
-        git_commit: run.tag(tags::GIT_COMMIT).unwrap_or("unknown").to_string(),
+        data_commit: lineage.data_commit,
+        data_repository: lineage.repository.unwrap_or(parsed.repository),
+        git_commit: lineage.git_commit,
         local,
     })
 }

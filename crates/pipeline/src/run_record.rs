@@ -70,6 +70,10 @@ pub mod tags {
     pub const MODEL_FILES_SHA256: &str = "model_files_sha256";
     /// The MLflow 3 logged model of the run.
     pub const LOGGED_MODEL_ID: &str = "logged_model_id";
+    /// On the logged model: its MLflow model folder in lakeFS at M.
+    pub const LOGGED_MODEL_LAKEFS_URI: &str = "lakefs_uri";
+    /// On the logged model: sha256 of its model file.
+    pub const LOGGED_MODEL_SHA256: &str = "sha256";
     /// The run this one reproduces.
     pub const REPRODUCED_FROM: &str = "reproduced_from";
     /// Settings given beside `--reproduce` that replaced the reproduced run's (`key = value`,
@@ -111,6 +115,62 @@ pub mod tags {
     pub const EVALUATION_RUN: &str = "evaluation_run_id";
     /// The version an evaluation run judged.
     pub const CHALLENGER_VERSION: &str = "challenger_version";
+}
+
+/// What a training run recorded about its model, read once from its tags: the version's
+/// source (the MLflow model folder when the run has one, else the model file), the model and
+/// data commits, the model's sha256, the repository and the code. A tag a stored model always
+/// has is required; its absence is an error naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelLineage {
+    /// The run.
+    pub run_id: String,
+    /// The immutable source: `lakefs://repo/M/models/<run>/` (or `.../model.segm`).
+    pub source: String,
+    /// Model commit M.
+    pub model_commit: String,
+    /// Data commit D.
+    pub data_commit: String,
+    /// sha256 of the model file.
+    pub model_sha256: String,
+    /// The lakeFS repository of D (runs older than the tag: the source's).
+    pub repository: Option<String>,
+    /// The git commit of the code, when the run knew it.
+    pub git_commit: Option<String>,
+}
+
+impl TryFrom<&mlflow_client::Run> for ModelLineage {
+    type Error = crate::error::PipelineError;
+
+    fn try_from(run: &mlflow_client::Run) -> Result<Self, Self::Error> {
+        let id = &run.info.run_id;
+        let required = |key: &str| {
+            run.tag(key)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    crate::error::PipelineError::Lineage(format!(
+                        "run {id} has no {key} tag: it did not store a model through `train` (pick a FINISHED training run)"
+                    ))
+                })
+        };
+        let source = match run.tag(tags::MODEL_FOLDER_URI).filter(|v| !v.is_empty()) {
+            Some(folder) => folder.to_string(),
+            None => required(tags::MODEL_URI)?,
+        };
+        Ok(Self {
+            run_id: id.clone(),
+            source,
+            model_commit: required(tags::MODEL_COMMIT)?,
+            data_commit: required(tags::DATA_COMMIT)?,
+            model_sha256: required(tags::MODEL_SHA256)?,
+            repository: run.tag(tags::LAKEFS_REPO).map(str::to_string),
+            git_commit: run
+                .tag(tags::GIT_COMMIT)
+                .filter(|c| !c.is_empty() && *c != "unknown")
+                .map(str::to_string),
+        })
+    }
 }
 
 /// Values of [`tags::KIND`] on runs and of [`commit_meta::KIND`] on lakeFS commits.

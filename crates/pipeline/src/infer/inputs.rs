@@ -14,7 +14,6 @@ use seg_model::data::IMAGE_EXTENSIONS;
 use crate::config::Config;
 use crate::error::{PipelineError, Result};
 use crate::model_ref::ResolvedModel;
-use crate::run_record::tags;
 use crate::services::Services;
 use crate::terminal::Progress;
 
@@ -88,13 +87,6 @@ async fn training_data(
     model: &ResolvedModel,
     progress: &Progress,
 ) -> Result<InputSet> {
-    if model.data_commit.is_empty() {
-        return Err(PipelineError::Lineage(format!(
-            "run {} has no {} tag: pass --input to predict other images",
-            model.run_id,
-            tags::DATA_COMMIT
-        )));
-    }
     let l = &config.lakefs;
     let (repo, commit) = (&model.data_repository, &model.data_commit);
     let images_uri = LakeFsUri::new(

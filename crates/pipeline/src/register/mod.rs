@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::config::{Config, Criterion};
 use crate::error::{PipelineError, Result};
 use crate::model_ref;
-use crate::run_record::tags;
+use crate::run_record::{ModelLineage, tags};
 use crate::services::Services;
 use crate::terminal::{Table, format_utc, read_choice, truncate_chars};
 
@@ -206,33 +206,6 @@ pub fn unmet_criteria(config: &Config, run: &Run) -> Result<Vec<String>> {
     Ok(unmet)
 }
 
-/// The lineage of a run's model, as its tags recorded it.
-struct ModelFacts {
-    source: String,
-    model_commit: String,
-    data_commit: String,
-    sha256: String,
-}
-
-impl ModelFacts {
-    fn of(run: &Run) -> Self {
-        let tag = |k: &str| run.tag(k).unwrap_or_default().to_string();
-        // The MLflow model folder when the run has one (MLflow's loaders read it), else the
-        // model file (runs trained before the folder existed).
-        let source = run
-            .tag(tags::MODEL_FOLDER_URI)
-            .or(run.tag(tags::MODEL_URI))
-            .unwrap_or_default()
-            .to_string();
-        Self {
-            source,
-            model_commit: tag(tags::MODEL_COMMIT),
-            data_commit: tag(tags::DATA_COMMIT),
-            sha256: tag(tags::MODEL_SHA256),
-        }
-    }
-}
-
 /// Registers `run` (verified) as a version of the configured model and tags M in lakeFS; the
 /// alias is [`promote`]'s to set.
 async fn register_version(
@@ -243,7 +216,7 @@ async fn register_version(
 ) -> Result<Registration> {
     let mlflow = &services.mlflow;
     let name = &config.register.model_name;
-    let facts = ModelFacts::of(run);
+    let facts = ModelLineage::try_from(run)?;
     let registered = mlflow.get_or_create_registered_model(name).await?;
     if registered.description.is_empty() {
         mlflow
@@ -263,7 +236,7 @@ async fn register_version(
         source: facts.source,
         model_commit: facts.model_commit,
         data_commit: facts.data_commit,
-        model_sha256: facts.sha256,
+        model_sha256: facts.model_sha256,
         lakefs_tag,
         forced,
         decision: Decision::Promoted,
@@ -276,7 +249,7 @@ async fn version_of(
     services: &Services,
     config: &Config,
     run: &Run,
-    facts: &ModelFacts,
+    facts: &ModelLineage,
     forced: bool,
 ) -> Result<(ModelVersion, bool)> {
     let mlflow = &services.mlflow;
@@ -291,14 +264,13 @@ async fn version_of(
     }
     let mut version_tags = vec![
         Tag::new(tags::MODEL_COMMIT, &facts.model_commit),
-        Tag::new(tags::MODEL_SHA256, &facts.sha256),
+        Tag::new(tags::MODEL_SHA256, &facts.model_sha256),
         Tag::new(tags::DATA_COMMIT, &facts.data_commit),
-        Tag::new(
-            tags::GIT_COMMIT,
-            run.tag(tags::GIT_COMMIT).unwrap_or("unknown"),
-        ),
         Tag::new(tags::FORCED, forced.to_string()),
     ];
+    if let Some(git) = &facts.git_commit {
+        version_tags.push(Tag::new(tags::GIT_COMMIT, git));
+    }
     for m in [
         Metric::Loss,
         Metric::PixelAccuracy,
@@ -313,7 +285,7 @@ async fn version_of(
         "Run {run_id}: data commit {}, model commit {}, sha256 {}{}",
         facts.data_commit,
         facts.model_commit,
-        facts.sha256,
+        facts.model_sha256,
         if forced {
             " (registered with --force: criteria not met)"
         } else {

@@ -394,8 +394,8 @@ async fn record(ctx: &RunContext<'_>, stored: &Stored, artifacts: &Path) -> Resu
         .set_logged_model_tags(
             model_id,
             &[
-                Tag::new("lakefs_uri", stored.folder.to_string()),
-                Tag::new("sha256", sha),
+                Tag::new(tags::LOGGED_MODEL_LAKEFS_URI, stored.folder.to_string()),
+                Tag::new(tags::LOGGED_MODEL_SHA256, sha),
                 Tag::new(tags::MODEL_FILES_SHA256, &files),
             ],
         )
