@@ -329,3 +329,43 @@ mod tests {
         assert_eq!(without_credentials("http://host:5000"), "http://host:5000");
     }
 }
+
+#[cfg(test)]
+mod lineage_tests {
+    use super::{ModelLineage, tags};
+
+    fn run(tag_pairs: &[(&str, &str)]) -> mlflow_client::Run {
+        let tag_list: Vec<serde_json::Value> = tag_pairs
+            .iter()
+            .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "info": {"run_id": "r1", "experiment_id": "0", "status": "FINISHED"},
+            "data": {"tags": tag_list},
+        }))
+        .expect("a run")
+    }
+
+    #[test]
+    fn a_runs_lineage_is_read_once_and_a_missing_tag_is_named() {
+        let full = [
+            (tags::MODEL_URI, "lakefs://r/m/models/r1/model.segm"),
+            (tags::MODEL_FOLDER_URI, "lakefs://r/m/models/r1/"),
+            (tags::MODEL_COMMIT, "m"),
+            (tags::DATA_COMMIT, "d"),
+            (tags::MODEL_SHA256, "abc"),
+            (tags::GIT_COMMIT, "unknown"),
+        ];
+        let l = ModelLineage::try_from(&run(&full)).expect("lineage");
+        assert_eq!(
+            l.source, "lakefs://r/m/models/r1/",
+            "the folder when there is one"
+        );
+        assert_eq!((l.git_commit, l.repository), (None, None));
+        let err = ModelLineage::try_from(&run(&full[..3])).expect_err("no data commit");
+        assert!(
+            err.to_string().contains("has no lakefs_data_commit tag"),
+            "{err}"
+        );
+    }
+}
