@@ -4,46 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use seg_model::data::Split;
-use seg_model::{
-    BackendKind, SegError, StopReason, TrainConfig, TrainEnd, TrainOutcome, UNetConfig,
-};
+use seg_model::{SegError, StopReason, TrainEnd, TrainOutcome};
 
 use super::RunContext;
 use super::observer::{MetricLogger, MlflowObserver};
+use super::plan::Plan;
 use super::store;
 use crate::error::{PipelineError, Result};
-
-/// What one run trains: the split, the U-Net, seg-model's training settings, the backend.
-pub(super) struct Plan {
-    /// Training and validation indices.
-    pub split: Split,
-    /// The architecture.
-    pub model: UNetConfig,
-    /// Epochs, rates, schedule, selection.
-    pub train: TrainConfig,
-    /// Where it runs.
-    pub backend: BackendKind,
-}
-
-impl Plan {
-    /// The plan of the run in `ctx`.
-    pub(super) fn new(ctx: &RunContext<'_>) -> Result<Self> {
-        let (config, data) = (ctx.config, ctx.data);
-        let split = Split::new(
-            data.dataset.len(),
-            config.data.valid_fraction,
-            config.data.split_seed,
-        )?;
-        let classes = data.dataset.encoding().num_classes();
-        Ok(Self {
-            split,
-            model: config.model_config(data.in_channels, classes),
-            train: config.train_config()?,
-            backend: config.train.backend,
-        })
-    }
-}
 
 /// How often the logger retries MLflow while training runs (at the end it keeps trying for
 /// the retry policy's `max_total`).

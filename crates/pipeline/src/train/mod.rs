@@ -13,6 +13,7 @@ mod fit;
 pub mod mlflow_model;
 pub mod observer;
 pub mod params;
+mod plan;
 mod report;
 mod store;
 
@@ -348,7 +349,7 @@ async fn clean_up_after_others(services: &Services, config: &Config, me: &leftov
 /// Foreground pixels of the validation split; none is a warning: every score on it is
 /// perfect for a model that predicts background everywhere, so it measures nothing (and
 /// `register_model` refuses the run without `--force`).
-async fn validation_foreground(ctx: &RunContext<'_>, plan: &fit::Plan) -> Result<u64> {
+async fn validation_foreground(ctx: &RunContext<'_>, plan: &plan::Plan) -> Result<u64> {
     let dataset = ctx.data.dataset.clone();
     let valid = plan.split.valid.clone();
     let pixels = tokio::task::spawn_blocking(move || dataset.foreground_pixels(&valid))
@@ -365,7 +366,7 @@ async fn validation_foreground(ctx: &RunContext<'_>, plan: &fit::Plan) -> Result
 
 /// Everything after the run exists: params and inputs, training, storing the model.
 async fn in_run(ctx: &RunContext<'_>) -> Result<TrainSummary> {
-    let plan = fit::Plan::new(ctx)?;
+    let plan = plan::Plan::new(ctx)?;
     let mlflow = &ctx.services.mlflow;
     let foreground = validation_foreground(ctx, &plan).await?;
     mlflow

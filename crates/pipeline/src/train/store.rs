@@ -14,8 +14,8 @@ use mlflow_client::{Metric, Tag};
 use seg_model::{Checkpoint, CheckpointMeta, SavedCheckpoint, TrainOutcome, UNet};
 
 use super::RunContext;
-use super::fit::Plan;
 use super::mlflow_model::{self, Identity};
+use super::plan::Plan;
 use super::{curve, params, report};
 use crate::config::Config;
 use crate::error::{PipelineError, Result};
