@@ -173,29 +173,7 @@ fn check_services(loaded: &Loaded) -> Result<(), ConfigError> {
             "lower-case letters, digits and '-' (lakeFS repository names)",
         ));
     }
-    for (key, name) in [
-        ("mlflow.experiment", &c.mlflow.experiment),
-        ("register.model_name", &c.register.model_name),
-    ] {
-        if name.trim().is_empty() || name.chars().any(char::is_control) {
-            return Err(invalid(
-                loaded,
-                key,
-                format!("{name:?}"),
-                "a name that is not empty (and has no control characters)",
-            ));
-        }
-    }
-    // The model's name goes into MLflow search filters (`name='...'`), which have no escape.
-    let model = &c.register.model_name;
-    if model.contains(['\'', '"', '`']) {
-        return Err(invalid(
-            loaded,
-            "register.model_name",
-            format!("{model:?}"),
-            "a name without quotes or backticks (MLflow's search filters cannot hold them)",
-        ));
-    }
+    check_names(loaded)?;
     if !(0.0..0.5).contains(&c.data.holdout_fraction) {
         return Err(invalid(
             loaded,
@@ -224,6 +202,35 @@ fn check_services(loaded: &Loaded) -> Result<(), ConfigError> {
                 "must be an http:// or https:// URL",
             ));
         }
+    }
+    Ok(())
+}
+
+/// The experiment's and the registered model's names.
+fn check_names(loaded: &Loaded) -> Result<(), ConfigError> {
+    let c = &loaded.config;
+    for (key, name) in [
+        ("mlflow.experiment", &c.mlflow.experiment),
+        ("register.model_name", &c.register.model_name),
+    ] {
+        if name.trim().is_empty() || name.chars().any(char::is_control) {
+            return Err(invalid(
+                loaded,
+                key,
+                format!("{name:?}"),
+                "a name that is not empty (and has no control characters)",
+            ));
+        }
+    }
+    // The model's name goes into MLflow search filters (`name='...'`), which have no escape.
+    let model = &c.register.model_name;
+    if model.contains(['\'', '"', '`']) {
+        return Err(invalid(
+            loaded,
+            "register.model_name",
+            format!("{model:?}"),
+            "a name without quotes or backticks (MLflow's search filters cannot hold them)",
+        ));
     }
     Ok(())
 }
