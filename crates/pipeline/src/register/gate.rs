@@ -6,7 +6,7 @@
 use seg_model::compare::{Interval, ScoredImage, paired_bootstrap};
 use serde::Serialize;
 
-use crate::config::GateSection;
+use crate::config::{GateMetric, GateSection};
 use crate::error::Result;
 
 /// What the gate decided.
@@ -22,6 +22,15 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The decision for a challenger that is (or is not) `better`, with or without `--force`.
+    pub fn of(better: bool, force: bool) -> Self {
+        match (better, force) {
+            (true, _) => Self::Promoted,
+            (false, true) => Self::Forced,
+            (false, false) => Self::Refused,
+        }
+    }
+
     /// Its name in tags and messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -36,7 +45,7 @@ impl Decision {
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
     /// The metric compared.
-    pub metric: &'static str,
+    pub metric: GateMetric,
     /// Images scored.
     pub images: usize,
     /// The challenger's mean.
@@ -63,7 +72,7 @@ pub fn judge(
     let ours = values(challenger);
     let Some(theirs) = champion.map(values) else {
         return Ok(Verdict {
-            metric: gate.metric.name(),
+            metric: gate.metric,
             images: ours.len(),
             challenger_mean: mean(&ours),
             champion_mean: None,
@@ -79,7 +88,7 @@ pub fn judge(
         .min_absolute_change
         .max(gate.min_relative_change * champion_mean.abs());
     Ok(Verdict {
-        metric: gate.metric.name(),
+        metric: gate.metric,
         images: ours.len(),
         challenger_mean: mean(&ours),
         champion_mean: Some(champion_mean),
@@ -102,7 +111,7 @@ impl Verdict {
         let (Some(d), Some(champion)) = (self.difference, champion) else {
             return format!(
                 "challenger v{challenger} {} {:.4} on {set} ({} images): {} (the first version: judged on the absolute criteria alone)",
-                self.metric,
+                self.metric.name(),
                 self.challenger_mean,
                 self.images,
                 decision.name()
@@ -124,7 +133,7 @@ impl Verdict {
         format!(
             "challenger v{challenger} {:+.4} {} [{:+.4}, {:+.4}] over champion v{champion} on {set} ({} images): {}{why}",
             d.mean,
-            self.metric,
+            self.metric.name(),
             d.low,
             d.high,
             self.images,
@@ -136,7 +145,6 @@ impl Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::GateMetric;
     use seg_model::ConfusionMatrix;
 
     fn scored(dice_like: &[(u64, u64)]) -> Vec<ScoredImage> {

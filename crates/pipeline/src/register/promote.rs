@@ -21,6 +21,8 @@ use crate::services::Services;
 /// The comparison behind a decision (the `evaluation` object of `register_model --json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluated {
+    /// What the gate decided (with `--force` taken into account).
+    pub decision: Decision,
     /// The decision in one line, with its numbers.
     pub line: String,
     /// The evaluation set at its commit.
@@ -95,13 +97,7 @@ pub async fn promote(
     let champion = current;
     if let Some(set) = &set {
         let evaluated = judge(services, config, &reg, champion.as_ref(), set, force).await?;
-        reg.decision = if evaluated.verdict.better {
-            Decision::Promoted
-        } else if force {
-            Decision::Forced
-        } else {
-            Decision::Refused
-        };
+        reg.decision = evaluated.decision;
         for (key, value) in [
             (tags::EVALUATION_COMMIT, set.commit.clone()),
             (tags::EVALUATION_DIGEST, set.digest.clone()),
@@ -174,11 +170,7 @@ async fn judge(
         &ours,
         theirs.as_ref().map(|(_, _, s)| s.as_slice()),
     )?;
-    let decision = match (verdict.better, force) {
-        (true, _) => Decision::Promoted,
-        (false, true) => Decision::Forced,
-        (false, false) => Decision::Refused,
-    };
+    let decision = Decision::of(verdict.better, force);
     let changed_from = changed_from(theirs.as_ref().map(|(v, _, _)| *v), set);
     let mut line = verdict.line(
         &reg.version,
@@ -217,6 +209,7 @@ async fn judge(
     let (run_id, url) = report::record(services, config, &comparison).await?;
     let per_image = per_image(set, &ours, theirs.as_ref().map(|(_, _, s)| s.as_slice()));
     Ok(Evaluated {
+        decision,
         line,
         evaluation_uri: set.uri.to_string(),
         evaluation_commit: set.commit.clone(),

@@ -90,7 +90,7 @@ pub(super) async fn record(
     let result = async {
         let g = &config.register.gate;
         let params = [
-            Param::new("metric", c.verdict.metric),
+            Param::new("metric", c.verdict.metric.name()),
             Param::new("min_absolute_change", g.min_absolute_change.to_string()),
             Param::new("min_relative_change", g.min_relative_change.to_string()),
             Param::new("confidence", g.confidence.to_string()),
@@ -156,11 +156,7 @@ fn write_artifacts(c: &Comparison<'_>, dir: &Path) -> Result<()> {
     let mut csv = String::from(
         "image,challenger_dice,challenger_iou,champion_dice,champion_iou,difference\n",
     );
-    let metric = |m: &seg_model::SegMetrics| match c.verdict.metric {
-        "iou" => m.iou,
-        "pixel_accuracy" => m.pixel_accuracy,
-        _ => m.dice,
-    };
+    let metric = |m: &seg_model::SegMetrics| c.verdict.metric.of(m);
     let mut gaps = Vec::new();
     for (i, name) in c.set.names.iter().enumerate() {
         let ours = &c.challenger.scores[i].metrics;
@@ -189,7 +185,7 @@ fn write_artifacts(c: &Comparison<'_>, dir: &Path) -> Result<()> {
     let pairs: Vec<(f64, f64)> = gaps.iter().map(|&(_, _, p)| p).collect();
     super::plot::comparison(
         &pairs,
-        c.verdict.metric,
+        c.verdict.metric.name(),
         (
             &format!("v{}", champion.version),
             &format!("v{}", c.challenger.version),
