@@ -161,9 +161,15 @@ fn take(
         FileOutcome::Unreadable { index, error } => {
             let name = &items[index].name;
             tracing::warn!("skipped {name}: {error}");
-            outcome
-                .first_failure
-                .get_or_insert_with(|| format!("{name}: {error}"));
+            outcome.first_failure.get_or_insert_with(|| {
+                // The decoder's errors name the file already.
+                let error = error.to_string();
+                if error.contains(name.as_str()) {
+                    error
+                } else {
+                    format!("{name}: {error}")
+                }
+            });
             outcome.failed.push(name.clone());
             return;
         }
