@@ -6,8 +6,8 @@
 set -euo pipefail
 # shellcheck source=../stack/versions.env
 . "$(dirname "$0")/../stack/versions.env"
-# shellcheck source=lib/venv.sh
-. "$(dirname "$0")/lib/venv.sh"
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 VENV="${LAKEFS_PY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/lakefs-py-$LAKEFS_PY_VERSION-sdk-$LAKEFS_SDK_VERSION-spec-$LAKEFS_SPEC_VERSION}"
 pinned_venv "$VENV" lakefs-python "~30 s" \
   "lakefs==$LAKEFS_PY_VERSION" "lakefs-sdk==$LAKEFS_SDK_VERSION" "lakefs-spec==$LAKEFS_SPEC_VERSION"

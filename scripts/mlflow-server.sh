@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (once, cached) and starts a local MLflow tracking server for the tests and the stack.
 #   scripts/mlflow-server.sh start DIR PORT   -> starts it, waits for /health, writes DIR/mlflow.pid
-#   scripts/mlflow-server.sh stop DIR         -> stops it by PID
+#   scripts/mlflow-server.sh stop DIR         -> stops it by PID (and its children), waits until gone
 #   scripts/mlflow-server.sh python           -> prints the venv's python (MLflow's own client)
 # With MLFLOW_SERVER_OWNER_PID set, `start` also stops the server when that process exits.
 # The store is SQLite in DIR and the artifacts DIR/artifacts, unless SEG_MLFLOW_BACKEND_STORE_URI
@@ -17,8 +17,8 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=../stack/versions.env
 . "$REPO_ROOT/stack/versions.env"
-# shellcheck source=lib/venv.sh
-. "$REPO_ROOT/scripts/lib/venv.sh"
+# shellcheck source=lib.sh
+. "$REPO_ROOT/scripts/lib.sh"
 MLFLOW_VENV="${MLFLOW_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/mlflow-$MLFLOW_VERSION-lakefs-$LAKEFS_PY_VERSION-psycopg2-$PSYCOPG2_VERSION-boto3-$BOTO3_VERSION}"
 
 install() {
@@ -36,41 +36,37 @@ case "${1:-}" in
     "$REPO_ROOT/scripts/install-lakefs-plugin.sh" "$MLFLOW_VENV/bin/pip"
     mkdir -p "$dir/artifacts"
     # Without MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false it starts ~9 processes and 2.3 GB RSS.
-    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false nohup "$MLFLOW_VENV/bin/mlflow" server \
-      --host 127.0.0.1 --port "$port" --workers 1 \
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false spawn "$dir/mlflow.pid" "$dir/mlflow.log" \
+      "$MLFLOW_VENV/bin/mlflow" server --host 127.0.0.1 --port "$port" --workers 1 \
       --backend-store-uri "${SEG_MLFLOW_BACKEND_STORE_URI:-sqlite:///$dir/mlflow.db}" \
-      --artifacts-destination "${SEG_MLFLOW_ARTIFACTS_DESTINATION:-$dir/artifacts}" \
-      >"$dir/mlflow.log" 2>&1 &
-    echo $! >"$dir/mlflow.pid"
+      --artifacts-destination "${SEG_MLFLOW_ARTIFACTS_DESTINATION:-$dir/artifacts}"
+    server_pid="$(cat "$dir/mlflow.pid")"
     if [ -n "${MLFLOW_SERVER_OWNER_PID:-}" ]; then
       # Started for a test process: stop the server when that process ends.
-      server_pid="$(cat "$dir/mlflow.pid")"
-      nohup bash -c "while kill -0 $MLFLOW_SERVER_OWNER_PID 2>/dev/null; do sleep 1; done; pkill -TERM -P $server_pid; kill -TERM $server_pid" >/dev/null 2>&1 &
+      # shellcheck disable=SC2016 # expanded by the watcher's bash
+      nohup bash -c '. "$1"; wait_until 0 gone "$2"; stop_process "$3"' mlflow-server-watch \
+        "$REPO_ROOT/scripts/lib.sh" "$MLFLOW_SERVER_OWNER_PID" "$server_pid" >/dev/null 2>&1 &
     fi
     # A new PostgreSQL store runs MLflow's migrations first (~20 s on 2 cores).
-    for _ in $(seq 1 240); do
-      if "$MLFLOW_VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
-        echo "mlflow-server: MLflow $MLFLOW_VERSION ready at http://127.0.0.1:$port (pid $(cat "$dir/mlflow.pid"))" >&2
-        exit 0
-      fi
-      if ! kill -0 "$(cat "$dir/mlflow.pid")" 2>/dev/null; then
+    code=0
+    wait_until --pid "$server_pid" 120 mlflow_healthy "http://127.0.0.1:$port" || code=$?
+    case "$code" in
+      0)
+        echo "mlflow-server: MLflow $MLFLOW_VERSION ready at http://127.0.0.1:$port (pid $server_pid)" >&2
+        ;;
+      2)
         echo "mlflow-server: MLflow exited; its log:" >&2
         tail -n 40 "$dir/mlflow.log" >&2
         exit 1
-      fi
-      sleep 0.5
-    done
-    echo "mlflow-server: MLflow did not answer /health within 120 s; log: $dir/mlflow.log" >&2
-    exit 1
+        ;;
+      *)
+        echo "mlflow-server: MLflow did not answer /health within 120 s; log: $dir/mlflow.log" >&2
+        exit 1
+        ;;
+    esac
     ;;
   stop)
-    dir="${2:?usage: mlflow-server.sh stop DIR}"
-    if [ -f "$dir/mlflow.pid" ]; then
-      pid="$(cat "$dir/mlflow.pid")"
-      pkill -TERM -P "$pid" 2>/dev/null || true
-      kill -TERM "$pid" 2>/dev/null || true
-      rm -f "$dir/mlflow.pid"
-    fi
+    stop_pid "${2:?usage: mlflow-server.sh stop DIR}/mlflow.pid"
     ;;
   python)
     install

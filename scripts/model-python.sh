@@ -11,8 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=../stack/versions.env
 . "$(dirname "$0")/../stack/versions.env"
-# shellcheck source=lib/venv.sh
-. "$(dirname "$0")/lib/venv.sh"
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 VENV="${MODEL_PY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/model-py-mlflow-$MLFLOW_VERSION-ort-$ONNXRUNTIME_VERSION-lakefs-$LAKEFS_PY_VERSION}"
 pinned_venv "$VENV" model-python "~1-2 minutes" \
   "mlflow==$MLFLOW_VERSION" "onnxruntime==$ONNXRUNTIME_VERSION" "lakefs==$LAKEFS_PY_VERSION" \

@@ -20,8 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=../stack/versions.env
 . stack/versions.env
-# shellcheck source=lib/processes.sh
-. scripts/lib/processes.sh
+# shellcheck source=lib.sh
+. scripts/lib.sh
 
 usage() {
   cat <<'EOF'
@@ -88,10 +88,16 @@ MLFLOW_UI="http://localhost:$MLFLOW_PORT"
 LAKEFS_PID="$STATE/lakefs.pid"
 MLFLOW_DIR="$STATE/mlflow"
 COMPOSE_MARK="$STATE/compose.started"
+STACK_DIR="$STATE/stack"
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug"
 
 say() { printf '%s\n' "$*"; }
-step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
+
+# --- the services ------------------------------------------------------------------------------
+# Starting, waiting for and stopping them is scripts/lib.sh's (lakefs-local, wait_until,
+# stop_pid), scripts/mlflow-server.sh's (MLflow) and scripts/stack.sh's (--stack); here is the
+# quickstart's choice among them and what it tells the user.
 compose() {
   if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi
 }
@@ -100,15 +106,15 @@ docker_engine() {
     { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; }
 }
 
-status_of() { # name url health pidfile
-  local name="$1" url="$2" health="$3" pidfile="$4"
+status_of() { # name url healthy-check pidfile
+  local name="$1" url="$2" healthy="$3" pidfile="$4"
   if alive "$pidfile"; then
-    if answers "$url$health"; then
+    if "$healthy" "$url"; then
       say "$name  $url  running (pid $(cat "$pidfile"), started by the quickstart; log in $STATE)"
     else
       say "$name  $url  starting or unhealthy (pid $(cat "$pidfile"), started by the quickstart; log in $STATE)"
     fi
-  elif answers "$url$health"; then
+  elif "$healthy" "$url"; then
     if [ -f "$COMPOSE_MARK" ]; then
       say "$name  $url  running (docker compose --profile local-lakefs, started by the quickstart)"
     else
@@ -119,61 +125,40 @@ status_of() { # name url health pidfile
   fi
 }
 
+show_status() {
+  if [ -f "$STACK_DIR/profile" ]; then
+    scripts/stack.sh status --dir "$STACK_DIR"
+    return
+  fi
+  status_of "lakeFS" "$LAKEFS_URL" lakefs_healthy "$LAKEFS_PID"
+  status_of "MLflow" "$MLFLOW_URL" mlflow_healthy "$MLFLOW_DIR/mlflow.pid"
+}
 
-STACK_DIR="$STATE/stack"
-case "$ACTION" in
-  status)
-    if [ -f "$STACK_DIR/profile" ]; then
-      scripts/stack.sh status --dir "$STACK_DIR"
-      exit 0
-    fi
-    status_of "lakeFS" "$LAKEFS_URL" /api/v1/healthcheck "$LAKEFS_PID"
-    status_of "MLflow" "$MLFLOW_URL" /health "$MLFLOW_DIR/mlflow.pid"
-    exit 0
-    ;;
-  stop)
-    [ ! -d "$STACK_DIR" ] || scripts/stack.sh down --dir "$STACK_DIR"
-    stop_pid "$LAKEFS_PID" "lakefs-local"
-    if [ -f "$MLFLOW_DIR/mlflow.pid" ]; then
-      # MLflow runs as a CLI process and its uvicorn child: stop both, then wait for them.
-      mlflow_pid="$(cat "$MLFLOW_DIR/mlflow.pid")"
-      children="$(pgrep -P "$mlflow_pid" || true)"
-      stop_pid "$MLFLOW_DIR/mlflow.pid" "MLflow"
-      for c in $children; do
-        for _ in $(seq 1 25); do kill -0 "$c" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$c" 2>/dev/null || true
-      done
-    fi
-    if [ -f "$COMPOSE_MARK" ]; then
-      compose --profile local-lakefs stop
-      rm -f "$COMPOSE_MARK"
-      say "stopped docker compose --profile local-lakefs (volumes kept)"
-    fi
-    say "nothing else was started by the quickstart"
-    exit 0
-    ;;
-esac
+# Exactly what the quickstart started: the --stack engines, the PID files, the compose profile.
+stop_services() {
+  [ ! -d "$STACK_DIR" ] || scripts/stack.sh down --dir "$STACK_DIR"
+  stop_pid "$LAKEFS_PID" "lakefs-local"
+  stop_pid "$MLFLOW_DIR/mlflow.pid" "MLflow"
+  if [ -f "$COMPOSE_MARK" ]; then
+    compose --profile local-lakefs stop
+    rm -f "$COMPOSE_MARK"
+    say "stopped docker compose --profile local-lakefs (volumes kept)"
+  fi
+  say "nothing else was started by the quickstart"
+}
 
 # Before anything starts: a port held by something else than the expected service stops here.
-preflight() { # name port health flag
-  if ! answers "http://127.0.0.1:$2$3" && listening "$2"; then
+preflight() { # name port healthy-check flag
+  if ! "$3" "http://127.0.0.1:$2" && listening "$2"; then
     die "port $2 is taken by something that is not $1: stop it, or choose another port with $4 N"
   fi
 }
-if [ -z "$STACK" ]; then
-  preflight lakeFS "$LAKEFS_PORT" /api/v1/healthcheck --lakefs-port
-  preflight MLflow "$MLFLOW_PORT" /health --mlflow-port
-fi
 
-START=$(date +%s)
-step "build the binaries (debug profile with optimised dependencies; the first build takes ~20 min on 2 cores)"
-cargo build --locked --bins
-BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug"
-
-step "services"
+# lakeFS and MLflow: reused when they answer; else docker compose when there is a Docker engine
+# (started once for both, by start_services); else lakefs-local and the pinned MLflow.
 use_compose=""
 start_lakefs() {
-  if answers "$LAKEFS_URL/api/v1/healthcheck"; then
+  if lakefs_healthy "$LAKEFS_URL"; then
     if alive "$LAKEFS_PID"; then
       say "lakeFS: reusing lakefs-local at $LAKEFS_URL (pid $(cat "$LAKEFS_PID"), started by the quickstart)"
     else
@@ -185,23 +170,15 @@ start_lakefs() {
     use_compose=1
     return
   fi
-  mkdir -p "$STATE/lakefs"
-  nohup "$BIN/lakefs-local" --data-dir "$STATE/lakefs" --listen "127.0.0.1:$LAKEFS_PORT" \
-    >"$STATE/lakefs.log" 2>&1 &
-  echo $! >"$LAKEFS_PID"
-  for _ in $(seq 1 100); do
-    if answers "$LAKEFS_URL/api/v1/healthcheck"; then
-      say "lakeFS: started lakefs-local at $LAKEFS_URL (pid $(cat "$LAKEFS_PID"), data $STATE/lakefs, log $STATE/lakefs.log)"
-      return
-    fi
-    alive "$LAKEFS_PID" || break
-    sleep 0.2
-  done
+  if start_lakefs_local 20 "$BIN/lakefs-local" "$STATE/lakefs" "$LAKEFS_PORT" "$LAKEFS_PID" "$STATE/lakefs.log"; then
+    say "lakeFS: started lakefs-local at $LAKEFS_URL (pid $(cat "$LAKEFS_PID"), data $STATE/lakefs, log $STATE/lakefs.log)"
+    return
+  fi
   tail -n 20 "$STATE/lakefs.log" >&2 || true
   die "lakefs-local did not start (log above: $STATE/lakefs.log)"
 }
 start_mlflow() {
-  if answers "$MLFLOW_URL/health"; then
+  if mlflow_healthy "$MLFLOW_URL"; then
     if alive "$MLFLOW_DIR/mlflow.pid"; then
       say "MLflow: reusing MLflow at $MLFLOW_URL (pid $(cat "$MLFLOW_DIR/mlflow.pid"), started by the quickstart)"
     else
@@ -215,10 +192,18 @@ start_mlflow() {
   fi
   # The server reads lakefs:// model folders (the UI's model version page) with these.
   LAKECTL_SERVER_ENDPOINT_URL="http://localhost:$LAKEFS_PORT" \
-    LAKECTL_CREDENTIALS_ACCESS_KEY_ID="${LAKECTL_CREDENTIALS_ACCESS_KEY_ID:-AKIAIOSFOLKFSSAMPLES}" \
-    LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY="${LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY:-wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY}" \
+    LAKECTL_CREDENTIALS_ACCESS_KEY_ID="${LAKECTL_CREDENTIALS_ACCESS_KEY_ID:-$LAKEFS_SAMPLE_ACCESS_KEY_ID}" \
+    LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY="${LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY:-$LAKEFS_SAMPLE_SECRET_ACCESS_KEY}" \
     scripts/mlflow-server.sh start "$MLFLOW_DIR" "$MLFLOW_PORT"
   say "MLflow: started MLflow $MLFLOW_VERSION at $MLFLOW_URL (pid $(cat "$MLFLOW_DIR/mlflow.pid"), store $MLFLOW_DIR, log $MLFLOW_DIR/mlflow.log)"
+}
+start_compose() {
+  if [ "$LAKEFS_PORT" != 8003 ] || [ "$MLFLOW_PORT" != 5000 ]; then
+    die "docker-compose.yml serves lakeFS on 8003 and MLflow on 5000; with other ports, start your own services there first"
+  fi
+  say "starting lakeFS and MLflow with docker compose --profile local-lakefs (healthchecks awaited)"
+  compose --profile local-lakefs up -d --wait
+  touch "$COMPOSE_MARK"
 }
 # The real engines (--stack): started by scripts/stack.sh, or reused when it already runs them.
 start_stack() {
@@ -236,37 +221,45 @@ start_stack() {
   MLFLOW_UI="http://localhost:$MLFLOW_PORT"
   scripts/stack.sh status --dir "$STACK_DIR"
 }
-if [ -n "$STACK" ]; then
-  start_stack
-else
-  start_lakefs
-  start_mlflow
-fi
-if [ -n "$use_compose" ]; then
-  if [ "$LAKEFS_PORT" != 8003 ] || [ "$MLFLOW_PORT" != 5000 ]; then
-    die "docker-compose.yml serves lakeFS on 8003 and MLflow on 5000; with other ports, start your own services there first"
+start_services() {
+  if [ -n "$STACK" ]; then
+    start_stack
+  else
+    start_lakefs
+    start_mlflow
   fi
-  say "starting lakeFS and MLflow with docker compose --profile local-lakefs (healthchecks awaited)"
-  compose --profile local-lakefs up -d --wait
-  touch "$COMPOSE_MARK"
-fi
+  [ -z "$use_compose" ] || start_compose
+}
 
 # The binaries read these (configs/default.toml has the default ports and the sample keys).
-export MLFLOW_TRACKING_URI="$MLFLOW_UI"
-export LAKECTL_SERVER_ENDPOINT_URL="http://localhost:$LAKEFS_PORT"
-if [ "$STATE" != "$PWD/.seg-mlops" ]; then
-  # A state folder of its own keeps everything in it (the tests use this).
-  export SEG_PATHS__CACHE_DIR="$STATE/cache" SEG_PATHS__MODELS_DIR="$STATE/models"
-  export SEG_INFER__OUTPUT_DIR="$STATE/predictions"
+point_the_binaries_at_the_services() {
+  export MLFLOW_TRACKING_URI="$MLFLOW_UI"
+  export LAKECTL_SERVER_ENDPOINT_URL="http://localhost:$LAKEFS_PORT"
+  if [ "$STATE" != "$PWD/.seg-mlops" ]; then
+    # A state folder of its own keeps everything in it (the tests use this).
+    export SEG_PATHS__CACHE_DIR="$STATE/cache" SEG_PATHS__MODELS_DIR="$STATE/models"
+    export SEG_INFER__OUTPUT_DIR="$STATE/predictions"
+  fi
+}
+
+# --- the steps ---------------------------------------------------------------------------------
+case "$ACTION" in
+  status) show_status; exit 0 ;;
+  stop) stop_services; exit 0 ;;
+esac
+
+if [ -z "$STACK" ]; then
+  preflight lakeFS "$LAKEFS_PORT" lakefs_healthy --lakefs-port
+  preflight MLflow "$MLFLOW_PORT" mlflow_healthy --mlflow-port
 fi
-STATE_ARG=""
-[ "$STATE" = "$PWD/.seg-mlops" ] || STATE_ARG=" --state-dir $STATE"
-if [ -n "$STACK" ]; then
-  STATE_ARG="$STATE_ARG --stack $STACK"
-else
-  [ "$LAKEFS_PORT" = 8003 ] || STATE_ARG="$STATE_ARG --lakefs-port $LAKEFS_PORT"
-  [ "$MLFLOW_PORT" = 5000 ] || STATE_ARG="$STATE_ARG --mlflow-port $MLFLOW_PORT"
-fi
+
+START=$(date +%s)
+step "build the binaries (debug profile with optimised dependencies; the first build takes ~20 min on 2 cores)"
+cargo build --locked --bins
+
+step "services"
+start_services
+point_the_binaries_at_the_services
 OUT="$STATE/last"
 mkdir -p "$OUT"
 
@@ -284,17 +277,13 @@ RUN_ID="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_i
 step "register_model (run $RUN_ID)"
 code=0
 "$BIN/register_model" --run-id "$RUN_ID" --json >"$OUT/register.json" 2>"$OUT/register.err" || code=$?
-if [ "$code" != 0 ]; then
-  cat "$OUT/register.err" >&2
-  # Exit 3: the promotion criteria are not met (any other code is an error).
-  if [ "$code" = 3 ]; then
-    say "the quickstart's short training did not meet register.criteria: registering it with --force (tagged forced=true) so that infer can run; train longer for a model that passes"
-    "$BIN/register_model" --run-id "$RUN_ID" --force --json >"$OUT/register.json"
-  else
-    exit 1
-  fi
-else
-  cat "$OUT/register.err" >&2
+cat "$OUT/register.err" >&2
+# Exit 3: the promotion criteria are not met (any other code is an error).
+if [ "$code" = 3 ]; then
+  say "the quickstart's short training did not meet register.criteria: registering it with --force (tagged forced=true) so that infer can run; train longer for a model that passes"
+  "$BIN/register_model" --run-id "$RUN_ID" --force --json >"$OUT/register.json"
+elif [ "$code" != 0 ]; then
+  exit 1
 fi
 VERSION="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$OUT/register.json")"
 
@@ -328,11 +317,20 @@ print(f"inference run   {s['inference_run_url']}")
 print()
 print(f"MLflow UI: {ui}   lakeFS API: http://localhost:{lakefs_port}/api/v1   state: {state}")
 EOF
+
+# How to go on by hand, with the flags that reach this state folder and these services.
+STATE_ARG=""
+[ "$STATE" = "$PWD/.seg-mlops" ] || STATE_ARG=" --state-dir $STATE"
 env_note=""
 if [ -n "$STACK" ]; then
+  STATE_ARG="$STATE_ARG --stack $STACK"
   env_note="  eval \"\$(scripts/stack.sh env --dir $STACK_DIR)\""
-elif [ "$LAKEFS_PORT" != 8003 ] || [ "$MLFLOW_PORT" != 5000 ] || [ "$STATE" != "$PWD/.seg-mlops" ]; then
-  env_note="  export MLFLOW_TRACKING_URI=$MLFLOW_UI LAKECTL_SERVER_ENDPOINT_URL=http://localhost:$LAKEFS_PORT"
+else
+  [ "$LAKEFS_PORT" = 8003 ] || STATE_ARG="$STATE_ARG --lakefs-port $LAKEFS_PORT"
+  [ "$MLFLOW_PORT" = 5000 ] || STATE_ARG="$STATE_ARG --mlflow-port $MLFLOW_PORT"
+  if [ "$LAKEFS_PORT" != 8003 ] || [ "$MLFLOW_PORT" != 5000 ] || [ "$STATE" != "$PWD/.seg-mlops" ]; then
+    env_note="  export MLFLOW_TRACKING_URI=$MLFLOW_UI LAKECTL_SERVER_ENDPOINT_URL=http://localhost:$LAKEFS_PORT"
+  fi
 fi
 printf '\nBy hand (the services keep running; the default config reaches them):\n'
 [ -z "$env_note" ] || printf '%s\n' "$env_note"

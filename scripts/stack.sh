@@ -29,8 +29,8 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=../stack/versions.env
 . "$REPO_ROOT/stack/versions.env"
-# shellcheck source=lib/processes.sh
-. "$REPO_ROOT/scripts/lib/processes.sh"
+# shellcheck source=lib.sh
+. "$REPO_ROOT/scripts/lib.sh"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops"
 
 say() { printf 'stack: %s\n' "$*" >&2; }
@@ -84,25 +84,22 @@ failed() { # engine log why
   exit 1
 }
 
-# Waits until `check` passes (up to `seconds`), failing as soon as the process is gone.
-wait_healthy() { # engine pidfile log seconds check...
-  local engine="$1" pidfile="$2" log="$3" seconds="$4"
-  shift 4
-  local i
-  for i in $(seq 1 $((seconds * 4))); do
-    if "$@"; then return 0; fi
-    alive "$pidfile" || failed "$engine" "$log" "the process exited"
-    sleep 0.25
-  done
-  failed "$engine" "$log" "not healthy within $seconds s"
+# What wait_until (scripts/lib.sh) answered, as the engine's failure: 1 not healthy in time,
+# 2 the process exited.
+wait_failed() { # engine log seconds code
+  case "$4" in
+    0) ;;
+    2) failed "$1" "$2" "the process exited" ;;
+    *) failed "$1" "$2" "not healthy within $3 s" ;;
+  esac
 }
 
-# Starts a background process with its pid file and log (both in DIR).
-spawn() { # name cmd... (environment already exported by the caller's subshell)
-  local name="$1"
-  shift
-  nohup "$@" >"$DIR/$name.log" 2>&1 &
-  echo $! >"$DIR/$name.pid"
+# Waits until `check` passes (up to `seconds`), failing as soon as the process is gone.
+wait_healthy() { # engine pidfile log seconds check...
+  local engine="$1" pidfile="$2" log="$3" seconds="$4" code=0
+  shift 4
+  wait_until --pid "$(cat "$pidfile")" "$seconds" "$@" || code=$?
+  wait_failed "$engine" "$log" "$seconds" "$code"
 }
 
 # --- the engines ---------------------------------------------------------------------------
@@ -110,11 +107,10 @@ start_lakefs_local() {
   say "building lakefs-local (cargo build -p lakefs-local)"
   (cd "$REPO_ROOT" && cargo build --locked --quiet -p lakefs-local --bin lakefs-local) >&2
   local bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/lakefs-local"
-  mkdir -p "$DIR/lakefs-local"
-  LAKEFS_LOCAL_SECRET_ACCESS_KEY="$LAKEFS_SECRET" spawn lakefs "$bin" --data-dir "$DIR/lakefs-local" \
-    --listen "127.0.0.1:$LAKEFS_PORT" --access-key-id "$LAKEFS_KEY"
-  wait_healthy lakefs-local "$DIR/lakefs.pid" "$DIR/lakefs.log" 30 \
-    answers "http://127.0.0.1:$LAKEFS_PORT/api/v1/healthcheck"
+  local code=0
+  LAKEFS_LOCAL_SECRET_ACCESS_KEY="$LAKEFS_SECRET" start_lakefs_local 30 "$bin" "$DIR/lakefs-local" \
+    "$LAKEFS_PORT" "$DIR/lakefs.pid" "$DIR/lakefs.log" --access-key-id "$LAKEFS_KEY" || code=$?
+  wait_failed lakefs-local "$DIR/lakefs.log" 30 "$code"
 }
 
 # lakeFS itself; $1 = local (local KV + blockstore) or scale (PostgreSQL + S3 on versitygw).
@@ -132,7 +128,7 @@ start_lakefs() {
     if [ "$mode" = local ]; then
       export LAKEFS_DATABASE_TYPE=local LAKEFS_BLOCKSTORE_TYPE=local
       export LAKEFS_DATABASE_LOCAL_PATH="$DIR/lakefs/metadata" LAKEFS_BLOCKSTORE_LOCAL_PATH="$DIR/lakefs/blocks"
-      spawn lakefs "$bin" run --local-settings
+      spawn "$DIR/lakefs.pid" "$DIR/lakefs.log" "$bin" run --local-settings
     else
       export LAKEFS_DATABASE_TYPE=postgres
       export LAKEFS_DATABASE_POSTGRES_CONNECTION_STRING="postgres://seg:$PG_PASSWORD@127.0.0.1:$PG_PORT/lakefs?sslmode=disable"
@@ -144,11 +140,11 @@ start_lakefs() {
       "$bin" setup --user-name admin --access-key-id "$LAKEFS_KEY" --secret-access-key "$LAKEFS_SECRET" 2>&1 |
         sed '/secret_access_key/d' >"$DIR/lakefs-setup.log" ||
         failed "lakeFS $LAKEFS_VERSION (lakefs setup)" "$DIR/lakefs-setup.log" "setup failed"
-      spawn lakefs "$bin" run
+      spawn "$DIR/lakefs.pid" "$DIR/lakefs.log" "$bin" run
     fi
   )
   wait_healthy "lakeFS $LAKEFS_VERSION" "$DIR/lakefs.pid" "$DIR/lakefs.log" 90 \
-    answers "http://127.0.0.1:$LAKEFS_PORT/api/v1/healthcheck"
+    lakefs_healthy "http://127.0.0.1:$LAKEFS_PORT"
   # Healthy before its installation user exists: wait until the keys are accepted.
   wait_healthy "lakeFS $LAKEFS_VERSION (its admin user)" "$DIR/lakefs.pid" "$DIR/lakefs.log" 30 keys_accepted
 }
@@ -170,10 +166,7 @@ start_postgres() {
   local pgbin="/usr/lib/postgresql/$POSTGRES_MAJOR/bin"
   if [ ! -x "$pgbin/initdb" ]; then
     say "installing Debian's postgresql-$POSTGRES_MAJOR (apt-get)"
-    local sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "postgresql-$POSTGRES_MAJOR" >&2 ||
-      { $sudo apt-get update -q >&2 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "postgresql-$POSTGRES_MAJOR" >&2; } ||
+    apt_install "postgresql-$POSTGRES_MAJOR" >&2 ||
       die "PostgreSQL $POSTGRES_MAJOR is needed for the profile scale: apt-get install postgresql-$POSTGRES_MAJOR"
   fi
   local data="$DIR/postgres"
@@ -217,7 +210,7 @@ start_versitygw() {
   mkdir -p "$DIR/s3/lakefs" "$DIR/s3/mlflow"
   (
     export ROOT_ACCESS_KEY_ID="$S3_KEY" ROOT_SECRET_ACCESS_KEY="$S3_SECRET"
-    spawn versitygw "$bin" --port "127.0.0.1:$S3_PORT" --quiet posix "$DIR/s3"
+    spawn "$DIR/versitygw.pid" "$DIR/versitygw.log" "$bin" --port "127.0.0.1:$S3_PORT" --quiet posix "$DIR/s3"
   )
   wait_healthy "versitygw $VERSITYGW_VERSION" "$DIR/versitygw.pid" "$DIR/versitygw.log" 30 \
     listening "$S3_PORT"
@@ -245,8 +238,8 @@ load_secrets() {
   if [ ! -f "$DIR/secrets.env" ]; then
     umask 077
     cat >"$DIR/secrets.env" <<EOF
-LAKEFS_KEY='${LAKEFS_ACCESS_KEY_ID:-AKIAIOSFOLKFSSAMPLES}'
-LAKEFS_SECRET='${LAKEFS_SECRET_ACCESS_KEY:-wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY}'
+LAKEFS_KEY='${LAKEFS_ACCESS_KEY_ID:-$LAKEFS_SAMPLE_ACCESS_KEY_ID}'
+LAKEFS_SECRET='${LAKEFS_SECRET_ACCESS_KEY:-$LAKEFS_SAMPLE_SECRET_ACCESS_KEY}'
 LAKEFS_ENCRYPT_SECRET_KEY='$(secret)'
 PG_SUPER_PASSWORD='$(secret)'
 PG_PASSWORD='$(secret)'
@@ -330,6 +323,7 @@ cmd_up() {
   S3_PORT=""
   PG_PORT=""
   # Stop what was started when a later engine fails.
+  # shellcheck disable=SC2154 # rc is the trap's own
   trap 'rc=$?; [ $rc = 0 ] || cmd_down >/dev/null 2>&1 || true; exit $rc' EXIT
   case "$profile" in
     local)
@@ -369,6 +363,7 @@ cmd_down() {
   stop_pid "$DIR/mlflow/mlflow.pid" MLflow
   stop_pid "$DIR/lakefs.pid" lakeFS
   stop_pid "$DIR/versitygw.pid" versitygw
+  # PostgreSQL: its own clean shutdown (pg_ctl, fast mode), stop_pid only when that fails.
   if [ -f "$DIR/postgres.pid" ]; then
     if alive "$DIR/postgres.pid"; then
       pg_run "/usr/lib/postgresql/$POSTGRES_MAJOR/bin/pg_ctl" -D "$DIR/postgres" -m fast -w stop >/dev/null 2>&1 ||

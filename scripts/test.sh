@@ -34,9 +34,8 @@ if [ ! -d "$SEG_DATASETS_DIR/kvasir-seg" ]; then
 fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-step() { printf '\n==> %s\n' "$*"; }
-# shellcheck source=lib/processes.sh
-. scripts/lib/processes.sh
+# shellcheck source=lib.sh
+. scripts/lib.sh
 
 step "rustfmt and clippy"
 cargo fmt --all --check
@@ -78,9 +77,7 @@ tests/quickstart.sh
 step "docker-compose.yml: both profiles validated with docker-compose config (no engine needed), versions against stack/versions.env"
 if ! command -v docker-compose >/dev/null 2>&1; then
   echo "installing Debian's docker-compose (validates compose files without a Docker engine)"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null ||
-    { $SUDO apt-get update -q >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null; }
+  apt_install docker-compose >/dev/null
 fi
 for profile in local-lakefs scale; do
   docker-compose --profile "$profile" config -q

@@ -7,8 +7,8 @@
 set -euo pipefail
 # shellcheck source=../stack/versions.env
 . "$(dirname "$0")/../stack/versions.env"
-# shellcheck source=lib/venv.sh
-. "$(dirname "$0")/lib/venv.sh"
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 TORCH_VENV="${TORCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seg-mlops/torch-$TORCH_VERSION}"
 pinned_venv "$TORCH_VENV" with-libtorch "~3 minutes" "torch==$TORCH_VERSION" numpy
 TORCH_LIB="$("$TORCH_VENV/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"

@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=../stack/versions.env
 . stack/versions.env
-# shellcheck source=../scripts/lib/processes.sh
-. scripts/lib/processes.sh
+# shellcheck source=../scripts/lib.sh
+. scripts/lib.sh
 # shellcheck source=lib/kvasir.sh
 . tests/lib/kvasir.sh
 fail() { printf 'quickstart test: FAILED: %s\n' "$*" >&2; exit 1; }
@@ -47,7 +47,7 @@ expect "$WORK/first.log" "lakefs://image-segmentation-local-repo/[0-9a-f]{64}/pr
 expect "$WORK/first.log" "cargo run -p infer -- --overlay" "the commands by hand"
 masks=$(find "$STATE/predictions" -path "$STATE/predictions/overlays" -prune -o -name '*.png' -print | wc -l)
 [ "$masks" = 48 ] || fail "expected 48 masks under $STATE/predictions, found $masks"
-[ -f "$STATE/lakefs.pid" ] && [ -f "$STATE/mlflow/mlflow.pid" ] || fail "no PID files in $STATE"
+{ [ -f "$STATE/lakefs.pid" ] && [ -f "$STATE/mlflow/mlflow.pid" ]; } || fail "no PID files in $STATE"
 LAKEFS_PID="$(cat "$STATE/lakefs.pid")"
 MLFLOW_PID="$(cat "$STATE/mlflow/mlflow.pid")"
 MLFLOW_CHILDREN="$(pgrep -P "$MLFLOW_PID" || true)"
@@ -76,12 +76,12 @@ expect "$WORK/status.log" "^lakeFS .* not running" "--status after --stop"
 echo "quickstart test: a port held by another program"
 python3 -c 'import socket, time; s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(120)' >"$WORK/busy.port" &
 BUSY_PID=$!
-for _ in $(seq 1 50); do [ -s "$WORK/busy.port" ] && break; sleep 0.1; done
+wait_until 5 test -s "$WORK/busy.port" || true
 BUSY="$(cat "$WORK/busy.port")"
 if scripts/quickstart.sh --state-dir "$WORK/busy" --lakefs-port "$LAKEFS_PORT" --mlflow-port "$BUSY" >"$WORK/busy.log" 2>&1; then
-  kill "$BUSY_PID"; fail "the quickstart ran although port $BUSY was taken"
+  stop_process "$BUSY_PID"; fail "the quickstart ran although port $BUSY was taken"
 fi
-kill "$BUSY_PID" 2>/dev/null || true
+stop_process "$BUSY_PID"
 expect "$WORK/busy.log" "port $BUSY is taken by something that is not MLflow: stop it, or choose another port with --mlflow-port N" "one line naming the port and the flag"
 [ "$(grep -c '^quickstart:' "$WORK/busy.log")" = 1 ] || fail "more than one error line: $(cat "$WORK/busy.log")"
 if listening "$LAKEFS_PORT"; then fail "lakeFS was started although the quickstart stopped"; fi

@@ -8,8 +8,8 @@
 # cannot start must be named with its log, and `up` must leave nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=../scripts/lib/processes.sh
-. scripts/lib/processes.sh
+# shellcheck source=../scripts/lib.sh
+. scripts/lib.sh
 # shellcheck source=lib/kvasir.sh
 . tests/lib/kvasir.sh
 # shellcheck source=lib/real_lakefs.sh

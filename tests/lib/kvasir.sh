@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the shell tests: real data to run the pipeline on. Source it.
 
 # Copies the first N image/mask pairs of kvasir-seg (SEG_DATASETS_DIR, default

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Points the real-engine tests (test-support's RealLakeFs) at the lakeFS whose LAKECTL_*
 # variables `scripts/stack.sh up` exported. Source it, then: real_lakefs_env NAMESPACE-ROOT.
 real_lakefs_env() {
