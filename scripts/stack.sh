@@ -51,7 +51,7 @@ build_engine() {
   out="$CACHE/engines/$name-$version-$sum/$name"
   if [ ! -x "$out" ]; then
     python3 "$REPO_ROOT/scripts/check-pins.py" >/dev/null ||
-      die "stack/go.mod, docker-compose.yml and stack/versions.env disagree (above): make them agree"
+      die "versions disagree with stack/versions.env (above): make them agree"
     command -v go >/dev/null 2>&1 ||
       die "building $name $version needs Go (stack/go.mod names the version): install it, or use the profile local"
     say "building $name $version from stack/go.mod with $(go version | cut -d' ' -f3) (one time, ~3 min on 2 cores; cached in $(dirname "$out"))"

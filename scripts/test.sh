@@ -21,8 +21,8 @@
 #      on the profile scale (lakeFS on PostgreSQL + S3 on versitygw, MLflow on PostgreSQL + S3):
 #      the conformance suite and the quickstart, read back with MLflow's and lakeFS's own clients;
 #   6. seg-model's tests again on libtorch (burn's tch backend), so the backend users asked
-#      for cannot rot, with clippy over the tch builds of seg-model, pipeline and the three binaries. libtorch comes from the torch==2.9.0
-#      wheel, cached under ~/.cache.
+#      for cannot rot, with clippy over the tch builds of seg-model, pipeline and the three binaries. libtorch comes from the torch
+#      wheel of stack/versions.env, cached under ~/.cache.
 # Needs: the Rust toolchain, Go (stack/go.mod names the version), python3 with venv,
 # ../shared/datasets (or SEG_DATASETS_DIR).
 set -euo pipefail

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with libtorch available for burn's `tch` backend:
 #   scripts/with-libtorch.sh cargo test -p seg-model --no-default-features --features tch
-# Installs torch (stack/versions.env: 2.9.0, what torch-sys 0.22 expects; PyPI's only Linux wheel is the CUDA
-# build: ~6.7 GB, ~3 minutes) once into a cached venv under ~/.cache, keyed by version, then
+# Installs torch (TORCH_VERSION of stack/versions.env, what torch-sys 0.22 expects; PyPI's only Linux wheel is
+# the CUDA build: ~6.7 GB, ~3 minutes) once into a cached venv under ~/.cache, keyed by version, then
 # sets LIBTORCH_USE_PYTORCH=1 (build) and LD_LIBRARY_PATH (run) and execs the command.
 set -euo pipefail
 # shellcheck source=../stack/versions.env
