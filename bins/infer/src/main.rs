@@ -115,6 +115,7 @@ impl Cli {
 }
 
 fn main() {
+    pipeline::tune_allocator();
     let started = Instant::now();
     let cli = Cli::parse();
     terminal::init_logging(cli.quiet);

@@ -49,6 +49,7 @@ struct Cli {
 }
 
 fn main() {
+    pipeline::tune_allocator();
     let cli = Cli::parse();
     terminal::init_logging(cli.quiet);
     let runtime = match terminal::runtime() {

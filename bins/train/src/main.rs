@@ -85,6 +85,7 @@ impl Cli {
 }
 
 fn main() {
+    pipeline::tune_allocator();
     let cli = Cli::parse();
     terminal::init_logging(cli.quiet);
     if cli.print_config {

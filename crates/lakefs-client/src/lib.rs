@@ -4,13 +4,14 @@
 //!   timeouts and [`RetryPolicy`] (backoff with jitter, Retry-After, bounded total time).
 //! - Endpoints ([`api`], [`objects`]): repositories, branches, objects (streaming, verified),
 //!   commits, log, diff, merge, tags; listings are streams.
-//! - [`LakeFsUri`]: URIs of the form `lakefs://repo/ref/path`.
+//! - [`LakeFsUri`]: URIs of the form `lakefs://repo/ref/path`; [`NameKind`]: lakeFS's naming rules.
 //! - High level ([`sync`], [`transaction`]): `upload_dir`, `download_prefix` (cache keyed by
 //!   commit id), and transactions that leave the target untouched on failure.
 
 pub mod api;
 pub mod client;
 pub mod error;
+pub mod names;
 pub mod objects;
 pub mod sync;
 pub mod transaction;
@@ -19,6 +20,7 @@ pub mod uri;
 
 pub use client::{Credentials, LakeFsClient, LakeFsClientBuilder};
 pub use error::{LakeFsError, Result};
+pub use names::NameKind;
 pub use objects::UploadOptions;
 pub use rest_transport::{ClientBuilder, ClientError, ClientOptions, RetryPolicy};
 pub use sync::{

@@ -103,12 +103,9 @@ impl LakeFsClient {
     /// Starts a transaction on `target`: a temporary branch named for `owner` (any text; it
     /// is reduced to letters, digits and `_`).
     pub async fn begin(&self, repo: &str, target: &str, owner: &str) -> Result<Transaction<'_>> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        let now = time::OffsetDateTime::now_utc();
+        let nanos = now.nanosecond();
+        let now = now.unix_timestamp();
         // The nanoseconds keep two transactions of one owner in one second apart.
         let owner = format!("{}_{nanos:x}", branch_part(owner));
         let branch = format!("tx-{}-{owner}-{now}", branch_part(target));

@@ -12,7 +12,8 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
+use headers::authorization::{Basic, Bearer};
+use headers::{Authorization, HeaderMapExt};
 
 use crate::api::{self, ApiError};
 use crate::repo_ops;
@@ -50,16 +51,6 @@ impl ServerConfig {
     }
 }
 
-fn basic_credentials(value: &str) -> Option<(String, String)> {
-    let encoded = value.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (id, secret) = text.split_once(':')?;
-    Some((id.to_string(), secret.to_string()))
-}
-
 async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let open = matches!(
@@ -67,15 +58,13 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
         "/api/v1/healthcheck" | "/api/v1/auth/login" | "/api/v1/setup_lakefs" | "/_health"
     );
     if !open {
-        let auth = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let ok = if let Some(token) = auth.strip_prefix("Bearer ") {
-            state.token_valid(token.trim())
+        let headers = req.headers();
+        let ok = if let Some(bearer) = headers.typed_get::<Authorization<Bearer>>() {
+            state.token_valid(bearer.token())
         } else {
-            basic_credentials(auth).is_some_and(|(id, secret)| state.check_key(&id, &secret))
+            headers
+                .typed_get::<Authorization<Basic>>()
+                .is_some_and(|basic| state.check_key(basic.username(), basic.password()))
         };
         if !ok {
             return ApiError(

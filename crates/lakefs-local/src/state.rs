@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::Rng;
 
-use crate::store::{Blobs, Store, now_secs};
+use crate::store::{Blobs, Store};
+use time::OffsetDateTime;
 
 /// One response the server sent, recorded when a tap is installed.
 #[derive(Debug, Clone)]
@@ -57,7 +58,7 @@ impl AppState {
             secret_access_key: secret_access_key.to_string(),
             tokens: Mutex::new(HashMap::new()),
             tap,
-            started: now_secs(),
+            started: OffsetDateTime::now_utc().unix_timestamp(),
         }
     }
 
@@ -77,7 +78,7 @@ impl AppState {
     pub fn issue_token(&self) -> (String, i64) {
         let bytes: [u8; 24] = rand::rng().random();
         let token = hex::encode(bytes);
-        let expires = now_secs() + 3600;
+        let expires = OffsetDateTime::now_utc().unix_timestamp() + 3600;
         self.tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -91,6 +92,6 @@ impl AppState {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(token)
-            .is_some_and(|exp| *exp > now_secs())
+            .is_some_and(|exp| *exp > OffsetDateTime::now_utc().unix_timestamp())
     }
 }

@@ -27,12 +27,15 @@ pub struct Me {
 
 /// This process.
 pub fn me() -> Me {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".into());
+    let host = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    let host = if host.is_empty() {
+        "unknown-host".to_string()
+    } else {
+        host
+    };
     Me {
         host,
         pid: std::process::id(),
@@ -82,12 +85,6 @@ pub fn alive(pid: u32) -> Option<bool> {
         .then(|| proc.join(pid.to_string()).exists())
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A temporary branch of `repo` and whether it may be deleted.
 #[derive(Debug, Clone)]
 pub struct LeftBranch {
@@ -114,7 +111,7 @@ pub async fn tx_branches(lakefs: &LakeFsClient, repo: &str, me: &Me) -> Result<V
         .map_ok(|b| b.id)
         .try_collect()
         .await?;
-    let now = now_secs();
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
     Ok(branches
         .iter()
         .filter_map(|name| TxBranch::parse(name))

@@ -30,3 +30,5 @@ pub mod train;
 
 pub use config::{Config, Flags, Loaded};
 pub use error::{PipelineError, Result, exit};
+/// The allocator tuning of a training or predicting process: each binary calls it first in `main`.
+pub use seg_model::tune_allocator;

@@ -15,6 +15,7 @@ use seg_model::loss::LossConfig;
 use seg_model::{BackendKind, Evaluation, Tta};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    seg_model::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: eval_tta MODEL.segm DATASET_DIR [VALID_FRACTION] [SPLIT_SEED]";
     let (model, dir) = match (args.first(), args.get(1)) {

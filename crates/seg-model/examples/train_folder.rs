@@ -37,6 +37,7 @@ impl TrainObserver for Print {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    seg_model::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = args
         .first()

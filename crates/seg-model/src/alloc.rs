@@ -10,9 +10,10 @@
 use std::sync::Once;
 
 /// On glibc, keeps large freed buffers in the process's heap for reuse instead of handing them
-/// back to the OS (`M_MMAP_THRESHOLD` and `M_TRIM_THRESHOLD` raised to 2 GiB). Called by
-/// [`crate::train()`] and [`crate::Predictor`]; idempotent, and a no-op on other C libraries.
-/// The resident memory then stays at the run's peak instead of falling between steps.
+/// back to the OS (`M_MMAP_THRESHOLD` and `M_TRIM_THRESHOLD` raised to 2 GiB). A process-wide
+/// choice, so the binaries make it first thing in `main` (the library never does); idempotent,
+/// and a no-op on other C libraries. The resident memory then stays at the run's peak instead
+/// of falling between steps.
 pub fn tune_allocator() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {

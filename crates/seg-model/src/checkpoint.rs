@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use atomic_write_file::AtomicWriteFile;
 use burn::module::Module;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
@@ -136,23 +137,17 @@ pub fn save(path: &Path, model: UNet, mut meta: CheckpointMeta) -> Result<SavedC
     })
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| SegError::io("create", &dir, e))?;
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(&dir).map_err(|e| SegError::io("create", &dir, e))?;
-    tmp.write_all(bytes)
+/// Writes `bytes` to `path` atomically (the `atomic-write-file` crate: a temporary file in the
+/// same folder, fsync, rename, fsync of the folder): a reader sees the old file or the new one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| SegError::io("create", dir, e))?;
+    }
+    let mut file = AtomicWriteFile::open(path).map_err(|e| SegError::io("create", path, e))?;
+    file.write_all(bytes)
         .map_err(|e| SegError::io("write", path, e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| SegError::io("sync", path, e))?;
-    tmp.persist(path)
-        .map_err(|e| SegError::io("rename into", path, e.error))?;
-    Ok(())
+    file.commit()
+        .map_err(|e| SegError::io("rename into", path, e))
 }
 
 /// Hex sha256 of a file, streamed.

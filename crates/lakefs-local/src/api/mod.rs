@@ -23,12 +23,11 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::state::AppState;
-use crate::store::{
-    BlobInfo, CommitRec, CommitRequest, Entry, MergeRequest, RepoRec, StoreError, now_secs,
-};
+use crate::store::{BlobInfo, CommitRec, CommitRequest, Entry, MergeRequest, RepoRec, StoreError};
 
 /// An error answered as `{"message": ...}` with its status.
 pub struct ApiError(pub StatusCode, pub String);

@@ -65,7 +65,7 @@ pub async fn upload_object(
         blob: sha256,
         checksum: md5,
         size,
-        mtime: now_secs(),
+        mtime: OffsetDateTime::now_utc().unix_timestamp(),
         metadata,
         content_type: stored_type,
     };
@@ -182,7 +182,7 @@ pub async fn copy_object(
                 format!("object not found: {src_path}"),
             )
         })?;
-    entry.mtime = now_secs();
+    entry.mtime = OffsetDateTime::now_utc().unix_timestamp();
     store.stage(&repo, &branch, dest, Some(entry.clone()))?;
     Ok((StatusCode::CREATED, Json(stats_json(&state, dest, &entry))))
 }
@@ -248,6 +248,9 @@ pub async fn list_objects(
     )))
 }
 
+/// The first byte and the last of a `Range: bytes=...` header on an object of `size` bytes.
+/// Written here rather than taken from the `headers` crate, which refuses a suffix longer than
+/// the object where RFC 9110 (and Go's net/http, lakeFS's server) serve the whole object.
 fn parse_range(range: &str, size: u64) -> Option<(u64, u64)> {
     let spec = range.trim().strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
@@ -365,4 +368,22 @@ pub async fn get_object(
     builder
         .body(body)
         .map_err(|err| ApiError(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(parse_range("bytes=0-3", 10), Some((0, 3)));
+        assert_eq!(parse_range("bytes=4-", 10), Some((4, 9)));
+        assert_eq!(parse_range("bytes=-3", 10), Some((7, 9)));
+        // A suffix longer than the object is the whole object, a last byte past it is clamped.
+        assert_eq!(parse_range("bytes=-30", 10), Some((0, 9)));
+        assert_eq!(parse_range("bytes=5-99", 10), Some((5, 9)));
+        assert_eq!(parse_range("bytes=10-", 10), None);
+        assert_eq!(parse_range("bytes=5-4", 10), None);
+        assert_eq!(parse_range("items=0-3", 10), None);
+    }
 }

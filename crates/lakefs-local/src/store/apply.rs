@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use super::merge::three_way;
-use super::persistence::now_secs;
 use super::records::CommitRec;
 use super::{Store, StoreError};
+use time::OffsetDateTime;
 
 /// A new commit's message and metadata instead of the defaults (lakeFS's `commit_overrides`).
 #[derive(Debug, Clone, Default)]
@@ -123,7 +123,7 @@ impl Store {
             parents: vec![head],
             committer: committer.to_string(),
             message: overrides.message.unwrap_or(message),
-            creation_date: now_secs(),
+            creation_date: OffsetDateTime::now_utc().unix_timestamp(),
             meta_range_id: String::new(),
             metadata,
             generation: 0,

@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::persistence::now_secs;
 use super::records::{CommitRec, Entry, Tree};
 use super::{Store, StoreError};
+use time::OffsetDateTime;
 
 /// How to merge.
 #[derive(Debug, Clone, Default)]
@@ -91,7 +91,7 @@ impl Store {
             message: request
                 .message
                 .unwrap_or_else(|| format!("Merge '{source}' into '{dest}'")),
-            creation_date: now_secs(),
+            creation_date: OffsetDateTime::now_utc().unix_timestamp(),
             meta_range_id: String::new(),
             metadata: {
                 let mut m = request.metadata;

@@ -2,7 +2,8 @@
 //! commits with content-derived ids, immutable trees, and content-addressed blobs, persisted
 //! under the data folder. Split by job:
 //!
-//! - [`records`]: entries, trees, commits, repositories; staging, committing, views, history.
+//! - [`records`]: entries, trees, commits, repositories, staging lines (data only).
+//! - [`history`]: staging, resetting, committing, views and history.
 //! - [`refs`]: resolving refs, branches and tags, naming rules.
 //! - [`merge`]: fast-forward and three-way merges.
 //! - [`persistence`]: atomic writes, refs and staging logs on disk, loading.
@@ -12,6 +13,7 @@
 mod apply;
 mod blobs;
 mod error;
+mod history;
 mod merge;
 mod persistence;
 mod records;
@@ -24,11 +26,13 @@ pub use apply::{Change, Overrides};
 pub use blobs::{BlobInfo, Blobs};
 pub use error::StoreError;
 pub use merge::MergeRequest;
-pub use persistence::{atomic_write, now_secs};
+pub use persistence::atomic_write;
 pub use records::{CommitRec, CommitRequest, Entry, Repo, RepoRec, Tree};
 pub use refs::{RefModifier, Resolved, parse_ref_expression, validate_name};
 
-use persistence::to_json;
+use lakefs_client::NameKind;
+use persistence::{put_commit, put_tree, to_json};
+use time::OffsetDateTime;
 
 /// All repositories, persisted under `root`.
 #[derive(Debug)]
@@ -78,8 +82,8 @@ impl Store {
         namespace: &str,
         default_branch: &str,
     ) -> Result<RepoRec, StoreError> {
-        validate_name(name, "repository", true)?;
-        validate_name(default_branch, "branch", false)?;
+        validate_name(name, NameKind::Repository)?;
+        validate_name(default_branch, NameKind::Branch)?;
         if !namespace.starts_with("local://") {
             return Err(StoreError::Invalid(format!(
                 "storage namespace {namespace:?}: this server's blockstore is local; use local://<path>"
@@ -97,7 +101,7 @@ impl Store {
         }
         let rec = RepoRec {
             id: name.to_string(),
-            creation_date: now_secs(),
+            creation_date: OffsetDateTime::now_utc().unix_timestamp(),
             default_branch: default_branch.to_string(),
             storage_namespace: namespace.to_string(),
             metadata: BTreeMap::new(),
@@ -110,8 +114,9 @@ impl Store {
             trees: HashMap::new(),
             staging: HashMap::new(),
         };
-        let tree = self.put_tree(&mut repo, Tree::new())?;
-        let commit = self.put_commit(
+        let tree = put_tree(&dir, &mut repo, Tree::new())?;
+        let commit = put_commit(
+            &dir,
             &mut repo,
             CommitRec {
                 id: String::new(),

@@ -4,13 +4,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
+
+use atomic_write_file::AtomicWriteFile;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::records::{Entry, Repo, RepoRec};
+use super::records::{CommitRec, Entry, Repo, RepoRec, StagingLine, Tree};
 use super::{Store, StoreError};
 
 /// A repository's branches and tags as stored.
@@ -20,27 +22,17 @@ pub(super) struct Refs {
     pub tags: BTreeMap<String, String>,
 }
 
-/// One staged change as a line of the staging log.
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct StagingLine {
-    pub path: String,
-    pub entry: Option<Entry>,
-}
-
-/// Writes `bytes` to `path` atomically: temporary file in the same folder, fsync, rename.
+/// Writes `bytes` to `path` atomically (the `atomic-write-file` crate: a temporary file in the
+/// same folder, fsync, rename, fsync of the folder), creating the folder first.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| StoreError::io("create temp in", dir, e))?;
-    tmp.write_all(bytes)
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, e))?;
+    }
+    let mut file = AtomicWriteFile::open(path).map_err(|e| StoreError::io("create", path, e))?;
+    file.write_all(bytes)
         .map_err(|e| StoreError::io("write", path, e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| StoreError::io("sync", path, e))?;
-    tmp.persist(path)
-        .map_err(|e| StoreError::io("rename into", path, e.error))?;
-    Ok(())
+    file.commit()
+        .map_err(|e| StoreError::io("rename into", path, e))
 }
 
 /// `value` as JSON bytes.
@@ -59,11 +51,54 @@ pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Seconds since the epoch.
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// Writes the refs of the repository under `dir`.
+pub(super) fn write_refs(dir: &Path, repo: &Repo) -> Result<(), StoreError> {
+    let refs = Refs {
+        branches: repo.branches.clone(),
+        tags: repo.tags.clone(),
+    };
+    atomic_write(&dir.join("refs.json"), &to_json(&refs)?)
+}
+
+/// Stores `tree` (content-addressed, written once) in the repository under `dir`; its id.
+pub(super) fn put_tree(dir: &Path, repo: &mut Repo, tree: Tree) -> Result<String, StoreError> {
+    let bytes = serde_json::to_vec(&tree).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let id = sha256_hex(&bytes);
+    if !repo.trees.contains_key(&id) {
+        let path = dir.join("trees").join(format!("{id}.json"));
+        atomic_write(&path, &bytes)?;
+        repo.trees.insert(id.clone(), Arc::new(tree));
+    }
+    Ok(id)
+}
+
+/// Stores the commit `rec` (its id and generation derived here) in the repository under `dir`.
+pub(super) fn put_commit(
+    dir: &Path,
+    repo: &mut Repo,
+    mut rec: CommitRec,
+) -> Result<CommitRec, StoreError> {
+    rec.generation = rec
+        .parents
+        .iter()
+        .filter_map(|p| repo.commits.get(p).map(|c| c.generation))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let identity = serde_json::json!({
+        "parents": rec.parents, "meta_range_id": rec.meta_range_id, "message": rec.message,
+        "metadata": rec.metadata, "committer": rec.committer, "creation_date": rec.creation_date,
+    });
+    rec.id = sha256_hex(identity.to_string().as_bytes());
+    if !repo.commits.contains_key(&rec.id) {
+        let bytes = serde_json::to_vec(&rec).map_err(|e| StoreError::Internal(e.to_string()))?;
+        atomic_write(
+            &dir.join("commits").join(format!("{}.json", rec.id)),
+            &bytes,
+        )?;
+        repo.commits.insert(rec.id.clone(), rec.clone());
+    }
+    Ok(rec)
 }
 
 fn staging_path(repo_dir: &Path, branch: &str) -> PathBuf {
@@ -78,14 +113,7 @@ impl Store {
     }
 
     pub(super) fn save_refs(&self, repo: &Repo) -> Result<(), StoreError> {
-        let refs = Refs {
-            branches: repo.branches.clone(),
-            tags: repo.tags.clone(),
-        };
-        atomic_write(
-            &self.repo_dir(&repo.rec.id).join("refs.json"),
-            &to_json(&refs)?,
-        )
+        write_refs(&self.repo_dir(&repo.rec.id), repo)
     }
 
     /// Rewrites a branch's staging log with `staged`.

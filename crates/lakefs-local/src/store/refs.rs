@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use lakefs_client::NameKind;
+
 use super::records::Repo;
 use super::{Store, StoreError};
 
@@ -104,7 +106,7 @@ impl Store {
         name: &str,
         source: &str,
     ) -> Result<String, StoreError> {
-        validate_name(name, "branch", false)?;
+        validate_name(name, NameKind::Branch)?;
         let commit = self.resolve(repo, source)?.commit;
         let r = self.repo_mut(repo)?;
         if r.branches.contains_key(name) {
@@ -143,7 +145,7 @@ impl Store {
         id: &str,
         reference: &str,
     ) -> Result<String, StoreError> {
-        validate_name(id, "tag", false)?;
+        validate_name(id, NameKind::Tag)?;
         let commit = self.resolve(repo, reference)?.commit;
         let r = self.repo_mut(repo)?;
         if r.tags.contains_key(id) {
@@ -166,25 +168,15 @@ impl Store {
     }
 }
 
-/// lakeFS naming rules: repositories `^[a-z0-9][a-z0-9-]{2,62}$`, branches and tags `^\w[-\w]*$`.
-pub fn validate_name(name: &str, what: &str, repository: bool) -> Result<(), StoreError> {
-    let ok = if repository {
-        (3..=63).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !name.starts_with('-')
-    } else {
-        !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            && !name.starts_with('-')
-    };
-    if ok {
+/// Refuses a name lakeFS would refuse (the rules of [`NameKind`]).
+pub fn validate_name(name: &str, kind: NameKind) -> Result<(), StoreError> {
+    if kind.accepts(name) {
         Ok(())
     } else {
-        Err(StoreError::Invalid(format!("invalid {what} name {name:?}")))
+        Err(StoreError::Invalid(format!(
+            "invalid {} name {name:?}",
+            kind.word()
+        )))
     }
 }
 

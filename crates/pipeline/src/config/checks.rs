@@ -2,6 +2,7 @@
 //! (seg-model for the model, training and data settings, rest-transport for retries, this
 //! crate for servers, names and paths), and reported under its configuration key.
 
+use lakefs_client::NameKind;
 use seg_model::SegError;
 use seg_model::data::Split;
 
@@ -107,15 +108,6 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), ConfigError> {
         .map_err(|e| invalid(loaded, "retry", format!("{:?}", c.retry), &e))
 }
 
-/// lakeFS's rule for branch names: a word character, then word characters and `-`.
-fn is_branch_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 /// Why `path` cannot be a folder in the repository, if it cannot: relative, `/`-separated,
 /// without `.` or `..` segments, backslashes or control characters.
 fn folder_problem(path: &str) -> Option<&'static str> {
@@ -141,13 +133,18 @@ fn folder_problem(path: &str) -> Option<&'static str> {
 /// The repository, branch and folder names, and the two server URLs.
 fn check_services(loaded: &Loaded) -> Result<(), ConfigError> {
     let c = &loaded.config;
-    if !is_branch_name(&c.lakefs.branch) {
-        return Err(invalid(
-            loaded,
-            "lakefs.branch",
-            format!("{:?}", c.lakefs.branch),
-            "a lakeFS branch name: letters, digits, '_' and '-', not starting with '-'",
-        ));
+    for (key, name, kind) in [
+        ("lakefs.branch", &c.lakefs.branch, NameKind::Branch),
+        (
+            "lakefs.repository",
+            &c.lakefs.repository,
+            NameKind::Repository,
+        ),
+    ] {
+        if !kind.accepts(name) {
+            let allowed = format!("a lakeFS {} name: {}", kind.word(), kind.rule());
+            return Err(invalid(loaded, key, format!("{name:?}"), &allowed));
+        }
     }
     for (key, path) in [
         ("lakefs.images_path", &c.lakefs.images_path),
@@ -159,19 +156,6 @@ fn check_services(loaded: &Loaded) -> Result<(), ConfigError> {
         if let Some(allowed) = folder_problem(path) {
             return Err(invalid(loaded, key, format!("{path:?}"), allowed));
         }
-    }
-    let repo = &c.lakefs.repository;
-    if repo.is_empty()
-        || !repo
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(invalid(
-            loaded,
-            "lakefs.repository",
-            format!("{repo:?}"),
-            "lower-case letters, digits and '-' (lakeFS repository names)",
-        ));
     }
     check_names(loaded)?;
     if !(0.0..0.5).contains(&c.data.holdout_fraction) {

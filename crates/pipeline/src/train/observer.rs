@@ -164,7 +164,7 @@ impl MlflowObserver {
     }
 
     fn send(&self, values: Vec<(String, f64)>, step: i64) {
-        let now = now_millis();
+        let now = mlflow_client::now_millis();
         let batch = values
             .into_iter()
             .map(|(key, value)| Metric {
@@ -186,12 +186,6 @@ impl MlflowObserver {
             ControlFlow::Continue(())
         }
     }
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl TrainObserver for MlflowObserver {

@@ -60,7 +60,7 @@ pub(super) fn save_local(
         PipelineError::Internal(format!("cannot write the checkpoint metadata as JSON: {e}"))
     })?;
     let meta_path = dir.join(MODEL_META_FILE);
-    std::fs::write(&meta_path, json).map_err(PipelineError::io("write", &meta_path))?;
+    seg_model::checkpoint::write_atomically(&meta_path, &json)?;
     Ok(saved)
 }
 
@@ -167,7 +167,7 @@ async fn keep_saved(
     let identity = Identity {
         run_id: &ctx.run_id,
         model_id,
-        created_secs: now_secs(),
+        created_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
     let model = Checkpoint {
         model: trained,
@@ -209,12 +209,6 @@ async fn keep_saved(
     }
     merge_model(ctx, tx, &stored).await?;
     Ok(stored)
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// `<models_path>/<run id>/`: the MLflow model folder.

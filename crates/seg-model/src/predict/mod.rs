@@ -46,7 +46,6 @@ pub struct Predictor {
 impl Predictor {
     /// A predictor for `checkpoint` (loaded on `device`), running `batch_size` images at a time.
     pub fn new(checkpoint: Checkpoint, device: Device, batch_size: usize) -> Self {
-        crate::tune_allocator();
         Self {
             model: checkpoint.model,
             meta: checkpoint.meta,

@@ -19,7 +19,6 @@ pub fn train(
     backend: BackendKind,
     observer: &mut dyn TrainObserver,
 ) -> Result<TrainOutcome> {
-    crate::tune_allocator();
     let mut run = Run::setup(model_config, config, dataset, split, backend)?;
     let mut selection = Selection::new(config.selection_metric, config.early_stopping_patience);
     let clock = Instant::now();
