@@ -21,7 +21,7 @@
 #      on the profile scale (lakeFS on PostgreSQL + S3 on versitygw, MLflow on PostgreSQL + S3):
 #      the conformance suite and the quickstart, read back with MLflow's and lakeFS's own clients;
 #   6. seg-model's tests again on libtorch (burn's tch backend), so the backend users asked
-#      for cannot rot, with clippy over the tch builds of seg-model, pipeline and the three binaries. libtorch comes from the torch
+#      for cannot rot, with clippy over the tch builds of seg-kernels, seg-model, pipeline and the three binaries. libtorch comes from the torch
 #      wheel of stack/versions.env, cached under ~/.cache.
 # Needs: the Rust toolchain, Go (stack/go.mod names the version), python3 with venv,
 # ../shared/datasets (or SEG_DATASETS_DIR).
@@ -111,6 +111,6 @@ unset MLFLOW_TRACKING_URI SEG_LAKEFS__STORAGE_NAMESPACE SEG_STACK_PROFILE SEG_ST
 step "on the profile scale: the quickstart on PostgreSQL, versitygw, lakeFS on both, MLflow on PostgreSQL + S3 (tests/stack_scale.sh)"
 tests/stack_scale.sh
 
-step "libtorch (tch backend): clippy over seg-model, pipeline and the three binaries built with tch, then seg-model's tests"
-scripts/with-libtorch.sh cargo clippy -p seg-model -p pipeline -p train -p register_model -p infer --all-targets --locked --no-default-features --features tch -- -D warnings
-scripts/with-libtorch.sh cargo test -p seg-model --locked --no-default-features --features tch
+step "libtorch (tch backend): clippy over seg-kernels, seg-model, pipeline and the three binaries built with tch, then their kernels' and seg-model's tests"
+scripts/with-libtorch.sh cargo clippy -p seg-kernels -p seg-model -p pipeline -p train -p register_model -p infer --all-targets --locked --no-default-features --features tch -- -D warnings
+scripts/with-libtorch.sh cargo test -p seg-kernels -p seg-model --locked --no-default-features --features tch

@@ -19,7 +19,6 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::error::{Result, SegError};
-use crate::kernels;
 
 /// How the decoder doubles the spatial size (`"transpose"` or `"bilinear"` in configuration
 /// files and checkpoints; older checkpoints said `"Transpose"` / `"Bilinear"`, still read).
@@ -203,7 +202,7 @@ impl ConvBlock {
 
     /// `forward(pool(x))`, or `forward(x)` without a pool.
     fn forward_pooled(&self, pool: Option<&MaxPool2d>, x: Tensor<4>) -> Tensor<4> {
-        kernels::conv_block(
+        seg_kernels::conv_block(
             pool,
             [
                 (&self.conv1, self.norm1.as_ref()),
@@ -259,7 +258,7 @@ impl UpBlock {
     fn forward(&self, x: Tensor<4>, skip: Tensor<4>) -> Tensor<4> {
         if let Some(transpose) = &self.transpose {
             let b = &self.block;
-            return kernels::up_block(
+            return seg_kernels::up_block(
                 transpose,
                 [(&b.conv1, b.norm1.as_ref()), (&b.conv2, b.norm2.as_ref())],
                 &b.activation,
@@ -268,7 +267,9 @@ impl UpBlock {
             );
         }
         let x = match (&self.interpolate, &self.reduce) {
-            (Some(interpolate), Some(reduce)) => kernels::conv2d(reduce, interpolate.forward(x)),
+            (Some(interpolate), Some(reduce)) => {
+                seg_kernels::conv2d(reduce, interpolate.forward(x))
+            }
             _ => unreachable!("UpBlock is built with either a transposed conv or interpolate+conv"),
         };
         self.block.forward(Tensor::cat(vec![skip, x], 1))
@@ -297,7 +298,7 @@ impl UNet {
         for (up, skip) in self.ups.iter().zip(skips.into_iter().rev()) {
             x = up.forward(x, skip);
         }
-        kernels::conv2d(&self.head, x)
+        seg_kernels::conv2d(&self.head, x)
     }
 }
 

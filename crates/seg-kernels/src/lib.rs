@@ -1,5 +1,7 @@
-//! The U-Net's training-time building blocks, run on hand-written backward steps where burn's
-//! generic autodiff is slow.
+//! seg-kernels: seg-model's own CPU kernels, the U-Net's building blocks run on hand-written
+//! forward and backward steps where burn's generic autodiff and modules are slow. seg-model's
+//! U-Net calls the four blocks here ([`conv2d`], [`conv_block`], [`up_block`] and, inside them,
+//! batch norm + ReLU and max-pool); nothing else depends on them.
 //!
 //! burn's autodiff differentiates on any backend by composing generic ops: a convolution's
 //! weight gradient is a convolution over `swap_dims(0, 1)` copies of input and output
@@ -17,7 +19,8 @@
 //!   (`flex/`), and the decoder's convolution of `cat([skip, up])` reads both in place.
 //!
 //! Everywhere else, or after [`set_own_kernels`]`(false)`, burn's modules run. The maths is
-//! the same either way (`tests/own_kernels.rs`).
+//! the same either way (seg-model's `tests/own_kernels.rs`; `src/flex/tests.rs` checks each
+//! kernel against burn's autodiff).
 
 use std::cell::Cell;
 
@@ -37,7 +40,7 @@ thread_local! {
 
 /// Turns seg-model's own kernels (libtorch's fused backward on `tch`, the im2col + gemm
 /// kernels on `flex`; on by default) off or on for the calling thread (a training runs on the
-/// thread that calls [`crate::train`]); with them off, every backend differentiates through
+/// thread that calls seg-model's `train`); with them off, every backend differentiates through
 /// burn's generic ops. Results agree to float rounding; the switch exists to compare the two
 /// and to rule the kernels out when debugging. Other threads are not affected.
 pub fn set_own_kernels(enabled: bool) {
@@ -51,7 +54,7 @@ fn own_kernels_enabled() -> bool {
 
 /// `conv.forward(x)`, with libtorch's backward kernels on an autodiff libtorch device and the
 /// flex kernels on flex.
-pub(crate) fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "tch")]
     if libtorch::applies(&x) {
         return libtorch::conv2d(conv, x);
@@ -74,7 +77,7 @@ fn conv_transpose2d(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
 
 /// An optional max-pool, then two `conv → [batch norm] → ReLU` units (a U-Net conv block); on an autodiff libtorch device
 /// with batch norm the pair is one libtorch sub-graph (one autodiff step instead of two).
-pub(crate) fn conv_block(
+pub fn conv_block(
     pool: Option<&MaxPool2d>,
     units: [(&Conv2d, Option<&BatchNorm>); 2],
     activation: &Relu,
@@ -97,7 +100,7 @@ pub(crate) fn conv_block(
 
 /// A U-Net decoder step: `conv_block(cat([skip, up(x)], 1))` with a transposed-conv `up`; on an
 /// autodiff libtorch device with batch norm the whole step is one libtorch sub-graph.
-pub(crate) fn up_block(
+pub fn up_block(
     up: &ConvTranspose2d,
     units: [(&Conv2d, Option<&BatchNorm>); 2],
     activation: &Relu,
