@@ -133,6 +133,9 @@ impl std::fmt::Debug for MlflowClient {
     }
 }
 
+/// The root of MLflow's REST API.
+pub(crate) const API: &str = "/api/2.0/mlflow";
+
 /// Whether a request may be retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Idempotent {
@@ -226,6 +229,22 @@ impl MlflowClient {
         } else {
             self.config.options.retry.run_client_once(attempt).await
         }
+    }
+
+    /// A call whose answer carries nothing (`{}`): `method` on `{API}/{endpoint}` with a JSON
+    /// body.
+    pub(crate) async fn act<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: &B,
+        idempotent: Idempotent,
+    ) -> Result<()> {
+        let path = format!("{API}/{endpoint}");
+        let _: serde_json::Value = self
+            .call(method, &path, &[], Some(body), idempotent)
+            .await?;
+        Ok(())
     }
 
     /// A request that got no answer: a timeout (naming the timeout that was set on it) or an

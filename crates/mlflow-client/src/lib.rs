@@ -2,7 +2,7 @@
 //!
 //! - [`MlflowClient`] / [`MlflowClientBuilder`]: tracking URI, auth, timeouts, retries.
 //! - Tracking ([`tracking`]): experiments, runs, batched logging within server limits, search
-//!   and metric history as streams, dataset inputs, MLflow 3 logged models.
+//!   and metric history as streams, dataset inputs; [`logged_models`]: MLflow 3 logged models.
 //! - Registry ([`registry`]): registered models, versions, tags, aliases.
 //! - Artifacts ([`artifacts`]): streaming upload/download through the artifact proxy.
 //! - [`RunGuard`]: ends a run FINISHED, FAILED or KILLED on every path.
@@ -10,6 +10,7 @@
 pub mod artifacts;
 pub mod client;
 pub mod error;
+pub mod logged_models;
 pub mod registry;
 pub mod run_guard;
 pub mod tracking;

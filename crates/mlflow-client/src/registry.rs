@@ -12,7 +12,7 @@ use crate::error::{MlflowError, Result};
 use crate::types::*;
 use rest_transport::paginate;
 
-const API: &str = "/api/2.0/mlflow";
+use crate::client::API;
 
 /// What to register as a new model version.
 #[derive(Debug, Clone, Default)]
@@ -149,16 +149,13 @@ impl MlflowClient {
     /// Sets a tag on a registered model.
     pub async fn set_registered_model_tag(&self, name: &str, key: &str, value: &str) -> Result<()> {
         let body = json!({ "name": name, "key": key, "value": value });
-        let _: serde_json::Value = self
-            .call(
-                Method::POST,
-                &format!("{API}/registered-models/set-tag"),
-                &[],
-                Some(&body),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(())
+        self.act(
+            Method::POST,
+            "registered-models/set-tag",
+            &body,
+            Idempotent::Yes,
+        )
+        .await
     }
 
     /// Sets a registered model's description.
@@ -272,16 +269,13 @@ impl MlflowClient {
         value: &str,
     ) -> Result<()> {
         let body = json!({ "name": name, "version": version, "key": key, "value": value });
-        let _: serde_json::Value = self
-            .call(
-                Method::POST,
-                &format!("{API}/model-versions/set-tag"),
-                &[],
-                Some(&body),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(())
+        self.act(
+            Method::POST,
+            "model-versions/set-tag",
+            &body,
+            Idempotent::Yes,
+        )
+        .await
     }
 
     /// Sets a model version's description.
@@ -330,16 +324,13 @@ impl MlflowClient {
     pub async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<()> {
         check_alias(alias)?;
         let body = json!({ "name": name, "alias": alias, "version": version });
-        let _: serde_json::Value = self
-            .call(
-                Method::POST,
-                &format!("{API}/registered-models/alias"),
-                &[],
-                Some(&body),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(())
+        self.act(
+            Method::POST,
+            "registered-models/alias",
+            &body,
+            Idempotent::Yes,
+        )
+        .await
     }
 
     /// The version `alias` points at; `None` when the alias is not set (MLflow answers a 400
@@ -374,16 +365,13 @@ impl MlflowClient {
     /// Removes `alias` from `name` (DELETE with a JSON body).
     pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
         let body = json!({ "name": name, "alias": alias });
-        let _: serde_json::Value = self
-            .call(
-                Method::DELETE,
-                &format!("{API}/registered-models/alias"),
-                &[],
-                Some(&body),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(())
+        self.act(
+            Method::DELETE,
+            "registered-models/alias",
+            &body,
+            Idempotent::Yes,
+        )
+        .await
     }
 }
 

@@ -1,5 +1,5 @@
-//! Tracking: experiments, runs, batched logging, search and metric history (as streams),
-//! dataset inputs and MLflow 3 logged models.
+//! Tracking: experiments, runs, batched logging, search and metric history (as streams) and
+//! dataset inputs.
 
 use futures::Stream;
 use reqwest::Method;
@@ -21,7 +21,7 @@ pub const MAX_TAGS_PER_BATCH: usize = 100;
 /// Entities (metrics + params + tags) per log-batch call.
 pub const MAX_ENTITIES_PER_BATCH: usize = 1000;
 
-const API: &str = "/api/2.0/mlflow";
+use crate::client::API;
 
 /// Options of a run search.
 #[derive(Debug, Clone, Default)]
@@ -59,11 +59,6 @@ struct ExperimentResponse {
 #[derive(Deserialize)]
 struct RunResponse {
     run: Run,
-}
-
-#[derive(Deserialize)]
-struct LoggedModelResponse {
-    model: LoggedModel,
 }
 
 impl MlflowClient {
@@ -124,16 +119,13 @@ impl MlflowClient {
         key: &str,
         value: &str,
     ) -> Result<()> {
-        let _: serde_json::Value = self
-            .call(
-                Method::POST,
-                &format!("{API}/experiments/set-experiment-tag"),
-                &[],
-                Some(&json!({ "experiment_id": experiment_id, "key": key, "value": value })),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(())
+        self.act(
+            Method::POST,
+            "experiments/set-experiment-tag",
+            &json!({ "experiment_id": experiment_id, "key": key, "value": value }),
+            Idempotent::Yes,
+        )
+        .await
     }
 
     /// The experiment called `name`, created (with `tags`) if missing; an existing experiment
@@ -217,16 +209,8 @@ impl MlflowClient {
         if let Some(end) = end_time.or_else(|| terminal.then(now_millis)) {
             body["end_time"] = json!(end);
         }
-        let _: serde_json::Value = self
-            .call(
-                Method::POST,
-                &format!("{API}/runs/update"),
-                &[],
-                Some(&body),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(())
+        self.act(Method::POST, "runs/update", &body, Idempotent::Yes)
+            .await
     }
 
     /// Logs metrics, params and tags, split into calls within MLflow's limits (1000 metrics,
@@ -260,16 +244,8 @@ impl MlflowClient {
         let body = json!({ "run_id": run_id, "metrics": metrics, "params": params, "tags": tags });
         // log-batch is idempotent for metrics (same key/step/timestamp/value) and for params of
         // equal value, so it may be retried.
-        let _: serde_json::Value = self
-            .call(
-                Method::POST,
-                &format!("{API}/runs/log-batch"),
-                &[],
-                Some(&body),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(())
+        self.act(Method::POST, "runs/log-batch", &body, Idempotent::Yes)
+            .await
     }
 
     /// Logs one metric value.
@@ -277,62 +253,30 @@ impl MlflowClient {
         let mut body =
             serde_json::to_value(metric).map_err(|e| MlflowError::Config(e.to_string()))?;
         body["run_id"] = json!(run_id);
-        let _: serde_json::Value = self
-            .call(
-                Method::POST,
-                &format!("{API}/runs/log-metric"),
-                &[],
-                Some(&body),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(())
+        self.act(Method::POST, "runs/log-metric", &body, Idempotent::Yes)
+            .await
     }
 
     /// Logs one parameter.
     pub async fn log_param(&self, run_id: &str, key: &str, value: &str) -> Result<()> {
         let body = json!({ "run_id": run_id, "key": key, "value": value });
-        let _: serde_json::Value = self
-            .call(
-                Method::POST,
-                &format!("{API}/runs/log-parameter"),
-                &[],
-                Some(&body),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(())
+        self.act(Method::POST, "runs/log-parameter", &body, Idempotent::Yes)
+            .await
     }
 
     /// Sets a tag on a run.
     pub async fn set_tag(&self, run_id: &str, key: &str, value: &str) -> Result<()> {
         let body = json!({ "run_id": run_id, "key": key, "value": value });
-        let _: serde_json::Value = self
-            .call(
-                Method::POST,
-                &format!("{API}/runs/set-tag"),
-                &[],
-                Some(&body),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(())
+        self.act(Method::POST, "runs/set-tag", &body, Idempotent::Yes)
+            .await
     }
 
     /// Records the datasets a run used (what MLflow's UI shows in its Datasets column). Give
     /// each input a `mlflow.data.context` tag (`training`, `validation`, `evaluation`).
     pub async fn log_inputs(&self, run_id: &str, datasets: &[DatasetInput]) -> Result<()> {
         let body = json!({ "run_id": run_id, "datasets": datasets });
-        let _: serde_json::Value = self
-            .call(
-                Method::POST,
-                &format!("{API}/runs/log-inputs"),
-                &[],
-                Some(&body),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(())
+        self.act(Method::POST, "runs/log-inputs", &body, Idempotent::Yes)
+            .await
     }
 
     /// Searches runs; pages are fetched as the stream is read.
@@ -406,137 +350,6 @@ impl MlflowClient {
                 )
                 .await?;
             Ok((page.metrics, page.next_page_token))
-        })
-    }
-
-    /// Creates an MLflow 3 logged model (status pending) from a run.
-    pub async fn create_logged_model(
-        &self,
-        experiment_id: &str,
-        name: &str,
-        source_run_id: Option<&str>,
-        params: &[Param],
-        tags: &[Tag],
-    ) -> Result<LoggedModel> {
-        let mut body =
-            json!({ "experiment_id": experiment_id, "name": name, "params": params, "tags": tags });
-        if let Some(run) = source_run_id {
-            body["source_run_id"] = json!(run);
-        }
-        let r: LoggedModelResponse = self
-            .call(
-                Method::POST,
-                &format!("{API}/logged-models"),
-                &[],
-                Some(&body),
-                Idempotent::No,
-            )
-            .await?;
-        Ok(r.model)
-    }
-
-    /// Marks a logged model ready (`LOGGED_MODEL_READY`).
-    pub async fn finalize_logged_model(&self, model_id: &str) -> Result<LoggedModel> {
-        self.set_logged_model_status(model_id, "LOGGED_MODEL_READY")
-            .await
-    }
-
-    /// Sets a logged model's status: `LOGGED_MODEL_READY` or `LOGGED_MODEL_UPLOAD_FAILED`.
-    pub async fn set_logged_model_status(
-        &self,
-        model_id: &str,
-        status: &str,
-    ) -> Result<LoggedModel> {
-        let r: LoggedModelResponse = self
-            .call(
-                Method::PATCH,
-                &format!("{API}/logged-models/{model_id}"),
-                &[],
-                Some(&json!({ "model_id": model_id, "status": status })),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(r.model)
-    }
-
-    /// Sets tags on logged model `model_id`.
-    pub async fn set_logged_model_tags(&self, model_id: &str, tags: &[Tag]) -> Result<()> {
-        let _: serde_json::Value = self
-            .call(
-                Method::PATCH,
-                &format!("{API}/logged-models/{model_id}/tags"),
-                &[],
-                Some(&json!({ "tags": tags })),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Records logged model `model_id` as an output of `run_id` at `step` (what the run page's
-    /// "Logged models" lists).
-    pub async fn log_outputs(&self, run_id: &str, model_id: &str, step: i64) -> Result<()> {
-        let body = json!({ "run_id": run_id, "models": [{ "model_id": model_id, "step": step }] });
-        let _: serde_json::Value = self
-            .call(
-                Method::POST,
-                &format!("{API}/runs/outputs"),
-                &[],
-                Some(&body),
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// The logged model with this id.
-    pub async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel> {
-        let r: LoggedModelResponse = self
-            .call::<(), _>(
-                Method::GET,
-                &format!("{API}/logged-models/{model_id}"),
-                &[],
-                None,
-                Idempotent::Yes,
-            )
-            .await?;
-        Ok(r.model)
-    }
-
-    /// Searches logged models of experiments (filter e.g. `name = 'unet'`), paged.
-    pub fn search_logged_models(
-        &self,
-        experiment_ids: Vec<String>,
-        filter: Option<String>,
-    ) -> impl Stream<Item = Result<LoggedModel>> + '_ {
-        paginate(move |token| {
-            let (ids, filter) = (experiment_ids.clone(), filter.clone());
-            async move {
-                #[derive(Deserialize)]
-                struct Page {
-                    #[serde(default)]
-                    models: Vec<LoggedModel>,
-                    #[serde(default)]
-                    next_page_token: Option<String>,
-                }
-                let mut body = json!({ "experiment_ids": ids, "max_results": 100 });
-                if let Some(f) = filter {
-                    body["filter"] = json!(f);
-                }
-                if let Some(t) = token {
-                    body["page_token"] = json!(t);
-                }
-                let page: Page = self
-                    .call(
-                        Method::POST,
-                        &format!("{API}/logged-models/search"),
-                        &[],
-                        Some(&body),
-                        Idempotent::Yes,
-                    )
-                    .await?;
-                Ok((page.models, page.next_page_token))
-            }
         })
     }
 }

@@ -201,11 +201,11 @@ pub(super) fn col2im_input_grad(s: &ConvShape, dy: &[f32], w: &[f32]) -> Vec<f32
 
 /// `dW = Σ_b dy[b]·im2col(x[b])ᵀ`: the weight gradient of the convolution of the
 /// channel-wise concatenation of the parts `x` (one part: a plain input), straight from the
-/// padded input where [`direct::weight_grad_applies`] (stride 1, rows 64+ wide), else
+/// padded input where [`direct_grad::weight_grad_applies`] (stride 1, rows 64+ wide), else
 /// [`im2col_weight_grad`].
 pub(super) fn conv_weight_grad(s: &ConvShape, x: &[&[f32]], dy: &[f32]) -> Vec<f32> {
-    if direct::weight_grad_applies(s) {
-        return direct::weight_grad(s, x, dy);
+    if direct_grad::weight_grad_applies(s) {
+        return direct_grad::weight_grad(s, x, dy);
     }
     im2col_weight_grad(s, x, dy)
 }

@@ -43,6 +43,7 @@ use rayon::prelude::*;
 mod autodiff;
 mod conv;
 mod direct;
+mod direct_grad;
 mod norm;
 mod pool;
 mod product;

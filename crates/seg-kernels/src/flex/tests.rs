@@ -425,7 +425,7 @@ fn direct_conv_matches_definition() {
 /// here, and an input given as two concatenated parts.
 #[test]
 fn direct_weight_grad_matches_im2col() {
-    let unet = |c: usize, size: usize| direct::weight_grad_applies(&unet_layer(c, size));
+    let unet = |c: usize, size: usize| direct_grad::weight_grad_applies(&unet_layer(c, size));
     assert!(unet(16, 128) && unet(32, 64) && unet(16, 256));
     assert!(!unet(64, 32) && !unet(128, 16));
     let cases = [
@@ -443,14 +443,14 @@ fn direct_weight_grad_matches_im2col() {
         let what = format!("weight gradient {xs:?} {ws:?} padding {padding:?}");
         for arch in instruction_sets() {
             close(
-                &direct::weight_grad_on(arch, &s, &[&x], &dy),
+                &direct_grad::weight_grad_on(arch, &s, &[&x], &dy),
                 &expected,
                 &format!("{what} on {arch:?}"),
             );
         }
         let parts = split_channels(&x, s.n, &[2, s.c_in - 2], s.h * s.w);
         close(
-            &direct::weight_grad(&s, &[&parts[0], &parts[1]], &dy),
+            &direct_grad::weight_grad(&s, &[&parts[0], &parts[1]], &dy),
             &expected,
             &format!("{what} in two parts"),
         );
