@@ -7,7 +7,8 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::error::{LakeFsError, Result};
-use rest_transport::{ClientBuilder, ClientError as _, ClientOptions, RetryPolicy};
+use rest_transport::exchange;
+use rest_transport::{ClientBuilder, ClientOptions, Refusal, RetryPolicy, Service};
 
 /// How the client authenticates.
 #[derive(Clone)]
@@ -183,12 +184,7 @@ impl std::fmt::Debug for LakeFsClient {
     }
 }
 
-/// Whether a call may be retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Idempotent {
-    Yes,
-    No,
-}
+pub(crate) use rest_transport::Idempotent;
 
 pub(crate) use rest_transport::encode::segment as seg;
 
@@ -236,21 +232,17 @@ impl LakeFsClient {
     where
         F: Fn() -> RequestBuilder,
     {
-        let attempt = || async {
-            let resp = build()
-                .send()
-                .await
-                .map_err(|e| self.transport_error(label, e, self.request_timeout))?;
-            if resp.status().is_success() {
-                Ok(resp)
-            } else {
-                Err(self.status_error(label, resp).await)
-            }
-        };
-        match idempotent {
-            Idempotent::Yes => self.with_retries(attempt).await,
-            Idempotent::No => self.retry.run_client_once(attempt).await,
-        }
+        exchange::send(self, label, idempotent, build).await
+    }
+
+    /// Sends `request` once, with `timeout` (a transfer's own), and checks its status.
+    pub(crate) async fn send_once(
+        &self,
+        label: &str,
+        request: RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Response> {
+        exchange::send_once(self, label, request, timeout).await
     }
 
     /// Runs `attempt` under the client's retry policy.
@@ -262,7 +254,7 @@ impl LakeFsClient {
         self.retry.run_client(attempt).await
     }
 
-    /// Sends a request with optional JSON body and query; returns the successful response.
+    /// Sends a request with optional JSON body and query; the successful answer's body.
     async fn call(
         &self,
         label: &str,
@@ -271,8 +263,8 @@ impl LakeFsClient {
         query: &[(&str, String)],
         body: Option<&serde_json::Value>,
         idempotent: Idempotent,
-    ) -> Result<Response> {
-        self.send(label, idempotent, || {
+    ) -> Result<Vec<u8>> {
+        exchange::call(self, label, idempotent, || {
             let mut req = self.request(method.clone(), path).query(query);
             if let Some(b) = body {
                 req = req.json(b);
@@ -292,20 +284,10 @@ impl LakeFsClient {
         idempotent: Idempotent,
     ) -> Result<T> {
         let label = format!("{method} {path}");
-        let resp = self
+        let answer = self
             .call(&label, &method, path, query, body, idempotent)
             .await?;
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&label, e, self.request_timeout))?;
-        serde_json::from_slice(&bytes).map_err(|e| LakeFsError::Decode {
-            request: label,
-            reason: format!(
-                "{e}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-            ),
-        })
+        exchange::decode(self, &label, &answer)
     }
 
     /// Call whose answer has no body worth reading (204, or text).
@@ -318,29 +300,42 @@ impl LakeFsClient {
         idempotent: Idempotent,
     ) -> Result<String> {
         let label = format!("{method} {path}");
-        let resp = self
+        let answer = self
             .call(&label, &method, path, query, body, idempotent)
             .await?;
-        resp.text()
-            .await
-            .map_err(|e| self.transport_error(&label, e, self.request_timeout))
+        Ok(String::from_utf8_lossy(&answer).into_owned())
+    }
+}
+
+/// lakeFS as rest-transport's request cycle sees it: its refusals carry `{"message": ...}`.
+impl Service for LakeFsClient {
+    type Error = LakeFsError;
+
+    fn url(&self) -> &str {
+        &self.api
     }
 
-    /// A request that got no answer: a timeout (naming the timeout that was set on it) or an
-    /// unreachable server.
-    pub(crate) fn transport_error(
-        &self,
-        label: &str,
-        e: reqwest::Error,
-        timeout: Duration,
-    ) -> LakeFsError {
-        LakeFsError::no_answer(label, &self.api, &e, timeout)
+    fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
     }
 
-    pub(crate) async fn status_error(&self, label: &str, resp: Response) -> LakeFsError {
-        let status = resp.status();
-        let retry_after = rest_transport::status::retry_after(resp.headers());
-        let body = resp.bytes().await.unwrap_or_default();
+    fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    fn undecodable(&self, request: &str, reason: String) -> LakeFsError {
+        LakeFsError::Decode {
+            request: request.to_string(),
+            reason,
+        }
+    }
+
+    fn refused(&self, request: &str, refusal: Refusal) -> LakeFsError {
+        let Refusal {
+            status,
+            retry_after,
+            body,
+        } = refusal;
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| {
@@ -349,7 +344,7 @@ impl LakeFsClient {
                     .map(str::to_string)
             })
             .unwrap_or_else(|| rest_transport::status::body_excerpt(&body, 300));
-        let request = label.to_string();
+        let request = request.to_string();
         match status {
             StatusCode::NOT_FOUND => LakeFsError::NotFound { request, message },
             StatusCode::CONFLICT => LakeFsError::Conflict { request, message },

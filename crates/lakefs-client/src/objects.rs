@@ -9,6 +9,8 @@ use md5::{Digest, Md5};
 use reqwest::Method;
 use serde_json::json;
 
+use rest_transport::Service as _;
+
 use crate::client::{Idempotent, LakeFsClient, seg};
 use crate::error::{LakeFsError, Result};
 use crate::types::{ObjectError, ObjectStats};
@@ -123,22 +125,14 @@ impl LakeFsClient {
                         path: file.to_path_buf(),
                         source: e,
                     })?;
-            let resp = self
+            let request = self
                 .upload_request(repo, branch, path, opts)
                 .header(reqwest::header::CONTENT_LENGTH, len)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| self.transport_error(&label, e, self.transfer_timeout()))?;
-            if !resp.status().is_success() {
-                return Err(self.status_error(&label, resp).await);
-            }
-            resp.json::<ObjectStats>()
-                .await
-                .map_err(|e| LakeFsError::Decode {
-                    request: label.clone(),
-                    reason: e.to_string(),
-                })
+                .body(body);
+            let resp = self
+                .send_once(&label, request, self.transfer_timeout())
+                .await?;
+            rest_transport::exchange::read_json(self, &label, resp).await
         };
         self.with_retries(attempt).await
     }
@@ -159,12 +153,7 @@ impl LakeFsClient {
                     .body(data.clone())
             })
             .await?;
-        resp.json::<ObjectStats>()
-            .await
-            .map_err(|e| LakeFsError::Decode {
-                request: label,
-                reason: e.to_string(),
-            })
+        rest_transport::exchange::read_json(self, &label, resp).await
     }
 
     /// Metadata of the object at `path` in `reference`.
@@ -218,7 +207,7 @@ impl LakeFsClient {
             .await?;
         resp.bytes()
             .await
-            .map_err(|e| self.transport_error(&label, e, self.transfer_timeout()))
+            .map_err(|e| self.no_answer(&label, &e, self.transfer_timeout()))
     }
 
     /// Downloads an object to `dest`: streamed into a temporary file beside it, checked against
@@ -271,16 +260,13 @@ impl LakeFsClient {
         let label = format!("GET {route}?path={path}");
         let uri = format!("lakefs://{repo}/{reference}/{path}");
         let attempt = || async {
-            let resp = self
+            let request = self
                 .request(Method::GET, &route)
                 .timeout(self.transfer_timeout())
-                .query(&[("path", path)])
-                .send()
-                .await
-                .map_err(|e| self.transport_error(&label, e, self.transfer_timeout()))?;
-            if !resp.status().is_success() {
-                return Err(self.status_error(&label, resp).await);
-            }
+                .query(&[("path", path)]);
+            let resp = self
+                .send_once(&label, request, self.transfer_timeout())
+                .await?;
             let mut hasher = Md5::new();
             let staged =
                 rest_transport::stream_to_temp(resp, dest, stats.size_bytes, |c| hasher.update(c))
@@ -309,7 +295,7 @@ impl LakeFsClient {
     ) -> LakeFsError {
         use rest_transport::DownloadError as D;
         match e {
-            D::Body(e) => self.transport_error(label, e, self.transfer_timeout()),
+            D::Body(e) => self.no_answer(label, &e, self.transfer_timeout()),
             D::Truncated { received, expected } => LakeFsError::Truncated {
                 request: label.to_string(),
                 received,

@@ -7,6 +7,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde::Deserialize;
 
+use rest_transport::Service as _;
+
 use crate::client::MlflowClient;
 use crate::error::{MlflowError, Result};
 use crate::types::FileInfo;
@@ -71,18 +73,14 @@ impl MlflowClient {
                         path: file.to_path_buf(),
                         source: e,
                     })?;
-            let resp = self
+            let request = self
                 .request(Method::PUT, &path)
                 .timeout(self.transfer_timeout())
                 .header(reqwest::header::CONTENT_LENGTH, len)
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| self.transport_error(&label, e, self.transfer_timeout()))?;
-            if !resp.status().is_success() {
-                return Err(self.response_error(&label, resp).await);
-            }
+                .body(body);
+            self.send_once(&label, request, self.transfer_timeout())
+                .await?;
             Ok(())
         };
         self.with_retries(attempt).await
@@ -149,15 +147,12 @@ impl MlflowClient {
         let path = self.artifact_url_path(artifact_uri, rel)?;
         let label = format!("GET {path}");
         let attempt = || async {
-            let resp = self
+            let request = self
                 .request(Method::GET, &path)
-                .timeout(self.transfer_timeout())
-                .send()
-                .await
-                .map_err(|e| self.transport_error(&label, e, self.transfer_timeout()))?;
-            if !resp.status().is_success() {
-                return Err(self.response_error(&label, resp).await);
-            }
+                .timeout(self.transfer_timeout());
+            let resp = self
+                .send_once(&label, request, self.transfer_timeout())
+                .await?;
             let expected = match resp.content_length() {
                 Some(n) => n,
                 None => self.listed_size(artifact_uri, rel).await?,
@@ -210,7 +205,7 @@ impl MlflowClient {
     fn download_error(&self, label: &str, e: rest_transport::DownloadError) -> MlflowError {
         use rest_transport::DownloadError as D;
         match e {
-            D::Body(e) => self.transport_error(label, e, self.transfer_timeout()),
+            D::Body(e) => self.no_answer(label, &e, self.transfer_timeout()),
             D::Truncated { received, expected } => MlflowError::Truncated {
                 request: label.to_string(),
                 received,
@@ -236,14 +231,9 @@ impl MlflowClient {
     pub async fn delete_artifact(&self, artifact_uri: &str, rel: &str) -> Result<()> {
         let path = self.artifact_url_path(artifact_uri, rel)?;
         let label = format!("DELETE {path}");
-        let resp = self
-            .request(Method::DELETE, &path)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&label, e, self.request_timeout()))?;
-        if !resp.status().is_success() {
-            return Err(self.response_error(&label, resp).await);
-        }
+        let request = self.request(Method::DELETE, &path);
+        self.send_once(&label, request, self.request_timeout())
+            .await?;
         Ok(())
     }
 

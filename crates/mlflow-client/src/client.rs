@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
-use rest_transport::{ClientBuilder, ClientError as _, ClientOptions};
+use rest_transport::exchange;
+use rest_transport::{ClientBuilder, ClientOptions, Refusal, Service};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -136,12 +137,7 @@ impl std::fmt::Debug for MlflowClient {
 /// The root of MLflow's REST API.
 pub(crate) const API: &str = "/api/2.0/mlflow";
 
-/// Whether a request may be retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Idempotent {
-    Yes,
-    No,
-}
+pub(crate) use rest_transport::Idempotent;
 
 impl MlflowClient {
     /// A client for `tracking_uri` with default settings.
@@ -181,7 +177,18 @@ impl MlflowClient {
         self.config.options.request_timeout
     }
 
-    /// Sends a JSON request and decodes the JSON answer, retrying idempotent calls.
+    /// Sends `request` once, with `timeout` (a transfer's own), and checks its status.
+    pub(crate) async fn send_once(
+        &self,
+        label: &str,
+        request: RequestBuilder,
+        timeout: Duration,
+    ) -> Result<reqwest::Response> {
+        exchange::send_once(self, label, request, timeout).await
+    }
+
+    /// Sends a JSON request and decodes the JSON answer (an empty one as `{}`), retrying
+    /// idempotent calls.
     pub(crate) async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -191,7 +198,7 @@ impl MlflowClient {
         idempotent: Idempotent,
     ) -> Result<T> {
         let label = format!("{method} {path}");
-        let attempt = || async {
+        let answer = exchange::call(self, &label, idempotent, || {
             let mut req = self.request(method.clone(), path);
             if !query.is_empty() {
                 req = req.query(query);
@@ -200,35 +207,15 @@ impl MlflowClient {
                 // MLflow rejects a POST without Content-Type: application/json; .json() sets it.
                 req = req.json(body);
             }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| self.transport_error(&label, e, self.request_timeout()))?;
-            if !resp.status().is_success() {
-                return Err(self.response_error(&label, resp).await);
-            }
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| self.transport_error(&label, e, self.request_timeout()))?;
-            let bytes = if bytes.is_empty() {
-                &b"{}"[..]
-            } else {
-                &bytes[..]
-            };
-            serde_json::from_slice(bytes).map_err(|e| MlflowError::Decode {
-                request: label.clone(),
-                reason: format!(
-                    "{e}: {}",
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                ),
-            })
-        };
-        if idempotent == Idempotent::Yes {
-            self.with_retries(attempt).await
+            req
+        })
+        .await?;
+        let answer = if answer.is_empty() {
+            &b"{}"[..]
         } else {
-            self.config.options.retry.run_client_once(attempt).await
-        }
+            &answer[..]
+        };
+        exchange::decode(self, &label, answer)
     }
 
     /// A call whose answer carries nothing (`{}`): `method` on `{API}/{endpoint}` with a JSON
@@ -247,54 +234,22 @@ impl MlflowClient {
         Ok(())
     }
 
-    /// A request that got no answer: a timeout (naming the timeout that was set on it) or an
-    /// unreachable server.
-    pub(crate) fn transport_error(
-        &self,
-        label: &str,
-        e: reqwest::Error,
-        timeout: Duration,
-    ) -> MlflowError {
-        MlflowError::no_answer(label, &self.base, &e, timeout)
-    }
-
-    /// The error of a response whose status is not a success (reads its body).
     /// The text a server answers to `GET path` outside the REST API: MLflow answers `/health`
     /// with `OK` (without credentials) and `/version` with its version; another kind of
     /// server answers otherwise, which tells that the URI is not MLflow's.
     pub async fn probe(&self, path: &str) -> Result<String> {
         let label = format!("GET {path}");
-        let label = label.as_str();
-        let resp = self
+        let request = self
             .request(Method::GET, path)
-            .timeout(self.request_timeout())
-            .send()
-            .await
-            .map_err(|e| self.transport_error(label, e, self.request_timeout()))?;
-        if !resp.status().is_success() {
-            return Err(self.response_error(label, resp).await);
-        }
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| self.transport_error(label, e, self.request_timeout()))?;
-        Ok(text.trim().to_string())
+            .timeout(self.request_timeout());
+        let resp = self
+            .send_once(&label, request, self.request_timeout())
+            .await?;
+        let text = exchange::read_body(self, &label, resp).await?;
+        Ok(String::from_utf8_lossy(&text).trim().to_string())
     }
 
-    pub(crate) async fn response_error(&self, label: &str, resp: reqwest::Response) -> MlflowError {
-        let status = resp.status();
-        let retry_after = rest_transport::status::retry_after(resp.headers());
-        let body = resp.bytes().await.unwrap_or_default();
-        let mut e = self.status_error(label, status, &body);
-        if let MlflowError::Api {
-            retry_after: slot, ..
-        } = &mut e
-        {
-            *slot = retry_after;
-        }
-        e
-    }
-
+    /// The error of an answer with `status` and `body` (any but a success) to `label`.
     pub(crate) fn status_error(&self, label: &str, status: StatusCode, body: &[u8]) -> MlflowError {
         #[derive(serde::Deserialize, Default)]
         struct ApiError {
@@ -367,9 +322,43 @@ impl MlflowClient {
     }
 }
 
+/// MLflow as rest-transport's request cycle sees it: its refusals carry
+/// `{"error_code": ..., "message": ...}`.
+impl Service for MlflowClient {
+    type Error = MlflowError;
+
+    fn url(&self) -> &str {
+        &self.base
+    }
+
+    fn retry_policy(&self) -> &rest_transport::RetryPolicy {
+        &self.config.options.retry
+    }
+
+    fn request_timeout(&self) -> Duration {
+        self.config.options.request_timeout
+    }
+
+    fn undecodable(&self, request: &str, reason: String) -> MlflowError {
+        MlflowError::Decode {
+            request: request.to_string(),
+            reason,
+        }
+    }
+
+    fn refused(&self, request: &str, refusal: Refusal) -> MlflowError {
+        let mut e = self.status_error(request, refusal.status, &refusal.body);
+        if let MlflowError::Api { retry_after, .. } = &mut e {
+            *retry_after = refusal.retry_after;
+        }
+        e
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rest_transport::ClientError as _;
 
     #[test]
     fn debug_hides_secrets() {

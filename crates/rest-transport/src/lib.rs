@@ -2,6 +2,8 @@
 //!
 //! - [`client`]: a client's options (timeouts, retries, user agent) with the builder methods
 //!   that set them, and the kinds of failure ([`ErrorKind`]) both clients classify into.
+//! - [`exchange`]: the request cycle (send, refusal or no answer as the client's error, retries,
+//!   JSON decoding with a body excerpt); a client implements [`Service`] for what is its own.
 //! - [`RetryPolicy`]: exponential backoff with jitter, honouring `Retry-After`, bounded in
 //!   attempts and in total time; serde-able with human-readable durations (`"30s"`).
 //! - [`stream`]: a file as a streamed request body, and a response streamed into a temporary
@@ -13,6 +15,7 @@
 pub mod client;
 pub mod describe;
 pub mod encode;
+pub mod exchange;
 mod paging;
 mod retry;
 pub mod status;
@@ -20,6 +23,7 @@ pub mod stream;
 
 pub use client::{ClientBuilder, ClientError, ClientOptions, ErrorKind, base_url};
 pub use describe::{Failure, classify, error_chain};
+pub use exchange::{Idempotent, Refusal, Service};
 pub use paging::paginate;
 pub use retry::{Retry, RetryPolicy, Retryable};
 pub use stream::{DownloadError, StagedDownload, file_body, stream_to_temp};
