@@ -146,15 +146,15 @@ async fn run(cli: Cli, started: Instant) -> i32 {
     };
     let json = cli.json;
     let emit = move |r: &ImageResult| {
-        if json {
-            terminal::print_json(r, &r.input);
+        if json && let Err(e) = terminal::print_json(r, &r.input) {
+            terminal::report(&e);
         }
     };
     match pipeline::infer::infer(opts, &progress, emit).await {
         Ok(summary) => {
             if cli.json {
-                if !terminal::print_json(&summary, "the summary") {
-                    return exit::ERROR;
+                if let Err(e) = terminal::print_json(&summary, "the summary") {
+                    return terminal::report(&e);
                 }
             } else {
                 print_summary(&summary);

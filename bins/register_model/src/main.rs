@@ -57,19 +57,16 @@ fn main() {
         Err(e) => std::process::exit(terminal::report(&e)),
     };
     let code = match runtime.block_on(run(&cli)) {
-        Ok(r) => {
-            let printed = print_result(&cli, &r);
-            match (&r.decision, &r.evaluation) {
-                (Decision::Refused, Some(e)) => {
-                    terminal::report(&PipelineError::Criteria(format!(
-                        "{}; version {} is registered, the alias {} stays (--force moves it)",
-                        e.line, r.version, r.alias
-                    )))
-                }
-                _ if !printed => exit::ERROR,
-                _ => exit::OK,
+        Ok(r) => match (print_result(&cli, &r), &r.decision, &r.evaluation) {
+            (Err(e), _, _) => terminal::report(&e),
+            (Ok(()), Decision::Refused, Some(e)) => {
+                terminal::report(&PipelineError::Criteria(format!(
+                    "{}; version {} is registered, the alias {} stays (--force moves it)",
+                    e.line, r.version, r.alias
+                )))
             }
-        }
+            _ => exit::OK,
+        },
         Err(e) => terminal::report(&e),
     };
     std::process::exit(code);
@@ -91,8 +88,8 @@ async fn run(cli: &Cli) -> Result<Registration, PipelineError> {
     register::promote(&services, &config, &choice, cli.force).await
 }
 
-/// Prints the result (the JSON object, or lines); false when the JSON could not be written.
-fn print_result(cli: &Cli, r: &Registration) -> bool {
+/// Prints the result (the JSON object, or lines); an error when the JSON could not be written.
+fn print_result(cli: &Cli, r: &Registration) -> Result<(), PipelineError> {
     if cli.json {
         return terminal::print_json(r, "the result");
     }
@@ -130,7 +127,7 @@ fn print_result(cli: &Cli, r: &Registration) -> bool {
     if r.forced {
         println!("  forced:     criteria not met");
     }
-    true
+    Ok(())
 }
 
 #[cfg(test)]

@@ -153,8 +153,8 @@ async fn run(cli: Cli) -> i32 {
     match pipeline::train::train(opts, &progress).await {
         Ok(summary) => {
             if cli.json {
-                if !terminal::print_json(&summary, "the summary") {
-                    return exit::ERROR;
+                if let Err(e) = terminal::print_json(&summary, "the summary") {
+                    return terminal::report(&e);
                 }
             } else {
                 print_summary(&summary);

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{PipelineError, Result};
-use crate::run_record::{MODEL_FILE, ModelLineage, kinds, tags};
+use crate::run_record::{MODEL_FILE, ModelLineage, kinds, params, tags};
 use crate::services::Services;
 use crate::terminal::{Table, format_utc, read_choice, truncate_chars};
 
@@ -341,10 +341,10 @@ async fn pick_run(services: &Services, config: &Config) -> Result<Run> {
             r.info.run_id.clone(),
             truncate_chars(r.tag(tags::GIT_COMMIT).unwrap_or("-"), 10),
             format_utc(r.info.start_time / 1000),
-            param(r, "epochs"),
-            param(r, "learning_rate"),
-            param(r, "image_size"),
-            truncate_chars(&param(r, "device"), 7),
+            param(r, params::EPOCHS),
+            param(r, params::LEARNING_RATE),
+            param(r, params::IMAGE_SIZE),
+            truncate_chars(&param(r, params::DEVICE), 7),
             metric(r, "loss"),
             metric(r, "iou"),
             metric(r, "dice"),

@@ -191,6 +191,19 @@ pub mod kinds {
     pub const MERGE: &str = "merge";
 }
 
+/// Params of a training run read back by name (the settings are logged under their config
+/// keys, `train.` keys without the prefix; see the train step's params).
+pub mod params {
+    /// `train.epochs`.
+    pub const EPOCHS: &str = "epochs";
+    /// `train.learning_rate`.
+    pub const LEARNING_RATE: &str = "learning_rate";
+    /// `train.image_size`.
+    pub const IMAGE_SIZE: &str = "image_size";
+    /// The backend the run trained on (a fact of the run, not a setting replayed).
+    pub const DEVICE: &str = "device";
+}
+
 /// Metadata keys of lakeFS commits.
 pub mod commit_meta {
     /// What the commit holds ([`super::kinds`]).

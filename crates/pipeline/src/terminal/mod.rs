@@ -91,17 +91,11 @@ pub fn report(e: &PipelineError) -> i32 {
     e.exit_code()
 }
 
-/// Prints `value` as one JSON line on stdout; on failure prints one `error:` line naming
-/// `what` and returns false.
-pub fn print_json<T: serde::Serialize>(value: &T, what: &str) -> bool {
-    match serde_json::to_string(value) {
-        Ok(line) => {
-            println!("{line}");
-            true
-        }
-        Err(e) => {
-            eprintln!("error: cannot write {what} as JSON: {e}");
-            false
-        }
-    }
+/// Prints `value` as one JSON line on stdout; an error naming `what` when it cannot be
+/// written as JSON (nothing is printed then).
+pub fn print_json<T: serde::Serialize>(value: &T, what: &str) -> Result<(), PipelineError> {
+    let line = serde_json::to_string(value)
+        .map_err(|e| PipelineError::Internal(format!("cannot write {what} as JSON: {e}")))?;
+    println!("{line}");
+    Ok(())
 }

@@ -10,7 +10,7 @@ use crate::config::{Config, Flags};
 use crate::data::{self, PreparedData};
 use crate::error::{PipelineError, Result};
 use crate::lineage::GitInfo;
-use crate::run_record::{self, kinds, tags};
+use crate::run_record::{self, kinds, params, tags};
 
 /// The tags a training run starts with: its kind, its code and its data.
 pub(super) fn run_tags(
@@ -72,7 +72,7 @@ pub(super) fn config_params(config: &Config) -> Result<Vec<Param>> {
 
 /// Params that describe the run rather than set it (not replayed by `--reproduce`).
 const RUN_FACT_PARAMS: &[&str] = &[
-    "device",
+    params::DEVICE,
     "dataset_size",
     "train_size",
     "valid_size",
@@ -94,7 +94,7 @@ pub(super) fn run_params(
         PipelineError::Internal(format!("cannot write the U-Net config as JSON: {e}"))
     })?;
     params.extend([
-        Param::new("device", config.train.backend.to_string()),
+        Param::new(params::DEVICE, config.train.backend.to_string()),
         Param::new("dataset_size", data.dataset.len().to_string()),
         Param::new("train_size", split.train.len().to_string()),
         Param::new("valid_size", split.valid.len().to_string()),
