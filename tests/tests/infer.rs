@@ -198,6 +198,73 @@ async fn masks_follow_the_lineage_and_every_way_in_agrees() {
         text.stdout
     );
 
+    // Images whose ground truth has no foreground (healthy tissue): the image-level false
+    // alarms are counted from the very masks the alias predicted for those images.
+    let images_dir = stack
+        .dir()
+        .join(".seg-mlops/cache")
+        .join(&stack.repo)
+        .join(data_commit)
+        .join("data/images");
+    let healthy = stack.dir().join("healthy");
+    std::fs::create_dir_all(healthy.join("images")).expect("mkdir");
+    std::fs::create_dir_all(healthy.join("masks")).expect("mkdir");
+    for e in std::fs::read_dir(&images_dir).expect("images").flatten() {
+        let name = e.file_name();
+        std::fs::copy(e.path(), healthy.join("images").join(&name)).expect("copy");
+        let stem = e.path().file_stem().expect("stem").to_owned();
+        image::GrayImage::new(32, 32)
+            .save(healthy.join("masks").join(stem).with_extension("png"))
+            .expect("empty mask");
+    }
+    let (mut any, mut alarms) = (0, 0);
+    for (_, _, px) in alias_masks.values() {
+        let foreground = px.iter().filter(|&&v| v > 0).count();
+        any += usize::from(foreground > 0);
+        alarms += usize::from(foreground as f64 > 0.01 * px.len() as f64);
+    }
+    let ran = infer(
+        &stack,
+        &[
+            "--input",
+            "healthy",
+            "--output",
+            "out/healthy",
+            "--json",
+            "--quiet",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let (_, hsum) = json_lines(&ran);
+    let h = &hsum["metrics"];
+    assert_eq!(h["images"], 24);
+    assert_eq!(h["empty_truth_images"], 24, "{h}");
+    assert_eq!(h["any_foreground_images"], any, "{h}");
+    assert_eq!(h["false_alarm_images"], alarms, "{h}");
+    assert!(
+        (h["false_alarm_rate"].as_f64().expect("rate") - alarms as f64 / 24.0).abs() < 1e-9,
+        "{h}"
+    );
+    assert_eq!(
+        metrics["false_alarm_rate"].is_null(),
+        metrics["empty_truth_images"] == 0,
+        "a rate exactly when some truth is empty: {metrics}"
+    );
+    let text = infer(
+        &stack,
+        &["--input", "healthy", "--quiet", "--output", "out/h"],
+        None,
+    )
+    .await;
+    assert!(
+        text.stdout
+            .contains(&format!("false alarms: {alarms} of 24 images")),
+        "{}",
+        text.stdout
+    );
+
     // By version, by run id and --interactive (empty line = newest): identical masks.
     for (args, stdin, out) in [
         (vec!["--version", "1"], None, "out/version"),

@@ -207,6 +207,15 @@ fn print_summary(s: &InferSummary) {
             t.pixel_accuracy,
             t.images
         );
+        if let Some(rate) = t.false_alarm_rate {
+            println!(
+                "  false alarms: {} of {} images without foreground in their ground truth got more than 1 % of their pixels predicted as foreground ({:.1} %; {} got any)",
+                t.false_alarm_images,
+                t.empty_truth_images,
+                100.0 * rate,
+                t.any_foreground_images
+            );
+        }
     }
     if let (Some(uri), Some(run)) = (&s.predictions_uri, &s.inference_run_url) {
         println!("  lakeFS:  {uri}");

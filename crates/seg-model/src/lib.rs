@@ -32,7 +32,7 @@ pub use backend::BackendKind;
 pub use checkpoint::{Checkpoint, CheckpointMeta, SavedCheckpoint};
 pub use error::{Result, SegError};
 pub use evaluate::{Evaluation, Scores, predict_ids};
-pub use metrics::{ConfusionMatrix, Metric, SegMetrics};
+pub use metrics::{ConfusionMatrix, FalseAlarms, Metric, SegMetrics};
 pub use model::{UNet, UNetConfig, UpsampleMode};
 pub use predict::{Prediction, Predictor, Tta};
 pub use train::{

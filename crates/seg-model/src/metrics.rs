@@ -54,6 +54,21 @@ impl ConfusionMatrix {
         self.counts[[target, prediction]]
     }
 
+    /// Labelled pixels counted.
+    pub fn total(&self) -> u64 {
+        self.counts.sum()
+    }
+
+    /// Labelled pixels whose truth is a foreground class (any class but 0, the background).
+    pub fn truth_foreground(&self) -> u64 {
+        self.total() - self.counts.row(0).sum()
+    }
+
+    /// Labelled pixels predicted as a foreground class.
+    pub fn predicted_foreground(&self) -> u64 {
+        self.total() - self.counts.column(0).sum()
+    }
+
     fn tp_fp_fn(&self, c: usize) -> (u64, u64, u64) {
         let tp = self.counts[[c, c]];
         let predicted = self.counts.column(c).sum();
@@ -297,9 +312,75 @@ pub struct SegMetrics {
     pub pixels: u64,
 }
 
+/// Image-level false alarms: of the images whose ground truth has no foreground pixel (healthy
+/// tissue, an empty scene), how many got foreground predicted at all, and how many on more than
+/// [`FalseAlarms::FRACTION`] of their pixels (what a reader would flag).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FalseAlarms {
+    /// Images whose ground truth has no foreground.
+    pub empty_truth_images: usize,
+    /// Of those, images with any pixel predicted as foreground.
+    pub any_foreground: usize,
+    /// Of those, images with more than [`FalseAlarms::FRACTION`] of their pixels predicted as
+    /// foreground: the false alarms.
+    pub false_alarms: usize,
+}
+
+impl FalseAlarms {
+    /// The share of an image's pixels above which predicted foreground is a false alarm.
+    pub const FRACTION: f64 = 0.01;
+
+    /// Counts one image, given its own confusion matrix (an image with foreground in its truth
+    /// is not counted).
+    pub fn add(&mut self, image: &ConfusionMatrix) {
+        if image.total() == 0 || image.truth_foreground() > 0 {
+            return;
+        }
+        self.empty_truth_images += 1;
+        let predicted = image.predicted_foreground();
+        self.any_foreground += usize::from(predicted > 0);
+        self.false_alarms += usize::from(predicted as f64 > Self::FRACTION * image.total() as f64);
+    }
+
+    /// The false-alarm rate over the images without foreground, if there were any.
+    pub fn rate(&self) -> Option<f64> {
+        (self.empty_truth_images > 0)
+            .then(|| self.false_alarms as f64 / self.empty_truth_images as f64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn false_alarms_count_images_without_foreground() {
+        let image = |truth: &[u8], predicted: &[u8]| {
+            let mut m = ConfusionMatrix::new(2);
+            m.update(truth, predicted);
+            m
+        };
+        let mut alarms = FalseAlarms::default();
+        let empty = [0u8; 200];
+        let mut two = [0u8; 200];
+        two[..2].fill(1);
+        let mut three = [0u8; 200];
+        three[..3].fill(1);
+        alarms.add(&image(&empty, &empty)); // clean
+        alarms.add(&image(&empty, &two)); // 1 %: foreground, not an alarm
+        alarms.add(&image(&empty, &three)); // 1.5 %: an alarm
+        alarms.add(&image(&three, &three)); // a polyp: not counted
+        assert_eq!(
+            alarms,
+            FalseAlarms {
+                empty_truth_images: 3,
+                any_foreground: 2,
+                false_alarms: 1
+            }
+        );
+        assert_eq!(alarms.rate(), Some(1.0 / 3.0));
+        assert_eq!(FalseAlarms::default().rate(), None);
+    }
 
     #[test]
     fn every_metric_has_one_run_name_and_one_epoch_name() {

@@ -21,7 +21,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use seg_model::data::IMAGE_EXTENSIONS;
-use seg_model::metrics::SegMetrics;
+use seg_model::metrics::{FalseAlarms, SegMetrics};
 use serde::Serialize;
 
 use crate::config::Flags;
@@ -76,10 +76,18 @@ pub struct TruthMetrics {
     pub pixel_accuracy: f64,
     /// IoU per class name (null: class absent from truth and prediction).
     pub per_class_iou: BTreeMap<String, Option<f64>>,
+    /// Images whose ground truth has no foreground (healthy tissue, an empty scene).
+    pub empty_truth_images: usize,
+    /// Of those, images with more than 1 % of their pixels predicted as foreground.
+    pub false_alarm_images: usize,
+    /// Of those, images with any foreground predicted.
+    pub any_foreground_images: usize,
+    /// `false_alarm_images / empty_truth_images` (null without such images).
+    pub false_alarm_rate: Option<f64>,
 }
 
 impl TruthMetrics {
-    fn from_summary(images: usize, m: &SegMetrics, names: &[String]) -> Self {
+    fn from_summary(images: usize, m: &SegMetrics, names: &[String], alarms: &FalseAlarms) -> Self {
         Self {
             images,
             iou: m.iou,
@@ -94,6 +102,10 @@ impl TruthMetrics {
                 .cloned()
                 .zip(m.per_class_iou.iter().copied())
                 .collect(),
+            empty_truth_images: alarms.empty_truth_images,
+            false_alarm_images: alarms.false_alarms,
+            any_foreground_images: alarms.any_foreground,
+            false_alarm_rate: alarms.rate(),
         }
     }
 }
@@ -326,7 +338,12 @@ impl InferSummary {
         self.failed_inputs = outcome.failed.clone();
         self.metrics = (outcome.truth_images > 0).then(|| {
             let summary = outcome.confusion.summary();
-            TruthMetrics::from_summary(outcome.truth_images, &summary, &outcome.class_names)
+            TruthMetrics::from_summary(
+                outcome.truth_images,
+                &summary,
+                &outcome.class_names,
+                &outcome.false_alarms,
+            )
         });
         self.seconds = outcome.seconds;
         self.images_per_sec = self.images as f64 / outcome.seconds.max(1e-9);

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use image::DynamicImage;
-use seg_model::metrics::ConfusionMatrix;
+use seg_model::metrics::{ConfusionMatrix, FalseAlarms};
 use seg_model::predict::{FileInput, FileOutcome, Predicted, Truth, predict_files};
 use seg_model::{BackendKind, Predictor, Tta};
 
@@ -50,6 +50,8 @@ pub(super) struct LoopOutcome {
     pub confusion: ConfusionMatrix,
     /// Images with ground truth.
     pub truth_images: usize,
+    /// False alarms on the images whose ground truth has no foreground.
+    pub false_alarms: FalseAlarms,
     /// Class names of the model, in id order.
     pub class_names: Vec<String>,
     /// Seconds of the loop.
@@ -97,6 +99,7 @@ pub(super) fn run(input: LoopInput, mut emit: impl FnMut(&ImageResult)) -> Resul
         first_failure: None,
         confusion: ConfusionMatrix::new(meta.model.task_classes()),
         truth_images: 0,
+        false_alarms: FalseAlarms::default(),
         class_names: names.clone(),
         seconds: 0.0,
         first_mask: None,
@@ -184,6 +187,7 @@ fn take(
     let truth = match truth {
         Truth::Scored { confusion, metrics } => {
             outcome.confusion.merge(&confusion);
+            outcome.false_alarms.add(&confusion);
             outcome.truth_images += 1;
             items[index].truth.clone().map(|mask| ImageTruth {
                 mask,

@@ -177,6 +177,13 @@ async fn in_run(
             Metric::now("foreground_dice", m.foreground_dice, 0),
             Metric::now("pixel_accuracy", m.pixel_accuracy, 0),
         ]);
+        if let Some(rate) = m.false_alarm_rate {
+            metrics.extend([
+                Metric::now("empty_truth_images", m.empty_truth_images as f64, 0),
+                Metric::now("false_alarm_images", m.false_alarm_images as f64, 0),
+                Metric::now("false_alarm_rate", rate, 0),
+            ]);
+        }
     }
     let result_tags = [
         Tag::new(tags::PREDICTIONS_COMMIT, &uri.reference),
