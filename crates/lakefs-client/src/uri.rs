@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::LakeFsError;
+use crate::names::NameKind;
 
 /// A lakeFS object (or prefix) address: repository, ref (branch, tag or commit id) and path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -33,16 +34,11 @@ impl LakeFsUri {
             uri: text.to_string(),
             reason: why.to_string(),
         };
-        let repo_ok = (3..=63).contains(&self.repository.len())
-            && self
-                .repository
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !self.repository.starts_with('-');
-        if !repo_ok {
-            return Err(bad(
-                "repository names are 3-63 characters of a-z, 0-9 and '-'",
-            ));
+        if !NameKind::Repository.accepts(&self.repository) {
+            return Err(bad(&format!(
+                "repository names are {}",
+                NameKind::Repository.rule()
+            )));
         }
         if self.reference.is_empty()
             || self
