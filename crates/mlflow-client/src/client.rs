@@ -173,10 +173,6 @@ impl MlflowClient {
         self.config.options.retry.run_client(attempt).await
     }
 
-    pub(crate) fn request_timeout(&self) -> Duration {
-        self.config.options.request_timeout
-    }
-
     /// Sends `request` once, with `timeout` (a transfer's own), and checks its status.
     pub(crate) async fn send_once(
         &self,

@@ -4,6 +4,7 @@
 //! answer naming an excerpt of the body when it does not fit. A client says only what is its
 //! own: where its server is and how its refusals read ([`Service`]).
 
+use std::future::Future;
 use std::time::Duration;
 
 use reqwest::{RequestBuilder, Response, StatusCode};
@@ -102,6 +103,21 @@ where
 {
     let timeout = service.request_timeout();
     let attempt = || send_once(service, label, build(), timeout);
+    retried(service, idempotent, attempt).await
+}
+
+/// `attempt` under the service's retry policy: on every transient failure when `idempotent`,
+/// else only when the server provably never acted on it.
+async fn retried<S, T, F, Fut>(
+    service: &S,
+    idempotent: Idempotent,
+    attempt: F,
+) -> Result<T, S::Error>
+where
+    S: Service + ?Sized,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, S::Error>>,
+{
     match idempotent {
         Idempotent::Yes => service.retry_policy().run_client(attempt).await,
         Idempotent::No => service.retry_policy().run_client_once(attempt).await,
@@ -137,10 +153,7 @@ where
         let resp = send_once(service, label, build(), timeout).await?;
         read_body(service, label, resp).await
     };
-    match idempotent {
-        Idempotent::Yes => service.retry_policy().run_client(attempt).await,
-        Idempotent::No => service.retry_policy().run_client_once(attempt).await,
-    }
+    retried(service, idempotent, attempt).await
 }
 
 /// `body` decoded as `T`; when it does not fit, the service's error names why and an excerpt
