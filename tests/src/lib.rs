@@ -148,7 +148,7 @@ impl Stack {
             ("SEG_MODEL__DEPTH", "2".into()),
             ("SEG_TRAIN__IMAGE_SIZE", "32".into()),
             ("SEG_TRAIN__BATCH_SIZE", "8".into()),
-            ("SEG_TRAIN__OVERLAY_SAMPLES", "2".into()),
+            ("SEG_MLFLOW__OVERLAY_SAMPLES", "2".into()),
             ("SEG_DATA__SYNTHETIC_COUNT", "24".into()),
             ("SEG_DATA__SYNTHETIC_SIZE", "32".into()),
             ("SEG_RETRY__MAX_TOTAL", "5s".into()),

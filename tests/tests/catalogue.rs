@@ -242,7 +242,7 @@ async fn every_bad_input_is_one_line_the_documented_code_and_changes_nothing() {
         case("train", &["--epochs", "many"], 2, "invalid value"),
         case("train", &["--no-such-flag"], 2, "unexpected argument"),
         case("train", &[], 2, "model.upsample").env("SEG_MODEL__UPSAMPLE", "bilinar"),
-        case("train", &[], 2, "train.lr_schedule").env("SEG_TRAIN__LR_SCHEDULE", "cosin"),
+        case("train", &[], 2, "train.schedule.kind").env("SEG_TRAIN__SCHEDULE__KIND", "cosin"),
         case("train", &[], 2, "train.selection_metric").env("SEG_TRAIN__SELECTION_METRIC", "iou"),
         case("train", &[], 2, "data.valid_fraction").env("SEG_DATA__VALID_FRACTION", "1.5"),
         case("train", &[], 2, "lakefs.images_path").env("SEG_LAKEFS__IMAGES_PATH", "../../x"),

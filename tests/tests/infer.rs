@@ -166,7 +166,7 @@ async fn masks_follow_the_lineage_and_every_way_in_agrees() {
                 seed: 0,
                 prefetch: 2,
             },
-            loss: seg_model::loss::LossConfig::new(),
+            loss: seg_model::loss::LossConfig::default(),
             num_classes: checkpoint.meta.model.num_classes,
             device,
             tta: seg_model::Tta::Off,

@@ -191,7 +191,7 @@ fn print_summary(s: &TrainSummary) {
         s.model_commit, s.model_sha256
     );
     println!("  checkpoint:   {}", s.checkpoint.display());
-    // With train.val_tta, the TTA scores of the same epoch; with train.final_tta_views, the
+    // With train.tta.validation_views, the TTA scores of the same epoch; with train.tta.final_views, the
     // kept model's scores with those views (what `infer --tta` with them gives).
     let mut tta = String::new();
     for (iou, dice) in [("tta_iou", "tta_dice"), ("final_tta_iou", "final_tta_dice")] {

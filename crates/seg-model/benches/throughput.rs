@@ -158,7 +158,7 @@ impl Ours {
     /// `steps` train steps, then `steps` inference batches; records both medians.
     fn round(&mut self, steps: usize, record: bool) {
         seg_model::set_own_kernels(self.own);
-        let loss_cfg = LossConfig::new();
+        let loss_cfg = LossConfig::default();
         let times: Vec<f64> = (0..steps)
             .map(|_| self.train_step(&loss_cfg).iter().sum())
             .collect();
@@ -179,7 +179,7 @@ impl Ours {
     /// SEG_BENCH_PROFILE=1: median milliseconds of forward+loss, backward and the optimiser.
     fn profile(&mut self, steps: usize) {
         seg_model::set_own_kernels(self.own);
-        let loss_cfg = LossConfig::new();
+        let loss_cfg = LossConfig::default();
         let phases: Vec<[f64; 3]> = (0..steps).map(|_| self.train_step(&loss_cfg)).collect();
         let ms = |i: usize| median(phases.iter().map(|p| p[i] * 1e3).collect());
         println!(
@@ -256,7 +256,7 @@ fn bench_pipeline(ds: &SegmentationDataset) -> f64 {
     let cfg = LoaderConfig {
         batch_size: BATCH,
         shuffle: true,
-        augment: Some(AugmentConfig::new()),
+        augment: Some(AugmentConfig::default()),
         seed: 1,
         prefetch: 4,
     };
@@ -275,16 +275,17 @@ fn bench_pipeline(ds: &SegmentationDataset) -> f64 {
 /// Child mode: train on kvasir-seg at 128x128, batch 8, for a few batches; print peak RSS (KiB).
 fn rss_child() {
     let ds = kvasir().expect("kvasir-seg");
-    let cfg = seg_model::TrainConfig::new()
-        .with_epochs(1)
-        .with_batch_size(BATCH);
+    let cfg = seg_model::TrainConfig {
+        epochs: 1,
+        batch_size: BATCH,
+        ..seg_model::TrainConfig::default()
+    };
     let split = seg_model::data::Split::new(ds.len(), 0.9, 1).expect("split");
     seg_model::train(
         &UNetConfig::new(),
         &cfg,
         &ds,
         &split,
-        BackendKind::default_kind(),
         &mut seg_model::NoObserver,
     )
     .expect("train");

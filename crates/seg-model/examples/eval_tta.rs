@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             seed: 0,
             prefetch: 2,
         },
-        loss: LossConfig::new(),
+        loss: LossConfig::default(),
         num_classes: checkpoint.meta.model.num_classes,
         device,
         tta: Tta::Off,

@@ -48,23 +48,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get(3)
         .map_or(Ok(BackendKind::default_kind()), |s| BackendKind::parse(s))?;
     let ds = SegmentationDataset::open(dir, MaskEncoding::default())?;
-    let config = TrainConfig::new()
-        .with_epochs(200)
-        .with_image_height(size)
-        .with_image_width(size)
-        .with_time_budget_secs(budget)
-        .with_learning_rate(2e-3)
-        .with_lr_schedule(seg_model::LrSchedule::Constant)
-        .with_selection_metric(seg_model::Metric::ForegroundDice);
-    let split = Split::new(ds.len(), 0.2, config.seed)?;
-    let outcome = seg_model::train(
-        &UNetConfig::new(),
-        &config,
-        &ds,
-        &split,
+    let config = TrainConfig {
+        epochs: 200,
+        image_size: seg_model::ImageSize::square(size),
+        time_budget_secs: budget,
+        learning_rate: 2e-3,
+        schedule: seg_model::LrSchedule::Constant,
+        selection_metric: seg_model::Metric::ForegroundDice,
         backend,
-        &mut Print,
-    )?;
+        ..TrainConfig::default()
+    };
+    let split = Split::new(ds.len(), 0.2, config.seed)?;
+    let outcome = seg_model::train(&UNetConfig::new(), &config, &ds, &split, &mut Print)?;
     let best = &outcome.history[outcome.best_epoch - 1];
     println!(
         "best epoch {}: dice {:.4} iou {:.4} (of {} epochs)",

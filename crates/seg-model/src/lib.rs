@@ -36,7 +36,7 @@ pub use metrics::{ConfusionMatrix, FalseAlarms, Metric, SegMetrics};
 pub use model::{UNet, UNetConfig, UpsampleMode};
 pub use predict::{Prediction, Predictor, Tta};
 pub use train::{
-    BatchReport, EpochReport, FinalTta, Flow, LrSchedule, LrScheduleKind, NoObserver, Optimizer,
-    StopReason, TrainConfig, TrainEnd, TrainObserver, TrainOutcome, TrainStart,
-    epochs_within_budget, train,
+    BatchReport, EpochReport, FinalTta, Flow, ImageSize, LrSchedule, NoObserver, Optimizer,
+    OptimizerConfig, StopReason, TrainConfig, TrainEnd, TrainObserver, TrainOutcome, TrainStart,
+    TrainTta, epochs_within_budget, train,
 };

@@ -1,25 +1,33 @@
 //! Segmentation loss: BCE-with-logits (binary) or cross-entropy (multi-class), plus soft Dice.
 //! Pixels labelled [`IGNORE_INDEX`](crate::data::IGNORE_INDEX) add nothing to either term.
 
-use burn::config::Config;
 use burn::tensor::activation::{log_softmax, relu, sigmoid};
 use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 
 use crate::data::IGNORE_INDEX;
 use crate::error::{Result, SegError};
 
-/// Weights of the two loss terms.
-#[derive(Config, Debug, PartialEq)]
+/// Weights of the two loss terms: `[train.loss]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LossConfig {
     /// Weight of BCE (binary) or cross-entropy (multi-class).
-    #[config(default = 1.0)]
     pub ce_weight: f64,
     /// Weight of the soft Dice loss.
-    #[config(default = 1.0)]
     pub dice_weight: f64,
     /// Smoothing term of the Dice ratio.
-    #[config(default = 1.0)]
     pub dice_smooth: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            ce_weight: 1.0,
+            dice_weight: 1.0,
+            dice_smooth: 1.0,
+        }
+    }
 }
 
 impl LossConfig {
@@ -157,7 +165,10 @@ mod tests {
         let logits =
             Tensor::<4>::from_data(TensorData::new(vec![0.0f32, 2.0, 5.0], [1, 1, 1, 3]), &d);
         let t = LossTargets::from_masks(&[1, 0, IGNORE_INDEX], 1, 1, 3, 1, &d).expect("targets");
-        let cfg = LossConfig::new().with_dice_weight(0.0);
+        let cfg = LossConfig {
+            dice_weight: 0.0,
+            ..LossConfig::default()
+        };
         let expected = ((2f64).ln() + (2.0 + (-2f64).exp().ln_1p())) / 2.0;
         let got = scalar(segmentation_loss(&cfg, logits, &t));
         assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
@@ -172,7 +183,10 @@ mod tests {
             &d,
         );
         let t = LossTargets::from_masks(&[2, IGNORE_INDEX], 1, 1, 2, 3, &d).expect("targets");
-        let cfg = LossConfig::new().with_dice_weight(0.0);
+        let cfg = LossConfig {
+            dice_weight: 0.0,
+            ..LossConfig::default()
+        };
         let lse = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
         let got = scalar(segmentation_loss(&cfg, logits, &t));
         assert!((got - (lse - 3.0)).abs() < 1e-5, "{got}");
@@ -194,7 +208,10 @@ mod tests {
             LossTargets::from_masks(&[1, 0, 1, 0], 1, 2, 2, 0, &d).is_err(),
             "no outputs"
         );
-        let cfg = LossConfig::new().with_ce_weight(0.0);
+        let cfg = LossConfig {
+            ce_weight: 0.0,
+            ..LossConfig::default()
+        };
         assert!(scalar(segmentation_loss(&cfg, logits, &t)) < 1e-4);
     }
 }

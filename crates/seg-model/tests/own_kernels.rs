@@ -62,7 +62,7 @@ fn run(config: &UNetConfig, own: bool, kind: BackendKind) -> Outcome {
     let targets =
         LossTargets::from_masks(&masks, 2, SIZE, SIZE, outputs, &device).expect("targets");
     let logits = model.forward(x);
-    let loss = segmentation_loss(&LossConfig::new(), logits.clone(), &targets);
+    let loss = segmentation_loss(&LossConfig::default(), logits.clone(), &targets);
     let grads = loss.backward();
     let mut collect = Collect {
         grads: Some(&grads),

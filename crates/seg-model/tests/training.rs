@@ -5,7 +5,7 @@ use seg_model::data::{SegmentationDataset, Split, SyntheticConfig};
 use std::ops::ControlFlow;
 
 use seg_model::{
-    BackendKind, EpochReport, Flow, LrSchedule, Predictor, SegError, StopReason, TrainConfig,
+    EpochReport, Flow, ImageSize, LrSchedule, Predictor, SegError, StopReason, TrainConfig,
     TrainEnd, TrainObserver, UNetConfig, checkpoint,
 };
 
@@ -69,14 +69,25 @@ fn synthetic(dir: &std::path::Path, classes: usize) -> SegmentationDataset {
 }
 
 fn small_run(epochs: usize) -> TrainConfig {
-    TrainConfig::new()
-        .with_epochs(epochs)
-        .with_batch_size(4)
-        .with_learning_rate(3e-3)
-        .with_image_height(32)
-        .with_image_width(32)
-        .with_lr_schedule(LrSchedule::Cosine { min_factor: 0.1 })
-        .with_seed(11)
+    TrainConfig {
+        epochs,
+        batch_size: 4,
+        learning_rate: 3e-3,
+        image_size: ImageSize::square(32),
+        schedule: LrSchedule::Cosine { min_factor: 0.1 },
+        seed: 11,
+        ..TrainConfig::default()
+    }
+}
+
+fn with_tta(config: TrainConfig, validation: seg_model::Tta, after: seg_model::Tta) -> TrainConfig {
+    TrainConfig {
+        tta: seg_model::TrainTta {
+            validation,
+            after_training: after,
+        },
+        ..config
+    }
 }
 
 fn model(classes: usize) -> UNetConfig {
@@ -93,13 +104,11 @@ fn binary_synthetic_reaches_iou_080_and_is_deterministic() {
     let ds = synthetic(dir.path(), 2);
     let config = small_run(12);
     let split = Split::new(ds.len(), 0.2, config.seed).expect("split");
-    let backend = BackendKind::default_kind();
     let mut rec = Recorder {
         epochs: vec![],
         batches: 0,
     };
-    let outcome =
-        seg_model::train(&model(2), &config, &ds, &split, backend, &mut rec).expect("train");
+    let outcome = seg_model::train(&model(2), &config, &ds, &split, &mut rec).expect("train");
     let best = &outcome.history[outcome.best_epoch - 1];
     eprintln!(
         "mean IoU per epoch: {:?}",
@@ -129,14 +138,14 @@ fn binary_synthetic_reaches_iou_080_and_is_deterministic() {
         epochs: vec![],
         batches: 0,
     };
-    let second = seg_model::train(&model(2), &small_run(3), &ds, &split, backend, &mut again)
-        .expect("train");
+    let second =
+        seg_model::train(&model(2), &small_run(3), &ds, &split, &mut again).expect("train");
     let mut third = Recorder {
         epochs: vec![],
         batches: 0,
     };
-    let repeat = seg_model::train(&model(2), &small_run(3), &ds, &split, backend, &mut third)
-        .expect("train");
+    let repeat =
+        seg_model::train(&model(2), &small_run(3), &ds, &split, &mut third).expect("train");
     for (a, b) in second.history.iter().zip(&repeat.history) {
         assert_eq!(a.train_loss, b.train_loss, "epoch {} train loss", a.epoch);
         assert_eq!(a.metrics, b.metrics, "epoch {} metrics", a.epoch);
@@ -144,7 +153,7 @@ fn binary_synthetic_reaches_iou_080_and_is_deterministic() {
 
     // Save, load, predict: bit-identical probabilities.
     let path = dir.path().join("model.segm");
-    let device = backend.device();
+    let device = config.backend.device();
     let saved = checkpoint::save(&path, outcome.model.clone(), outcome.meta.clone()).expect("save");
     assert_eq!(saved.sha256, checkpoint::file_sha256(&path).expect("hash"));
     let loaded = checkpoint::load_verified(&path, &saved.sha256, &device).expect("load");
@@ -182,30 +191,36 @@ fn trained_on_binary_data<const N: usize>(
     let dir = tempfile::tempdir().expect("tempdir");
     let ds = synthetic(dir.path(), 2);
     let split = Split::new(ds.len(), 0.2, 11).expect("split");
-    let backend = BackendKind::default_kind();
     configs.map(|config| {
         let mut rec = Recorder {
             epochs: vec![],
             batches: 0,
         };
-        seg_model::train(&model(2), &config, &ds, &split, backend, &mut rec).expect("train")
+        seg_model::train(&model(2), &config, &ds, &split, &mut rec).expect("train")
     })
 }
 
 /// Weight EMA changes what is validated (and kept), not what is trained.
 #[test]
 fn weight_ema_changes_what_is_validated_not_what_is_trained() {
-    let [plain, averaged] =
-        trained_on_binary_data([small_run(3), small_run(3).with_ema_decay(0.9)]);
+    let [plain, averaged] = trained_on_binary_data([
+        small_run(3),
+        TrainConfig {
+            ema_decay: 0.9,
+            ..small_run(3)
+        },
+    ]);
     assert_eq!(averaged.history.len(), 3);
     for (a, b) in plain.history.iter().zip(&averaged.history) {
         assert_eq!(a.train_loss, b.train_loss, "epoch {} train loss", a.epoch);
         assert_ne!(a.valid_loss, b.valid_loss, "epoch {} validation", a.epoch);
     }
-    let err = small_run(3)
-        .with_ema_decay(1.0)
-        .validate()
-        .expect_err("decay 1");
+    let err = TrainConfig {
+        ema_decay: 1.0,
+        ..small_run(3)
+    }
+    .validate()
+    .expect_err("decay 1");
     assert!(err.to_string().contains("ema_decay = 1"), "{err}");
 }
 
@@ -217,10 +232,8 @@ fn tta_validation_is_logged_beside_the_plain_metrics() {
     use seg_model::Tta;
     let [plain, tta, dihedral] = trained_on_binary_data([
         small_run(2),
-        small_run(2).with_val_tta(Tta::Flip),
-        small_run(2)
-            .with_val_tta(Tta::Flips)
-            .with_final_tta(Tta::Dihedral),
+        with_tta(small_run(2), Tta::Flip, Tta::Off),
+        with_tta(small_run(2), Tta::Flips, Tta::Dihedral),
     ]);
     assert!(plain.final_tta.is_none() && tta.final_tta.is_none());
     assert!(!plain.meta.metrics.contains_key("final_tta_dice"));
@@ -284,20 +297,15 @@ fn a_time_budget_stops_the_run_and_ends_the_cosine_decay_within_it() {
     let ds = synthetic(dir.path(), 2);
     let split = Split::new(ds.len(), 0.2, 11).expect("split");
     // 200 epochs configured, epochs of at least 0.2 s, a 2 s budget: about ten run.
-    let config = small_run(200).with_time_budget_secs(2.0);
+    let config = TrainConfig {
+        time_budget_secs: 2.0,
+        ..small_run(200)
+    };
     let mut rec = SlowRecorder {
         epochs: vec![],
         wait: std::time::Duration::from_millis(200),
     };
-    let outcome = seg_model::train(
-        &model(2),
-        &config,
-        &ds,
-        &split,
-        BackendKind::default_kind(),
-        &mut rec,
-    )
-    .expect("train");
+    let outcome = seg_model::train(&model(2), &config, &ds, &split, &mut rec).expect("train");
     assert_eq!(outcome.end, TrainEnd::TimeBudget);
     let rates: Vec<f64> = rec.epochs.iter().map(|e| e.learning_rate).collect();
     assert!(
@@ -331,15 +339,8 @@ fn multiclass_synthetic_learns() {
     let ds = synthetic(dir.path(), 4);
     let config = small_run(15);
     let split = Split::new(ds.len(), 0.2, config.seed).expect("split");
-    let outcome = seg_model::train(
-        &model(4),
-        &config,
-        &ds,
-        &split,
-        BackendKind::default_kind(),
-        &mut seg_model::NoObserver,
-    )
-    .expect("train");
+    let outcome = seg_model::train(&model(4), &config, &ds, &split, &mut seg_model::NoObserver)
+        .expect("train");
     let best = &outcome.history[outcome.best_epoch - 1];
     eprintln!(
         "mean IoU per epoch: {:?}",
@@ -365,7 +366,6 @@ fn a_stopped_training_returns_the_best_model_so_far_or_a_typed_error() {
     let config = small_run(4);
     let split = Split::new(ds.len(), 0.2, config.seed).expect("split");
     let per_epoch = split.train.len().div_ceil(4);
-    let backend = BackendKind::default_kind();
 
     // Interrupted in the middle of epoch 3: epochs 1-2 finished, the best of them comes back.
     let mut stop = StopAt {
@@ -374,7 +374,7 @@ fn a_stopped_training_returns_the_best_model_so_far_or_a_typed_error() {
         reason: StopReason::Interrupted,
     };
     let outcome =
-        seg_model::train(&model(2), &config, &ds, &split, backend, &mut stop).expect("best so far");
+        seg_model::train(&model(2), &config, &ds, &split, &mut stop).expect("best so far");
     assert_eq!(
         outcome.end,
         TrainEnd::Stopped {
@@ -393,7 +393,7 @@ fn a_stopped_training_returns_the_best_model_so_far_or_a_typed_error() {
         seen: 0,
         reason: StopReason::ObserverFailed("tracker gone".into()),
     };
-    let err = seg_model::train(&model(2), &config, &ds, &split, backend, &mut fail)
+    let err = seg_model::train(&model(2), &config, &ds, &split, &mut fail)
         .expect_err("nothing to return");
     assert!(
         matches!(&err, SegError::ObserverFailed { epoch: 1, reason } if reason == "tracker gone"),
@@ -404,7 +404,7 @@ fn a_stopped_training_returns_the_best_model_so_far_or_a_typed_error() {
         seen: 0,
         reason: StopReason::Interrupted,
     };
-    let err = seg_model::train(&model(2), &config, &ds, &split, backend, &mut interrupt)
+    let err = seg_model::train(&model(2), &config, &ds, &split, &mut interrupt)
         .expect_err("interrupted in epoch 1");
     assert!(matches!(err, SegError::Interrupted { epoch: 1 }), "{err}");
 }

@@ -8,29 +8,6 @@ use seg_model::data::Split;
 
 use super::{ConfigError, Criterion, Loaded};
 
-/// seg-model's names of training settings and their keys.
-const TRAIN_KEYS: &[(&str, &str)] = &[
-    ("epochs", "train.epochs"),
-    ("batch_size", "train.batch_size"),
-    ("learning_rate", "train.learning_rate"),
-    ("weight_decay", "train.weight_decay"),
-    ("warmup_epochs", "train.warmup_epochs"),
-    ("time_budget_secs", "train.time_budget_secs"),
-    ("ema_decay", "train.ema_decay"),
-    ("loss.ce_weight", "train.loss_ce_weight"),
-    ("loss.dice_weight", "train.loss_dice_weight"),
-    ("val_tta_views", "train.val_tta_views"),
-    ("final_tta_views", "train.final_tta_views"),
-    ("augment.max_scale", "train.augment_scale"),
-    ("augment.rotate_degrees", "train.augment_rotate"),
-    ("augment.brightness", "train.augment_brightness"),
-    ("augment.contrast", "train.augment_contrast"),
-    ("augment.saturation", "train.augment_saturation"),
-    ("lr_schedule.min_factor", "train.lr_min_factor"),
-    ("lr_schedule.every", "train.lr_step_every"),
-    ("lr_schedule.gamma", "train.lr_step_gamma"),
-];
-
 /// seg-model's names of model settings and their keys.
 const MODEL_KEYS: &[(&str, &str)] = &[
     ("base_channels", "model.base_channels"),
@@ -61,17 +38,26 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), ConfigError> {
     let owned = |keys: &'static [(&'static str, &'static str)]| {
         move |e: SegError| from_seg_model(loaded, e, keys)
     };
-    c.train_config().map_err(owned(TRAIN_KEYS))?;
+    // seg-model names a training setting by its key in [train].
+    c.train.validate().map_err(|e| match e {
+        SegError::InvalidValue {
+            field,
+            value,
+            allowed,
+        } => invalid(loaded, &format!("train.{field}"), value, &allowed),
+        other => ConfigError::Parse(other.to_string()),
+    })?;
     let unet = c.model_config(3, 2);
     unet.validate().map_err(owned(MODEL_KEYS))?;
-    unet.check_input_size(c.train.image_size, c.train.image_size)
+    let size = c.train.image_size;
+    unet.check_input_size(size.height, size.width)
         .map_err(owned(MODEL_KEYS))?;
-    if c.train.image_size > MAX_IMAGE_SIZE {
+    if size.height.max(size.width) > MAX_IMAGE_SIZE {
         return Err(invalid(
             loaded,
             "train.image_size",
-            c.train.image_size.to_string(),
-            &format!("at most {MAX_IMAGE_SIZE}"),
+            format!("{}x{}", size.height, size.width),
+            &format!("at most {MAX_IMAGE_SIZE} each way"),
         ));
     }
     c.mask_encoding().map_err(owned(DATA_KEYS))?;

@@ -8,6 +8,7 @@
 
 mod checks;
 pub mod criteria;
+pub mod renamed;
 pub mod sections;
 pub mod sources;
 
@@ -18,8 +19,7 @@ use figment::providers::{Format, Toml};
 use figment::value::Value;
 
 use seg_model::data::{MaskEncoding, SyntheticConfig};
-use seg_model::loss::LossConfig;
-use seg_model::{BackendKind, LrSchedule, TrainConfig, UNetConfig};
+use seg_model::{BackendKind, UNetConfig};
 
 pub use criteria::Criterion;
 pub use sections::*;
@@ -107,6 +107,8 @@ fn show_value(value: &Value) -> String {
 pub struct Loaded {
     /// The values.
     pub config: Config,
+    /// One line for each old key that was read under its new name ([`renamed`]).
+    pub warnings: Vec<String>,
     figment: Figment,
 }
 
@@ -121,6 +123,9 @@ impl Loaded {
 /// checks it.
 pub fn load(file: Option<&Path>, flags: Flags) -> Result<Loaded, ConfigError> {
     let loaded = load_with_env(file, flags, std::env::vars())?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
     // The one process-wide setting: every image decoded from here on is held to it.
     seg_model::data::set_max_image_pixels(loaded.config.data.max_image_pixels);
     Ok(loaded)
@@ -140,19 +145,38 @@ pub fn load_with_env(
         layer.insert("train.backend", Value::from(build_default.to_string()));
         figment = figment.merge(layer);
     }
+    let mut warnings = Vec::new();
     if let Some(path) = file {
         check_toml_file(path)?;
-        figment = figment.merge(Toml::file_exact(path));
+        let (layer, renamed) =
+            sources::Translated::read(&Toml::file_exact(path)).map_err(|reason| {
+                ConfigError::File {
+                    path: path.to_path_buf(),
+                    reason,
+                }
+            })?;
+        warnings.extend(renamed);
+        figment = figment.merge(layer);
     }
-    figment = figment
-        .merge(sources::EnvVars::from_vars(vars))
-        .merge(flags.0);
+    let env = sources::EnvVars::from_vars(vars);
+    warnings.extend_from_slice(env.warnings());
+    let mut flags = flags.0;
+    warnings.extend(flags.translate());
+    figment = figment.merge(env).merge(flags);
     let config: Config = figment.extract().map_err(|e| {
         let lines: Vec<String> = e
             .into_iter()
             .map(|err| {
-                let key = err.path.join(".");
-                let source = sources::describe(err.metadata.as_ref(), &key);
+                let mut key = err.path.join(".");
+                let mut metadata = err.metadata.as_ref();
+                // A tagged table (train.schedule) names the table, not the field it refuses.
+                if let figment::error::Kind::UnknownField(field, _) = &err.kind
+                    && err.path.last() != Some(field)
+                {
+                    key = format!("{key}.{field}");
+                    metadata = figment.find_metadata(&key).or(metadata);
+                }
+                let source = sources::describe(metadata, &key);
                 let at = if key.is_empty() {
                     String::new()
                 } else {
@@ -163,7 +187,11 @@ pub fn load_with_env(
             .collect();
         ConfigError::Parse(lines.join("; "))
     })?;
-    let mut loaded = Loaded { config, figment };
+    let mut loaded = Loaded {
+        config,
+        warnings,
+        figment,
+    };
     loaded.config.mlflow.take_url_credentials();
     take_lakefs_url_credentials(&mut loaded)?;
     checks::check(&loaded)?;
@@ -296,62 +324,6 @@ fn take_lakefs_url_credentials(loaded: &mut Loaded) -> Result<(), ConfigError> {
 }
 
 impl Config {
-    /// seg-model's training configuration.
-    pub fn train_config(&self) -> Result<TrainConfig, seg_model::SegError> {
-        let t = &self.train;
-        let schedule = LrSchedule::new(
-            t.lr_schedule,
-            t.lr_min_factor,
-            t.lr_step_every,
-            t.lr_step_gamma,
-        )?;
-        // Checked even when augmentation is off, so that a bad value never waits to be used.
-        let strengths = seg_model::data::AugmentConfig::new()
-            .with_max_scale(t.augment_scale as f32)
-            .with_rotate_degrees(t.augment_rotate as f32)
-            .with_brightness(t.augment_brightness as f32)
-            .with_contrast(t.augment_contrast as f32)
-            .with_saturation(t.augment_saturation as f32);
-        strengths.validate()?;
-        let config = TrainConfig::new()
-            .with_epochs(t.epochs)
-            .with_batch_size(t.batch_size)
-            .with_learning_rate(t.learning_rate)
-            .with_weight_decay(t.weight_decay)
-            .with_optimizer(t.optimizer)
-            .with_warmup_epochs(t.warmup_epochs)
-            .with_lr_schedule(schedule)
-            .with_early_stopping_patience(t.early_stopping_patience)
-            .with_selection_metric(t.selection_metric)
-            .with_seed(t.seed)
-            .with_image_height(t.image_size)
-            .with_image_width(t.image_size)
-            .with_time_budget_secs(t.time_budget_secs)
-            .with_ema_decay(t.ema_decay)
-            .with_loss(
-                LossConfig::new()
-                    .with_ce_weight(t.loss_ce_weight)
-                    .with_dice_weight(t.loss_dice_weight),
-            )
-            .with_val_tta(sections::tta_mode(
-                "val_tta_views",
-                t.val_tta,
-                t.val_tta_views,
-            )?)
-            .with_final_tta(sections::tta_mode(
-                "final_tta_views",
-                true,
-                t.final_tta_views,
-            )?)
-            .with_augment(if t.augment {
-                strengths
-            } else {
-                seg_model::data::AugmentConfig::none()
-            });
-        config.validate()?;
-        Ok(config)
-    }
-
     /// The U-Net for `in_channels` inputs and `task_classes` classes (2 = binary sigmoid).
     pub fn model_config(&self, in_channels: usize, task_classes: usize) -> UNetConfig {
         let m = &self.model;

@@ -1,13 +1,13 @@
 //! The typed sections of the configuration: every value deserialises straight into its owner's
-//! type (seg-model's [`UpsampleMode`], [`LrScheduleKind`], [`Metric`], [`BackendKind`],
-//! [`MaskEncodingKind`]; rest-transport's [`RetryPolicy`]), so serde refuses unknown values
-//! and names what is allowed; unknown keys are refused too.
+//! type (seg-model's [`TrainConfig`] is the whole `[train]` table; its [`UpsampleMode`],
+//! [`BackendKind`] and [`MaskEncodingKind`]; rest-transport's [`RetryPolicy`]), so serde
+//! refuses unknown values and names what is allowed; unknown keys are refused too.
 
 use std::path::PathBuf;
 
 use lakefs_client::RetryPolicy;
 use seg_model::data::MaskEncodingKind;
-use seg_model::{BackendKind, LrScheduleKind, Metric, Optimizer, SegError, Tta, UpsampleMode};
+use seg_model::{BackendKind, SegError, TrainConfig, Tta, UpsampleMode};
 use serde::{Deserialize, Serialize};
 
 /// MLflow: where and which experiment. Credentials come from MLflow's own variables.
@@ -27,6 +27,8 @@ pub struct MlflowSection {
     /// Bearer token (`MLFLOW_TRACKING_TOKEN`; secret).
     #[serde(default)]
     pub token: Option<String>,
+    /// Validation overlays (image, truth, prediction) a training run logs.
+    pub overlay_samples: usize,
 }
 
 /// lakeFS: server, credentials, repository and the paths inside it.
@@ -115,71 +117,6 @@ pub struct ModelSection {
     pub batch_norm: bool,
     /// transpose | bilinear.
     pub upsample: UpsampleMode,
-}
-
-/// Training hyperparameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainSection {
-    /// Base learning rate (Adam).
-    pub learning_rate: f64,
-    /// Samples per batch.
-    pub batch_size: usize,
-    /// Epochs.
-    pub epochs: usize,
-    /// Training images are resized to this square side.
-    pub image_size: usize,
-    /// flex | tch | tch-cuda:N.
-    pub backend: BackendKind,
-    /// Seed of initialisation, shuffling and augmentation.
-    pub seed: u64,
-    /// Weight decay: L2 for Adam, decoupled for AdamW.
-    pub weight_decay: f64,
-    /// adam | adamw.
-    pub optimizer: Optimizer,
-    /// Epochs of linear learning-rate warm-up before the schedule.
-    pub warmup_epochs: usize,
-    /// cosine | constant | step.
-    pub lr_schedule: LrScheduleKind,
-    /// Cosine: final rate as a fraction of the base.
-    pub lr_min_factor: f64,
-    /// Step: epochs between decays.
-    pub lr_step_every: usize,
-    /// Step: decay factor.
-    pub lr_step_gamma: f64,
-    /// Epochs without improvement before stopping (0 = never).
-    pub early_stopping_patience: usize,
-    /// The metric that picks the best epoch, by its per-epoch name (`val_iou`, ...).
-    pub selection_metric: Metric,
-    /// Training augmentations on or off (flips, quarter turns and the strengths below).
-    pub augment: bool,
-    /// Largest zoom of the random scale-crop (1 = none).
-    pub augment_scale: f64,
-    /// Largest rotation by an arbitrary angle, degrees either way (0 = none).
-    pub augment_rotate: f64,
-    /// Largest brightness shift, in [0, 1] intensity units.
-    pub augment_brightness: f64,
-    /// Largest relative contrast change.
-    pub augment_contrast: f64,
-    /// Largest relative saturation change (RGB images).
-    pub augment_saturation: f64,
-    /// Wall-clock budget in seconds (0 = none).
-    pub time_budget_secs: f64,
-    /// Weight EMA decay (0 = off): the averaged weights are validated and saved.
-    pub ema_decay: f64,
-    /// Weight of the BCE (binary) or cross-entropy (multi-class) term of the loss.
-    pub loss_ce_weight: f64,
-    /// Weight of the soft Dice term of the loss.
-    pub loss_dice_weight: f64,
-    /// Also score validation with test-time augmentation (`val_tta_dice`, `val_tta_iou`).
-    pub val_tta: bool,
-    /// Views of that augmentation: 2 (left-right mirror), 4 (both mirrors), 8 (and transposes).
-    pub val_tta_views: usize,
-    /// After training, score the kept model with this many TTA views (1 = off):
-    /// `final_tta_dice`, `final_tta_iou`.
-    pub final_tta_views: usize,
-    /// Validation overlays logged to MLflow.
-    pub overlay_samples: usize,
 }
 
 /// register_model: the registered model and what a version must meet.
@@ -321,8 +258,8 @@ pub struct Config {
     pub data: DataSection,
     /// Model.
     pub model: ModelSection,
-    /// Training.
-    pub train: TrainSection,
+    /// Training: seg-model's settings, key for key.
+    pub train: TrainConfig,
     /// Registration.
     pub register: RegisterSection,
     /// Inference.

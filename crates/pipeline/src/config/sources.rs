@@ -10,6 +10,8 @@ use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Metadata, Profile, Provider, Source};
 
+use super::renamed::{self, Renamed};
+
 /// The built-in defaults (the repository's `configs/default.toml`).
 pub const DEFAULT_TOML: &str = include_str!("../../../../configs/default.toml");
 
@@ -100,6 +102,71 @@ impl Values {
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
+
+    /// Translates old keys to their new names ([`renamed::translate`]), with what was done
+    /// as warnings naming this layer.
+    pub fn translate(&mut self) -> Vec<String> {
+        let name = self.name;
+        renamed::translate(&mut self.values)
+            .iter()
+            .map(|r| r.warning(name))
+            .collect()
+    }
+}
+
+/// A layer read once, with its old keys translated ([`renamed::translate`]): the metadata of
+/// the provider it was read from, the data under the new keys.
+pub struct Translated {
+    metadata: Metadata,
+    data: Map<Profile, Dict>,
+}
+
+impl Translated {
+    /// `inner`'s data, translated, and the warnings that name what was (and `inner`); the
+    /// error is why `inner` could not be read.
+    pub fn read<P: Provider>(inner: &P) -> Result<(Self, Vec<String>), String> {
+        let metadata = inner.metadata();
+        let mut data = inner.data().map_err(|e| e.to_string())?;
+        let mut warnings = Vec::new();
+        for dict in data.values_mut() {
+            let mut flat = BTreeMap::new();
+            flatten("", dict, &mut flat);
+            let done = renamed::translate(&mut flat);
+            if !done.is_empty() {
+                *dict = nest(flat.iter());
+                let key = |r: &Renamed| describe(Some(&metadata), &r.old);
+                warnings.extend(done.iter().map(|r| r.warning(&key(r))));
+            }
+        }
+        Ok((Self { metadata, data }, warnings))
+    }
+}
+
+impl Provider for Translated {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(self.data.clone())
+    }
+}
+
+/// The leaves of `dict` as dotted keys under `prefix`.
+fn flatten(prefix: &str, dict: &Dict, into: &mut BTreeMap<String, Value>) {
+    for (key, value) in dict {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Dict(_, inner) if !inner.is_empty() => flatten(&path, inner, into),
+            other => {
+                into.insert(path, other.clone());
+            }
+        }
+    }
 }
 
 impl Provider for Values {
@@ -164,7 +231,9 @@ const TEXT_KEYS: &[&str] = &[
 #[derive(Debug, Clone, Default)]
 pub struct EnvVars {
     /// dotted key -> (variable, value); a later variable for the same key wins.
-    entries: BTreeMap<String, (String, String)>,
+    entries: BTreeMap<String, (String, Value)>,
+    /// What translating old keys did.
+    warnings: Vec<String>,
 }
 
 impl EnvVars {
@@ -181,9 +250,62 @@ impl EnvVars {
             } else {
                 continue;
             };
+            let value = parse_env(&key, &value);
             entries.insert(key, (var, value));
         }
-        Self { entries }
+        Self {
+            entries,
+            warnings: Vec::new(),
+        }
+        .translated()
+    }
+
+    /// The entries under their new keys ([`renamed::translate`]); each new key keeps the
+    /// variable of the old one.
+    fn translated(mut self) -> Self {
+        let mut values: BTreeMap<String, Value> = self
+            .entries
+            .iter()
+            .map(|(key, (_, value))| (key.clone(), value.clone()))
+            .collect();
+        let done = renamed::translate(&mut values);
+        if done.is_empty() {
+            return self;
+        }
+        let mut entries = BTreeMap::new();
+        for (key, value) in values {
+            let var = match self.entries.get(&key) {
+                Some((var, _)) => var.clone(),
+                None => done
+                    .iter()
+                    .filter(|r| r.new.contains(&key))
+                    .find_map(|r| self.entries.get(&r.old).map(|(var, _)| var.clone()))
+                    .unwrap_or_default(),
+            };
+            entries.insert(key, (var, value));
+        }
+        for r in &done {
+            let var = self.entries.get(&r.old).map_or("", |(var, _)| var.as_str());
+            self.warnings
+                .push(r.warning(&format!("environment variable {var}")));
+        }
+        self.entries = entries;
+        self
+    }
+
+    /// What translating old keys did, one warning each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+/// A variable's text as a value: numbers and booleans parsed, text kept for [`TEXT_KEYS`].
+fn parse_env(key: &str, text: &str) -> Value {
+    if TEXT_KEYS.contains(&key) {
+        Value::from(text.to_string())
+    } else {
+        text.parse()
+            .unwrap_or_else(|_| Value::from(text.to_string()))
     }
 }
 
@@ -204,21 +326,7 @@ impl Provider for EnvVars {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let values: Vec<(String, Value)> = self
-            .entries
-            .iter()
-            .map(|(key, (_, text))| {
-                let value = if TEXT_KEYS.contains(&key.as_str()) {
-                    Value::from(text.clone())
-                } else {
-                    text.parse().unwrap_or_else(|_| Value::from(text.clone()))
-                };
-                (key.clone(), value)
-            })
-            .collect();
-        Ok(Map::from([(
-            Profile::Default,
-            nest(values.iter().map(|(k, v)| (k, v))),
-        )]))
+        let values = self.entries.iter().map(|(key, (_, value))| (key, value));
+        Ok(Map::from([(Profile::Default, nest(values))]))
     }
 }

@@ -24,7 +24,7 @@ fn defaults_mirror_the_original_config() {
     assert_eq!(c.train.learning_rate, 0.001);
     assert_eq!(c.train.batch_size, 16);
     assert_eq!(c.train.epochs, 10);
-    assert_eq!(c.train.image_size, 64);
+    assert_eq!(c.train.image_size, seg_model::ImageSize::square(64));
     assert_eq!(c.register.model_name, "image_segmentation_model");
     assert_eq!(c.retry.max_total, std::time::Duration::from_secs(120));
 }
@@ -40,7 +40,7 @@ fn layers_apply_in_order_and_errors_name_key_value_and_source() {
         load_with_env(Some(&file), flags, vars(&[("SEG_TRAIN__BATCH_SIZE", "8")])).expect("load");
     assert_eq!(loaded.config.train.epochs, 3, "file over defaults");
     assert_eq!(loaded.config.train.batch_size, 8, "environment over file");
-    assert_eq!(loaded.config.train.image_size, 32, "flags over everything");
+    assert_eq!(loaded.config.train.image_size.width, 32, "flags over all");
     assert!(loaded.source_of("train.epochs").contains("run.toml"));
     assert_eq!(
         loaded.source_of("train.batch_size"),
@@ -168,9 +168,9 @@ fn unknown_enum_values_are_refused_naming_key_value_source_and_choices() {
     }
     for (var, value, key, choice) in [
         (
-            "SEG_TRAIN__LR_SCHEDULE",
+            "SEG_TRAIN__SCHEDULE__KIND",
             "cosin",
-            "train.lr_schedule",
+            "train.schedule.kind",
             "cosine",
         ),
         (
@@ -203,23 +203,45 @@ fn unknown_enum_values_are_refused_naming_key_value_source_and_choices() {
 #[test]
 fn seg_model_checks_are_reported_under_their_keys() {
     for (var, value, key) in [
-        ("SEG_TRAIN__LR_MIN_FACTOR", "2.0", "train.lr_min_factor"),
+        (
+            "SEG_TRAIN__SCHEDULE__MIN_FACTOR",
+            "2.0",
+            "train.schedule.min_factor",
+        ),
         ("SEG_MODEL__DEPTH", "9", "model.depth"),
         ("SEG_TRAIN__IMAGE_SIZE", "60", "train.image_size"),
         ("SEG_DATA__VALID_FRACTION", "1.5", "data.valid_fraction"),
         ("SEG_DATA__SYNTHETIC_COUNT", "2", "data.synthetic_count"),
         ("SEG_TRAIN__EPOCHS", "0", "train.epochs"),
         ("SEG_TRAIN__EMA_DECAY", "1.0", "train.ema_decay"),
-        ("SEG_TRAIN__AUGMENT_ROTATE", "200", "train.augment_rotate"),
-        ("SEG_TRAIN__AUGMENT_SCALE", "0.5", "train.augment_scale"),
-        ("SEG_TRAIN__VAL_TTA_VIEWS", "3", "train.val_tta_views"),
-        ("SEG_TRAIN__FINAL_TTA_VIEWS", "0", "train.final_tta_views"),
-        ("SEG_TRAIN__LOSS_CE_WEIGHT", "-1", "train.loss_ce_weight"),
         (
-            "SEG_TRAIN__LOSS_DICE_WEIGHT",
-            "-0.5",
-            "train.loss_dice_weight",
+            "SEG_TRAIN__AUGMENT__ROTATE_DEGREES",
+            "200",
+            "train.augment.rotate_degrees",
         ),
+        (
+            "SEG_TRAIN__AUGMENT__MAX_SCALE",
+            "0.5",
+            "train.augment.max_scale",
+        ),
+        (
+            "SEG_TRAIN__OPTIMIZER__WEIGHT_DECAY",
+            "-1",
+            "train.optimizer.weight_decay",
+        ),
+        ("SEG_TRAIN__LOSS__CE_WEIGHT", "-1", "train.loss.ce_weight"),
+        (
+            "SEG_TRAIN__LOSS__DICE_WEIGHT",
+            "-0.5",
+            "train.loss.dice_weight",
+        ),
+        // An old key is checked under its new name, and its variable is still named.
+        (
+            "SEG_TRAIN__LR_MIN_FACTOR",
+            "2.0",
+            "train.schedule.min_factor",
+        ),
+        ("SEG_TRAIN__AUGMENT_SCALE", "0.5", "train.augment.max_scale"),
         ("SEG_INFER__TTA_VIEWS", "6", "infer.tta_views"),
     ] {
         let text = load_with_env(None, Flags::new(), vars(&[(var, value)]))
@@ -232,10 +254,15 @@ fn seg_model_checks_are_reported_under_their_keys() {
     }
     let loaded = load_with_env(None, Flags::new(), vars(&[])).expect("defaults");
     assert_eq!(loaded.source_of("train.epochs"), DEFAULTS);
-    // The default strengths are seg-model's: configurations without them train as before.
+    // The defaults are seg-model's own: the file restates them, and nothing else.
     assert_eq!(
-        loaded.config.train_config().expect("train config").augment,
-        seg_model::data::AugmentConfig::new()
+        loaded.config.train,
+        seg_model::TrainConfig {
+            epochs: 10,
+            batch_size: 16,
+            image_size: seg_model::ImageSize::square(64),
+            ..seg_model::TrainConfig::default()
+        }
     );
     assert_eq!(loaded.config.train.selection_metric, seg_model::Metric::Iou);
     assert_eq!(loaded.config.infer.tta().expect("tta"), seg_model::Tta::Off);
@@ -397,4 +424,67 @@ fn a_storage_namespace_ending_in_a_slash_is_a_prefix_for_every_repository() {
     assert_eq!(namespace("s3://lakefs/"), "s3://lakefs/polyps");
     assert_eq!(namespace("s3://lakefs/team/"), "s3://lakefs/team/polyps");
     assert_eq!(namespace("s3://lakefs/exact"), "s3://lakefs/exact");
+}
+
+#[test]
+fn a_flat_train_table_of_the_last_release_loads_as_the_nested_one_with_a_warning_per_key() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let old = dir.path().join("old.toml");
+    std::fs::write(
+        &old,
+        "[train]\nimage_size = 128\nbatch_size = 8\nepochs = 42\noptimizer = \"adamw\"\n\
+         weight_decay = 0.0001\nwarmup_epochs = 2\nlr_schedule = \"cosine\"\n\
+         lr_min_factor = 0.02\nlr_step_every = 10\nlr_step_gamma = 0.5\n\
+         selection_metric = \"val_dice\"\ntime_budget_secs = 1740.0\nema_decay = 0.995\n\
+         augment = true\naugment_rotate = 20.0\naugment_saturation = 0.15\n\
+         val_tta = true\nfinal_tta_views = 8\noverlay_samples = 4\n\
+         [model]\ndepth = 5\n[infer]\ntta = true\ntta_views = 8\n",
+    )
+    .expect("write");
+    let recipe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/kvasir.toml");
+    let new = load_with_env(Some(&recipe), Flags::new(), vars(&[])).expect("the recipe");
+    assert!(new.warnings.is_empty(), "{:?}", new.warnings);
+    let translated = load_with_env(Some(&old), Flags::new(), vars(&[])).expect("old keys");
+    assert_eq!(translated.config.train, new.config.train);
+    assert_eq!(translated.config.mlflow.overlay_samples, 4);
+    assert_eq!(translated.warnings.len(), 12, "{:#?}", translated.warnings);
+    for warning in &translated.warnings {
+        assert!(
+            warning.contains("old.toml") && warning.contains("next release"),
+            "{warning}"
+        );
+    }
+    assert!(
+        translated
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("train.lr_min_factor")
+                && w.contains("write train.schedule.min_factor instead"))
+    );
+    // The new key is where a value is looked up, and its source is still the file.
+    assert!(
+        translated
+            .source_of("train.schedule.min_factor")
+            .contains("old.toml")
+    );
+}
+
+#[test]
+fn a_view_count_is_refused_when_read_naming_key_and_variable() {
+    for (var, key) in [
+        (
+            "SEG_TRAIN__TTA__VALIDATION_VIEWS",
+            "train.tta.validation_views",
+        ),
+        ("SEG_TRAIN__TTA__FINAL_VIEWS", "train.tta.final_views"),
+        ("SEG_TRAIN__VAL_TTA_VIEWS", "train.tta.validation_views"),
+    ] {
+        let text = load_with_env(None, Flags::new(), vars(&[(var, "3")]))
+            .expect_err(var)
+            .to_string();
+        assert!(
+            text.contains(key) && text.contains(var) && text.contains("8 (mirrors"),
+            "{var}: {text}"
+        );
+    }
 }

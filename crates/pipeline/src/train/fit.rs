@@ -75,14 +75,9 @@ async fn run_training(
     dataset: seg_model::data::SegmentationDataset,
     mut observer: MlflowObserver,
 ) -> Result<TrainOutcome> {
-    let (model, train, split, backend) = (
-        plan.model.clone(),
-        plan.train.clone(),
-        plan.split.clone(),
-        plan.backend,
-    );
+    let (model, train, split) = (plan.model.clone(), plan.train.clone(), plan.split.clone());
     tokio::task::spawn_blocking(move || {
-        seg_model::train(&model, &train, &dataset, &split, backend, &mut observer)
+        seg_model::train(&model, &train, &dataset, &split, &mut observer)
     })
     .await
     .map_err(|e| PipelineError::Internal(format!("the training thread stopped: {e}")))?

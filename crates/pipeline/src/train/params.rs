@@ -39,8 +39,8 @@ pub(super) fn run_tags(
 }
 
 /// Params: every training, model and data setting (names as in the config; `train.` keys
-/// without their prefix: `learning_rate`, `batch_size`, ..., the names of the Python pipeline
-/// this one mirrors).
+/// without their prefix: `learning_rate`, `batch_size`, `optimizer.kind`, ..., the names of the
+/// Python pipeline this one mirrors).
 pub(super) fn config_params(config: &Config) -> Result<Vec<Param>> {
     let value = serde_json::to_value(config).map_err(|e| {
         PipelineError::Internal(format!(
@@ -49,25 +49,33 @@ pub(super) fn config_params(config: &Config) -> Result<Vec<Param>> {
     })?;
     let mut out = Vec::new();
     for section in ["train", "model", "data"] {
-        let Some(map) = value.get(section).and_then(|v| v.as_object()) else {
+        let Some(table) = value.get(section).filter(|v| v.is_object()) else {
             return Err(PipelineError::Internal(format!(
                 "the configuration has no [{section}] table to log"
             )));
         };
-        for (key, v) in map {
-            let name = if section == "train" {
-                key.clone()
-            } else {
-                format!("{section}.{key}")
-            };
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            out.push(Param::new(name, text));
-        }
+        let prefix = if section == "train" { "" } else { section };
+        leaf_params(prefix, table, &mut out);
     }
     Ok(out)
+}
+
+/// One param per leaf of `value`, named by its dotted path under `prefix`.
+fn leaf_params(prefix: &str, value: &serde_json::Value, out: &mut Vec<Param>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                let name = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                leaf_params(&name, v, out);
+            }
+        }
+        serde_json::Value::String(s) => out.push(Param::new(prefix, s)),
+        other => out.push(Param::new(prefix, other.to_string())),
+    }
 }
 
 /// Params that describe the run rather than set it (not replayed by `--reproduce`).
@@ -105,8 +113,9 @@ pub(super) fn run_params(
     Ok(params)
 }
 
-/// Flags that set every logged setting of `run` back (for `--reproduce`). A run without the
-/// params of a training run is refused.
+/// Flags that set every logged setting of `run` back (for `--reproduce`); the params of runs
+/// made before the nested `[train]` tables are translated when loaded ([`crate::config::renamed`]).
+/// A run without the params of a training run is refused.
 pub fn reproduce_flags(run: &Run) -> Result<Flags> {
     if run.tag(tags::KIND) == Some(kinds::INFERENCE) || run.param("learning_rate").is_none() {
         return Err(PipelineError::NotFound(format!(
@@ -116,15 +125,14 @@ pub fn reproduce_flags(run: &Run) -> Result<Flags> {
     }
     let mut flags = Flags::new();
     for p in &run.data.params {
-        let key = if p.key.contains('.') {
+        // `model.*` and `data.*` name their section; every other param is a `train.` key.
+        let section = p.key.split('.').next().unwrap_or_default();
+        let key = if ["model", "data"].contains(&section) {
             p.key.clone()
         } else {
             format!("train.{}", p.key)
         };
-        let section_ok = ["train.", "model.", "data."]
-            .iter()
-            .any(|s| key.starts_with(s));
-        if !section_ok || RUN_FACT_PARAMS.contains(&p.key.as_str()) {
+        if RUN_FACT_PARAMS.contains(&p.key.as_str()) {
             continue;
         }
         // Params are text: numbers, booleans and lists were written as JSON, strings as is.

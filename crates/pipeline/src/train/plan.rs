@@ -1,23 +1,21 @@
 //! What one run trains, decided before training: the train/validation split of the data, the
-//! U-Net for its channels and classes, seg-model's training settings and the backend. Both the
+//! U-Net for its channels and classes, seg-model's training settings (with the backend). Both the
 //! training ([`super::fit`]) and the storing of the model ([`super::store`]) read it.
 
 use seg_model::data::Split;
-use seg_model::{BackendKind, TrainConfig, UNetConfig};
+use seg_model::{TrainConfig, UNetConfig};
 
 use super::RunContext;
 use crate::error::Result;
 
-/// What one run trains: the split, the U-Net, seg-model's training settings, the backend.
+/// What one run trains: the split, the U-Net, seg-model's training settings.
 pub(super) struct Plan {
     /// Training and validation indices.
     pub split: Split,
     /// The architecture.
     pub model: UNetConfig,
-    /// Epochs, rates, schedule, selection.
+    /// Epochs, rates, schedule, selection, the backend.
     pub train: TrainConfig,
-    /// Where it runs.
-    pub backend: BackendKind,
 }
 
 impl Plan {
@@ -33,8 +31,7 @@ impl Plan {
         Ok(Self {
             split,
             model: config.model_config(data.in_channels, classes),
-            train: config.train_config()?,
-            backend: config.train.backend,
+            train: config.train.clone(),
         })
     }
 }

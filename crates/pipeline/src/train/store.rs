@@ -89,7 +89,7 @@ pub(super) async fn store(
         .valid
         .iter()
         .copied()
-        .take(ctx.config.train.overlay_samples)
+        .take(ctx.config.mlflow.overlay_samples)
         .collect();
     let (checkpoint, _) = report::write_overlays(
         Checkpoint {
@@ -98,7 +98,7 @@ pub(super) async fn store(
         },
         ctx.data.dataset.clone(),
         overlays,
-        plan.backend,
+        plan.train.backend,
         &artifacts.path().join("overlays"),
     )
     .await?;

@@ -3,59 +3,68 @@
 //! sample's randomness comes from `(seed, epoch, index)` alone, so results do not depend on
 //! thread scheduling.
 
-use burn::config::Config;
 use image::imageops;
 use image::{GrayImage, ImageBuffer, Luma, Rgb};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use super::dataset::RawSample;
 use super::mask::IGNORE_INDEX;
 use super::preprocess::{Preprocess, resize_mask, resize_pixels};
 use crate::error::{Result, SegError};
 
-/// Which augmentations run during training (validation never augments).
-#[derive(Config, Debug, PartialEq)]
+/// Which augmentations run during training (validation never augments): `[train.augment]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AugmentConfig {
     /// Random horizontal flip.
-    #[config(default = true)]
     pub hflip: bool,
     /// Random vertical flip.
-    #[config(default = true)]
     pub vflip: bool,
     /// Random rotation by a multiple of 90 degrees (180 only for non-square sizes).
-    #[config(default = true)]
     pub rotate90: bool,
     /// Largest zoom of the random scale-crop (1.0 disables it).
-    #[config(default = 1.25)]
     pub max_scale: f32,
     /// Largest brightness shift, in [0, 1] intensity units (0 disables it).
-    #[config(default = 0.1)]
     pub brightness: f32,
     /// Largest relative contrast change (0 disables it).
-    #[config(default = 0.1)]
     pub contrast: f32,
     /// Largest rotation by an arbitrary angle, in degrees either way (0 disables it). Pixels
     /// rotated in from outside the image are black and unlabelled (ignored by the loss).
-    #[config(default = 0.0)]
     pub rotate_degrees: f32,
     /// Largest relative saturation change of RGB images (0 disables it).
-    #[config(default = 0.0)]
     pub saturation: f32,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        Self {
+            hflip: true,
+            vflip: true,
+            rotate90: true,
+            max_scale: 1.25,
+            brightness: 0.1,
+            contrast: 0.1,
+            rotate_degrees: 0.0,
+            saturation: 0.0,
+        }
+    }
 }
 
 impl AugmentConfig {
     /// No augmentation at all.
     pub fn none() -> Self {
-        Self::new()
-            .with_hflip(false)
-            .with_vflip(false)
-            .with_rotate90(false)
-            .with_max_scale(1.0)
-            .with_brightness(0.0)
-            .with_contrast(0.0)
-            .with_rotate_degrees(0.0)
-            .with_saturation(0.0)
+        Self {
+            hflip: false,
+            vflip: false,
+            rotate90: false,
+            max_scale: 1.0,
+            brightness: 0.0,
+            contrast: 0.0,
+            rotate_degrees: 0.0,
+            saturation: 0.0,
+        }
     }
 
     /// Checks the values.
@@ -316,7 +325,11 @@ mod tests {
     #[test]
     fn augmentation_is_deterministic_and_keeps_image_and_mask_aligned() {
         let pre = Preprocess::unnormalized(16, 16, 3);
-        let cfg = AugmentConfig::new().with_brightness(0.0).with_contrast(0.0);
+        let cfg = AugmentConfig {
+            brightness: 0.0,
+            contrast: 0.0,
+            ..AugmentConfig::default()
+        };
         let s = sample();
         for i in 0..20 {
             let a = prepare_sample(&s, &pre, Some((&cfg, &mut sample_rng(7, 1, i)))).expect("a");
@@ -341,7 +354,10 @@ mod tests {
     #[test]
     fn rotation_keeps_image_and_mask_aligned_and_ignores_what_comes_from_outside() {
         let pre = Preprocess::unnormalized(16, 16, 3);
-        let cfg = AugmentConfig::none().with_rotate_degrees(40.0);
+        let cfg = AugmentConfig {
+            rotate_degrees: 40.0,
+            ..AugmentConfig::none()
+        };
         let s = sample();
         let mut ignored_somewhere = false;
         for i in 0..20 {
@@ -396,15 +412,19 @@ mod tests {
 
     #[test]
     fn out_of_range_strengths_name_their_field() {
-        let err = AugmentConfig::new()
-            .with_rotate_degrees(270.0)
-            .validate()
-            .expect_err("270 degrees");
+        let err = AugmentConfig {
+            rotate_degrees: 270.0,
+            ..AugmentConfig::default()
+        }
+        .validate()
+        .expect_err("270 degrees");
         assert!(err.to_string().contains("augment.rotate_degrees"), "{err}");
-        let err = AugmentConfig::new()
-            .with_saturation(-0.1)
-            .validate()
-            .expect_err("negative");
+        let err = AugmentConfig {
+            saturation: -0.1,
+            ..AugmentConfig::default()
+        }
+        .validate()
+        .expect_err("negative");
         assert!(err.to_string().contains("augment.saturation"), "{err}");
     }
 }

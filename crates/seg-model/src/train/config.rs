@@ -1,5 +1,7 @@
 //! Training hyperparameters ([`TrainConfig`]) with their checks, the optimizer, and the epochs a
-//! wall-clock budget allows.
+//! wall-clock budget allows. [`TrainConfig`] is what a configuration file's `[train]` table
+//! holds, key for key (nested tables for the optimizer, the schedule, augmentation, loss and
+//! test-time augmentation); unknown keys are refused and every key has a default.
 
 use super::*;
 
@@ -13,85 +15,183 @@ pub enum Optimizer {
     AdamW,
 }
 
-/// Hyperparameters of a training run.
-#[derive(Config, Debug, PartialEq)]
+/// The optimiser and its weight decay (`[train.optimizer]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerConfig {
+    /// adam | adamw.
+    pub kind: Optimizer,
+    /// Weight decay (0 = none): L2 for Adam, decoupled for AdamW.
+    pub weight_decay: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            kind: Optimizer::Adam,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// The side of the (square) training images, or `[height, width]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageSize {
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+}
+
+impl ImageSize {
+    /// A square of `side` pixels.
+    pub const fn square(side: usize) -> Self {
+        Self {
+            height: side,
+            width: side,
+        }
+    }
+}
+
+impl Serialize for ImageSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.height == self.width {
+            s.serialize_u64(self.height as u64)
+        } else {
+            [self.height, self.width].serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a side in pixels (128) or [height, width]")]
+        enum Form {
+            Side(usize),
+            Pair([usize; 2]),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Side(side) => Self::square(side),
+            Form::Pair([height, width]) => Self { height, width },
+        })
+    }
+}
+
+/// Test-time augmentation while training (`[train.tta]`), written as view counts: 1 (off),
+/// 2 (left-right mirror), 4 (both mirrors), 8 (mirrors and transposes; square inputs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainTta {
+    /// Also score every epoch's validation with these views, logged beside the plain metrics
+    /// as `val_tta_iou` / `val_tta_dice` (run level `tta_iou` / `tta_dice`); selection and the
+    /// plain metrics are unchanged. `views - 1` more forward passes per epoch.
+    #[serde(rename = "validation_views", with = "views")]
+    pub validation: Tta,
+    /// After training, score the kept model once more on the validation split with these
+    /// views ([`TrainOutcome::final_tta`]; skipped when the run was stopped): what `infer`
+    /// with the same views delivers, for one evaluation instead of one per epoch.
+    #[serde(rename = "final_views", with = "views")]
+    pub after_training: Tta,
+}
+
+/// A [`Tta`] written as its number of views.
+pub mod views {
+    use super::Tta;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// The number of views.
+    pub fn serialize<S: Serializer>(tta: &Tta, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(tta.views() as u64)
+    }
+
+    /// The mode of that many views; any other count is refused, naming the allowed ones.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Tta, D::Error> {
+        let views = usize::deserialize(d)?;
+        Tta::from_views(views).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{views} views: must be 1 (off), 2 (left-right mirror), 4 (both mirrors) or 8 (mirrors and transposes)"
+            ))
+        })
+    }
+}
+
+/// Hyperparameters of a training run: the `[train]` table of a configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     /// Maximum number of epochs.
-    #[config(default = 20)]
     pub epochs: usize,
     /// Samples per batch.
-    #[config(default = 8)]
     pub batch_size: usize,
-    /// Base learning rate (Adam).
-    #[config(default = 1e-3)]
+    /// Base learning rate.
     pub learning_rate: f64,
-    /// Weight decay (0 = none): L2 for Adam, decoupled for AdamW.
-    #[config(default = 0.0)]
-    pub weight_decay: f64,
-    /// The optimiser.
-    #[config(default = "Optimizer::Adam")]
-    pub optimizer: Optimizer,
+    /// Training images are resized to this size.
+    pub image_size: ImageSize,
+    /// The backend that trains (flex | tch | tch-cuda:N).
+    pub backend: BackendKind,
+    /// Seed of initialisation, shuffling and augmentation.
+    pub seed: u64,
     /// Epochs of linear learning-rate warm-up before the schedule (0 = none): epoch `e` of
     /// `w` runs at `base * e / (w + 1)`, then the schedule spans the remaining epochs.
-    #[config(default = 0)]
     pub warmup_epochs: usize,
-    /// Learning-rate schedule.
-    #[config(default = "LrSchedule::Cosine { min_factor: 0.05 }")]
-    pub lr_schedule: LrSchedule,
     /// Stop after this many epochs without improvement (0 = never).
-    #[config(default = 0)]
     pub early_stopping_patience: usize,
     /// Metric that selects the best epoch.
-    #[config(default = "Metric::Iou")]
     pub selection_metric: Metric,
-    /// Seed of initialisation, split, shuffling and augmentation.
-    #[config(default = 42)]
-    pub seed: u64,
-    /// Training image height.
-    #[config(default = 128)]
-    pub image_height: usize,
-    /// Training image width.
-    #[config(default = 128)]
-    pub image_width: usize,
-    /// Estimate per-channel mean/std from the training split (else identity normalisation).
-    #[config(default = true)]
-    pub estimate_normalization: bool,
-    /// Training augmentations.
-    #[config(default = "AugmentConfig::new()")]
-    pub augment: AugmentConfig,
-    /// Loss weights.
-    #[config(default = "LossConfig::new()")]
-    pub loss: LossConfig,
-    /// Batches prepared ahead of the model.
-    #[config(default = 4)]
-    pub prefetch: usize,
     /// Wall-clock budget in seconds (0 = none): no new epoch starts once it is spent, and the
     /// best model so far is returned. After each epoch the learning-rate schedule is shortened
     /// (never lengthened) to the epochs the budget will allow at the mean epoch time so far,
     /// so that a cosine decay ends within the budget on a slower machine too.
-    #[config(default = 0.0)]
     pub time_budget_secs: f64,
     /// Weight EMA decay (0 = off, else in (0, 1)): validation, best-epoch selection and the
     /// returned model use an exponential moving average of the weights and batch-norm
     /// statistics, updated after every optimiser step (horizon about `1 / (1 - decay)` steps).
-    #[config(default = 0.0)]
     pub ema_decay: f64,
-    /// Also score each epoch's validation with test-time augmentation by these views (as
-    /// `infer --tta`), logged beside the plain metrics as `val_tta_iou` / `val_tta_dice` (run
-    /// level `tta_iou` / `tta_dice`); selection and the plain metrics are unchanged.
-    /// `views() - 1` more forward passes over the validation split per epoch.
-    #[config(default = "Tta::Off")]
-    pub val_tta: Tta,
-    /// After training, score the kept model once more on the validation split with
-    /// test-time augmentation by these views ([`TrainOutcome::final_tta`]; skipped when the
-    /// run was stopped): what `infer` with the same views delivers, for the price of one
-    /// evaluation instead of one per epoch.
-    #[config(default = "Tta::Off")]
-    pub final_tta: Tta,
+    /// Estimate per-channel mean/std from the training split (else identity normalisation).
+    pub estimate_normalization: bool,
+    /// Batches prepared ahead of the model.
+    pub prefetch: usize,
+    /// The optimiser.
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule after the warm-up.
+    pub schedule: LrSchedule,
+    /// Training augmentations.
+    pub augment: AugmentConfig,
+    /// Loss weights.
+    pub loss: LossConfig,
+    /// Test-time augmentation of validation.
+    pub tta: TrainTta,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 20,
+            batch_size: 8,
+            learning_rate: 1e-3,
+            image_size: ImageSize::square(128),
+            backend: BackendKind::default_kind(),
+            seed: 42,
+            warmup_epochs: 0,
+            early_stopping_patience: 0,
+            selection_metric: Metric::Iou,
+            time_budget_secs: 0.0,
+            ema_decay: 0.0,
+            estimate_normalization: true,
+            prefetch: 4,
+            optimizer: OptimizerConfig::default(),
+            schedule: LrSchedule::default(),
+            augment: AugmentConfig::default(),
+            loss: LossConfig::default(),
+            tta: TrainTta::default(),
+        }
+    }
 }
 
 impl TrainConfig {
-    /// Checks every value, naming the first wrong one by its field (`epochs`, ...).
+    /// Checks every value, naming the first wrong one by its key in `[train]` (`epochs`,
+    /// `optimizer.weight_decay`, `schedule.min_factor`, ...).
     pub fn validate(&self) -> Result<()> {
         if self.epochs == 0 {
             return Err(SegError::invalid("epochs", 0, "must be >= 1"));
@@ -106,6 +206,14 @@ impl TrainConfig {
                 "must be a number > 0",
             ));
         }
+        let ImageSize { height, width } = self.image_size;
+        if height == 0 || width == 0 {
+            return Err(SegError::invalid(
+                "image_size",
+                format!("{height}x{width}"),
+                "must be at least 1 pixel each way",
+            ));
+        }
         if !(self.time_budget_secs.is_finite() && self.time_budget_secs >= 0.0) {
             return Err(SegError::invalid(
                 "time_budget_secs",
@@ -113,10 +221,11 @@ impl TrainConfig {
                 "must be >= 0 (0 = no budget)",
             ));
         }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+        let decay = self.optimizer.weight_decay;
+        if !(decay.is_finite() && decay >= 0.0) {
             return Err(SegError::invalid(
-                "weight_decay",
-                self.weight_decay,
+                "optimizer.weight_decay",
+                decay,
                 "must be >= 0",
             ));
         }
@@ -134,7 +243,7 @@ impl TrainConfig {
                 "must be in [0, 1) (0 = no weight EMA)",
             ));
         }
-        self.lr_schedule.validate()?;
+        self.schedule.validate()?;
         self.augment.validate()?;
         self.loss.validate()
     }
@@ -156,7 +265,7 @@ impl TrainConfig {
         }
         // Epochs past the plan (the budget allowed more than estimated) stay at its end.
         let planned = planned.min(self.epochs);
-        self.lr_schedule.rate(
+        self.schedule.rate(
             self.learning_rate,
             epoch.min(planned.max(w + 1)).saturating_sub(w),
             planned.saturating_sub(w),

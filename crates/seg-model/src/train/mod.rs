@@ -7,7 +7,6 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use burn::config::Config;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 

@@ -16,10 +16,9 @@ pub fn train(
     config: &TrainConfig,
     dataset: &SegmentationDataset,
     split: &Split,
-    backend: BackendKind,
     observer: &mut dyn TrainObserver,
 ) -> Result<TrainOutcome> {
-    let mut run = Run::setup(model_config, config, dataset, split, backend)?;
+    let mut run = Run::setup(model_config, config, dataset, split)?;
     let mut selection = Selection::new(config.selection_metric, config.early_stopping_patience);
     let clock = Instant::now();
     let mut end = match observer.on_train_start(&run.start_facts()) {
@@ -104,11 +103,11 @@ impl<'a> Run<'a> {
         config: &'a TrainConfig,
         dataset: &'a SegmentationDataset,
         split: &'a Split,
-        backend: BackendKind,
     ) -> Result<Self> {
+        let backend = config.backend;
         config.validate()?;
         model_config.validate()?;
-        model_config.check_input_size(config.image_height, config.image_width)?;
+        model_config.check_input_size(config.image_size.height, config.image_size.width)?;
         let task_classes = dataset.encoding().num_classes();
         if model_config.task_classes() != task_classes {
             return Err(SegError::InvalidConfig(format!(
@@ -122,8 +121,8 @@ impl<'a> Run<'a> {
             });
         }
         let (h, w, c) = (
-            config.image_height,
-            config.image_width,
+            config.image_size.height,
+            config.image_size.width,
             model_config.in_channels,
         );
         let preprocess = Arc::new(if config.estimate_normalization {
@@ -135,16 +134,12 @@ impl<'a> Run<'a> {
         train_device.seed(config.seed);
         let model = model_config.init(&train_device)?;
         let ema = (config.ema_decay > 0.0).then(|| WeightEma::new(config.ema_decay, &model));
-        let optim = match config.optimizer {
+        let decay = config.optimizer.weight_decay;
+        let optim = match config.optimizer.kind {
             Optimizer::Adam => AdamConfig::new()
-                .with_weight_decay(
-                    (config.weight_decay > 0.0)
-                        .then(|| WeightDecayConfig::new(config.weight_decay as f32)),
-                )
+                .with_weight_decay((decay > 0.0).then(|| WeightDecayConfig::new(decay as f32)))
                 .init(),
-            Optimizer::AdamW => AdamWConfig::new()
-                .with_weight_decay(config.weight_decay as f32)
-                .init(),
+            Optimizer::AdamW => AdamWConfig::new().with_weight_decay(decay as f32).init(),
         };
         let train_loader = LoaderConfig {
             batch_size: config.batch_size,
@@ -165,7 +160,7 @@ impl<'a> Run<'a> {
             loss: config.loss.clone(),
             num_classes: model_config.num_classes,
             device: backend.device(),
-            tta: config.val_tta,
+            tta: config.tta.validation,
         };
         Ok(Self {
             model_config,
@@ -375,9 +370,9 @@ impl Selection {
             .ok_or_else(|| SegError::InvalidConfig("best epoch has no report".into()))?
             .metric_map();
         let stopped = matches!(end, TrainEnd::Stopped { .. });
-        let final_tta = if run.config.final_tta.is_on() && !stopped {
+        let final_tta = if run.config.tta.after_training.is_on() && !stopped {
             let scores = Evaluation {
-                tta: run.config.final_tta,
+                tta: run.config.tta.after_training,
                 ..run.eval.clone()
             }
             .run(&model, &run.split.valid)?;
@@ -385,7 +380,7 @@ impl Selection {
                 SegError::Backend("test-time augmentation produced no metrics".into())
             })?;
             Some(FinalTta {
-                tta: run.config.final_tta,
+                tta: run.config.tta.after_training,
                 metrics,
             })
         } else {

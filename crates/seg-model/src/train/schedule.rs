@@ -2,64 +2,64 @@
 
 use super::*;
 
-/// Learning-rate schedule over epochs.
+/// Learning-rate schedule over epochs (`[train.schedule]`, tagged by `kind`; numbers left
+/// out take their defaults, numbers of another kind are refused).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LrSchedule {
     /// The base rate throughout.
     Constant,
     /// Cosine decay from the base rate to `base * min_factor` at the last epoch.
     Cosine {
-        /// Final rate as a fraction of the base rate.
+        /// Final rate as a fraction of the base rate (default 0.05).
+        #[serde(default = "default_min_factor")]
         min_factor: f64,
     },
     /// Multiply by `gamma` every `every` epochs.
     Step {
-        /// Epochs between decays.
+        /// Epochs between decays (default 10).
+        #[serde(default = "default_every")]
         every: usize,
-        /// Decay factor.
+        /// Decay factor (default 0.5).
+        #[serde(default = "default_gamma")]
         gamma: f64,
     },
 }
 
-/// The shape of a [`LrSchedule`] without its numbers (how configuration files name it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LrScheduleKind {
-    /// [`LrSchedule::Constant`].
-    Constant,
-    /// [`LrSchedule::Cosine`].
-    Cosine,
-    /// [`LrSchedule::Step`].
-    Step,
+fn default_min_factor() -> f64 {
+    0.05
+}
+
+fn default_every() -> usize {
+    10
+}
+
+fn default_gamma() -> f64 {
+    0.5
+}
+
+impl Default for LrSchedule {
+    fn default() -> Self {
+        Self::Cosine {
+            min_factor: default_min_factor(),
+        }
+    }
 }
 
 impl LrSchedule {
-    /// The schedule of `kind` with its numbers (the ones another kind uses are ignored),
-    /// checked: a cosine's `min_factor` in 0..=1, a step's `every` >= 1 and `gamma` in (0, 1].
-    pub fn new(kind: LrScheduleKind, min_factor: f64, every: usize, gamma: f64) -> Result<Self> {
-        let schedule = match kind {
-            LrScheduleKind::Constant => Self::Constant,
-            LrScheduleKind::Cosine => Self::Cosine { min_factor },
-            LrScheduleKind::Step => Self::Step { every, gamma },
-        };
-        schedule.validate()?;
-        Ok(schedule)
-    }
-
-    /// Checks the numbers, naming the first one that is wrong (`lr_schedule.min_factor`, ...).
+    /// Checks the numbers, naming the first one that is wrong (`schedule.min_factor`, ...).
     pub fn validate(&self) -> Result<()> {
         match *self {
             Self::Cosine { min_factor } if !(0.0..=1.0).contains(&min_factor) => Err(
-                SegError::invalid("lr_schedule.min_factor", min_factor, "must be in 0..=1"),
+                SegError::invalid("schedule.min_factor", min_factor, "must be in 0..=1"),
             ),
             Self::Step { every: 0, .. } => Err(SegError::invalid(
-                "lr_schedule.every",
+                "schedule.every",
                 0,
                 "must be >= 1 (epochs between decays)",
             )),
             Self::Step { gamma, .. } if !(gamma > 0.0 && gamma <= 1.0) => Err(SegError::invalid(
-                "lr_schedule.gamma",
+                "schedule.gamma",
                 gamma,
                 "must be in (0, 1]",
             )),
