@@ -74,40 +74,9 @@ pub enum LakeFsError {
         /// The server's `Retry-After`, if it sent one.
         retry_after: Option<std::time::Duration>,
     },
-    /// Connection failure.
-    #[error(
-        "{request}: cannot reach lakeFS at {endpoint}: {reason}; is it running (docker compose --profile local-lakefs up, or `lakefs-local --data-dir DIR`) and is the endpoint right?"
-    )]
-    Transport {
-        /// `METHOD /path`.
-        request: String,
-        /// The endpoint.
-        endpoint: String,
-        /// The transport error.
-        reason: String,
-        /// No connection was made: the server never saw the request.
-        never_sent: bool,
-    },
-    /// A body that ended before its announced size (connection closed mid-transfer).
-    #[error("{request}: lakeFS closed the connection after {received} of {expected} bytes")]
-    Truncated {
-        /// `METHOD /path`.
-        request: String,
-        /// Bytes received.
-        received: u64,
-        /// Bytes expected.
-        expected: u64,
-    },
-    /// A request timed out.
-    #[error(
-        "{request}: timed out after {seconds:.0}s; raise the client's timeout if the server is just slow"
-    )]
-    Timeout {
-        /// `METHOD /path`.
-        request: String,
-        /// The timeout.
-        seconds: f64,
-    },
+    /// No (whole) answer: unreachable, timed out, or a body cut short.
+    #[error(transparent)]
+    Transport(#[from] rest_transport::TransportError),
     /// A response that does not parse or does not match what was expected.
     #[error("{request}: unexpected response: {reason}")]
     Decode {
@@ -166,11 +135,16 @@ pub enum LakeFsError {
     },
 }
 
+/// lakeFS, as messages name it.
+pub const LAKEFS: rest_transport::Server = rest_transport::Server {
+    name: "lakeFS",
+    unreachable_hint: "is it running (docker compose --profile local-lakefs up, or `lakefs-local --data-dir DIR`) and is the endpoint right?",
+};
+
 rest_transport::client_error!(LakeFsError {
+    server: LAKEFS,
+    transport: Transport,
     not_found: NotFound,
-    unreachable: Transport { endpoint },
-    timeout: Timeout,
-    truncated: Truncated,
     status: Server,
     exhausted: RetriesExhausted,
 });

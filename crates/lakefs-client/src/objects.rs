@@ -296,11 +296,9 @@ impl LakeFsClient {
         use rest_transport::DownloadError as D;
         match e {
             D::Body(e) => self.no_answer(label, &e, self.transfer_timeout()),
-            D::Truncated { received, expected } => LakeFsError::Truncated {
-                request: label.to_string(),
-                received,
-                expected,
-            },
+            D::Truncated { received, expected } => {
+                <LakeFsError as rest_transport::ClientError>::truncated(label, received, expected)
+            }
             D::Oversized { .. } => LakeFsError::Integrity {
                 uri: uri.to_string(),
                 reason: e.to_string(),

@@ -206,11 +206,9 @@ impl MlflowClient {
         use rest_transport::DownloadError as D;
         match e {
             D::Body(e) => self.no_answer(label, &e, self.transfer_timeout()),
-            D::Truncated { received, expected } => MlflowError::Truncated {
-                request: label.to_string(),
-                received,
-                expected,
-            },
+            D::Truncated { received, expected } => {
+                <MlflowError as rest_transport::ClientError>::truncated(label, received, expected)
+            }
             D::Oversized { .. } => MlflowError::Decode {
                 request: label.to_string(),
                 reason: e.to_string(),

@@ -66,30 +66,9 @@ pub enum MlflowError {
         /// The server's `Retry-After`, if it sent one.
         retry_after: Option<std::time::Duration>,
     },
-    /// The server could not be reached.
-    #[error(
-        "{request}: cannot reach MLflow at {url}: {reason}; is the server running (e.g. `mlflow server --host 127.0.0.1 --port 5000`) and MLFLOW_TRACKING_URI right?"
-    )]
-    Unreachable {
-        /// `METHOD /path`.
-        request: String,
-        /// The tracking URI.
-        url: String,
-        /// The transport error.
-        reason: String,
-        /// No connection was made: the server never saw the request.
-        never_sent: bool,
-    },
-    /// A body that ended before its announced size (connection closed mid-transfer).
-    #[error("{request}: MLflow closed the connection after {received} of {expected} bytes")]
-    Truncated {
-        /// `METHOD /path`.
-        request: String,
-        /// Bytes received.
-        received: u64,
-        /// Bytes expected.
-        expected: u64,
-    },
+    /// No (whole) answer: unreachable, timed out, or a body cut short.
+    #[error(transparent)]
+    Transport(#[from] rest_transport::TransportError),
     /// Retries of a transient failure ran out.
     #[error("{last} (gave up after {attempts} attempts in {seconds:.1}s)")]
     RetriesExhausted {
@@ -98,16 +77,6 @@ pub enum MlflowError {
         /// Attempts made.
         attempts: usize,
         /// Time spent.
-        seconds: f64,
-    },
-    /// The request timed out.
-    #[error(
-        "{request}: timed out after {seconds:.0}s; raise the client's timeout if the server is just slow"
-    )]
-    Timeout {
-        /// `METHOD /path`.
-        request: String,
-        /// The timeout.
         seconds: f64,
     },
     /// A response that does not parse.
@@ -134,11 +103,16 @@ pub enum MlflowError {
     Config(String),
 }
 
+/// MLflow, as messages name it.
+pub const MLFLOW: rest_transport::Server = rest_transport::Server {
+    name: "MLflow",
+    unreachable_hint: "is the server running (e.g. `mlflow server --host 127.0.0.1 --port 5000`) and MLFLOW_TRACKING_URI right?",
+};
+
 rest_transport::client_error!(MlflowError {
+    server: MLFLOW,
+    transport: Transport,
     not_found: NotFound,
-    unreachable: Unreachable { url },
-    timeout: Timeout,
-    truncated: Truncated,
     status: Api,
     exhausted: RetriesExhausted,
 });

@@ -99,11 +99,11 @@ async fn a_download_without_content_length_is_checked_against_the_listing() {
     assert!(
         matches!(
             err.cause(),
-            MlflowError::Truncated {
+            MlflowError::Transport(rest_transport::TransportError::Truncated {
                 received: 10,
                 expected: 12,
                 ..
-            }
+            })
         ),
         "{err}"
     );

@@ -4,7 +4,7 @@
 use lakefs_client::{
     ClientBuilder as _, ClientError as _, LakeFsClient, LakeFsClientBuilder, LakeFsError,
 };
-use mlflow_client::{Auth, MlflowClient, MlflowClientBuilder, MlflowError};
+use mlflow_client::{Auth, MlflowClient, MlflowClientBuilder};
 
 use crate::config::Config;
 use crate::error::{PipelineError, Result};
@@ -78,7 +78,7 @@ pub async fn check_lakefs(client: &LakeFsClient, config: &Config) -> Result<()> 
         hint: LAKEFS_HINT.into(),
     };
     match client.health().await {
-        Err(e) if e.is_unreachable() || matches!(e.cause(), LakeFsError::Timeout { .. }) => {
+        Err(e) if e.is_unreachable() || e.is_timeout() => {
             return Err(unreachable(&e));
         }
         // lakeFS answers its health check without credentials; an answer that is not lakeFS's
@@ -124,14 +124,12 @@ pub async fn check_mlflow(client: &MlflowClient, config: &Config) -> Result<()> 
         Ok(_) => Ok(()),
         // A server without the default experiment still answers.
         Err(e) if e.is_not_found() => Ok(()),
-        Err(e) if e.is_unreachable() || matches!(e.cause(), MlflowError::Timeout { .. }) => {
-            Err(PipelineError::Unreachable {
-                service: "MLflow",
-                url: config.mlflow.tracking_uri.clone(),
-                reason: short_reason(&e.cause().to_string()),
-                hint: MLFLOW_HINT.into(),
-            })
-        }
+        Err(e) if e.is_unreachable() || e.is_timeout() => Err(PipelineError::Unreachable {
+            service: "MLflow",
+            url: config.mlflow.tracking_uri.clone(),
+            reason: short_reason(&e.cause().to_string()),
+            hint: MLFLOW_HINT.into(),
+        }),
         // MLflow answers /health with OK (credentials or not); a server that does not is
         // another service (a lakeFS, a proxy's page), whatever it answered to the MLflow call.
         Err(e) => match client.probe("/health").await {

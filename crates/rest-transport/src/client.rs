@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::describe::{Failure, classify};
 use crate::retry::{Retry, RetryPolicy, Retryable};
+use crate::transport_error::{Server, TransportError};
 
 /// Timeouts, retries and the user agent of a client.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,23 +110,19 @@ pub enum ErrorKind {
 }
 
 /// An error of a REST client: its kind, the last attempt's error when retries ran out, and
-/// the errors a request without an answer becomes. Retrying (transport failures, timeouts,
-/// truncated bodies and 408/429/5xx but 501 are retried, honouring `Retry-After`) and the
-/// questions callers ask follow from these. [`client_error!`](crate::client_error) implements
-/// it from the names of a client's variants.
-pub trait ClientError: Sized {
+/// the [`TransportError`] it wraps for a request without an answer. Retrying (transport
+/// failures, timeouts, truncated bodies and 408/429/5xx but 501 are retried, honouring
+/// `Retry-After`) and the questions callers ask follow from these.
+/// [`client_error!`](crate::client_error) implements it from the names of a client's variants.
+pub trait ClientError: Sized + From<TransportError> {
+    /// The server, as messages name it.
+    const SERVER: Server;
+
     /// The kind of this error itself.
     fn kind(&self) -> ErrorKind;
 
     /// The last attempt's error when this one says that retries ran out.
     fn last_attempt(&self) -> Option<&Self>;
-
-    /// `request` ran past its timeout of `seconds`.
-    fn timeout(request: &str, seconds: f64) -> Self;
-
-    /// The server at `url` could not be reached for `request`; the full cause; `never_sent`
-    /// when no connection was made (the server never saw the request).
-    fn unreachable(request: &str, url: &str, reason: String, never_sent: bool) -> Self;
 
     /// Retries ran out after `attempts` in `seconds`; `last` is the last attempt's error.
     fn exhausted(last: Self, attempts: usize, seconds: f64) -> Self;
@@ -133,11 +130,34 @@ pub trait ClientError: Sized {
     /// A reqwest error without an answer for `request` to `url`, which had `timeout`: a
     /// timeout or an unreachable server.
     fn no_answer(request: &str, url: &str, e: &reqwest::Error, timeout: Duration) -> Self {
+        let request = request.to_string();
+        let unreachable = |reason, never_sent| TransportError::Unreachable {
+            server: Self::SERVER,
+            request: request.clone(),
+            url: url.to_string(),
+            reason,
+            never_sent,
+        };
         match classify(e) {
-            Failure::Timeout => Self::timeout(request, timeout.as_secs_f64()),
-            Failure::Unreachable(reason) => Self::unreachable(request, url, reason, false),
-            Failure::NotConnected(reason) => Self::unreachable(request, url, reason, true),
+            Failure::Timeout => TransportError::Timeout {
+                request: request.clone(),
+                seconds: timeout.as_secs_f64(),
+            },
+            Failure::Unreachable(reason) => unreachable(reason, false),
+            Failure::NotConnected(reason) => unreachable(reason, true),
         }
+        .into()
+    }
+
+    /// `request`'s body ended after `received` of `expected` bytes.
+    fn truncated(request: &str, received: u64, expected: u64) -> Self {
+        TransportError::Truncated {
+            server: Self::SERVER,
+            request: request.to_string(),
+            received,
+            expected,
+        }
+        .into()
     }
 
     /// The error itself, or the last attempt's error when retries ran out.
@@ -253,34 +273,40 @@ impl RetryPolicy {
     }
 }
 
-/// Implements [`ClientError`] for a client's error enum from the names of its variants: each
-/// `{ request, .. }`-shaped, the unreachable one with the field naming the server's URL (and
-/// `reason`, `never_sent`), the
-/// status one with `status` and `retry_after`, the exhausted one with `last`, `attempts` and
-/// `seconds`.
+/// Implements [`ClientError`] for a client's error enum from the names of its variants: the
+/// server it talks to, the one wrapping [`TransportError`] (a tuple variant with `#[from]`), the
+/// not-found one, the status one with `status` and `retry_after`, and the exhausted one with
+/// `last`, `attempts` and `seconds`.
 ///
 /// ```
+/// use rest_transport::{ClientError, Server, TransportError};
+///
 /// #[derive(Debug)]
 /// enum MyError {
 ///     NotFound { request: String },
-///     Unreachable { request: String, url: String, reason: String, never_sent: bool },
-///     Timeout { request: String, seconds: f64 },
-///     Truncated { request: String },
+///     Transport(TransportError),
 ///     Api { request: String, status: u16, retry_after: Option<std::time::Duration> },
 ///     RetriesExhausted { last: Box<MyError>, attempts: usize, seconds: f64 },
 /// }
 ///
+/// impl From<TransportError> for MyError {
+///     fn from(e: TransportError) -> Self {
+///         Self::Transport(e)
+///     }
+/// }
+///
+/// const MINE: Server = Server { name: "Mine", unreachable_hint: "is it running?" };
+///
 /// rest_transport::client_error!(MyError {
+///     server: MINE,
+///     transport: Transport,
 ///     not_found: NotFound,
-///     unreachable: Unreachable { url },
-///     timeout: Timeout,
-///     truncated: Truncated,
 ///     status: Api,
 ///     exhausted: RetriesExhausted,
 /// });
 ///
-/// use rest_transport::ClientError;
-/// let e = MyError::exhausted(MyError::timeout("GET /x", 5.0), 3, 9.0);
+/// let timeout = TransportError::Timeout { request: "GET /x".into(), seconds: 5.0 };
+/// let e = MyError::exhausted(timeout.into(), 3, 9.0);
 /// assert!(e.is_timeout() && !e.is_retryable());
 /// let busy = MyError::Api { request: "GET /x".into(), status: 503, retry_after: None };
 /// assert!(busy.is_retryable());
@@ -288,23 +314,19 @@ impl RetryPolicy {
 #[macro_export]
 macro_rules! client_error {
     ($error:ty {
+        server: $server:expr,
+        transport: $transport:ident,
         not_found: $not_found:ident,
-        unreachable: $unreachable:ident { $url:ident },
-        timeout: $timeout:ident,
-        truncated: $truncated:ident,
         status: $status:ident,
         exhausted: $exhausted:ident $(,)?
     }) => {
         impl $crate::ClientError for $error {
+            const SERVER: $crate::Server = $server;
+
             fn kind(&self) -> $crate::ErrorKind {
                 match self {
+                    Self::$transport(e) => e.kind(),
                     Self::$not_found { .. } => $crate::ErrorKind::NotFound,
-                    Self::$unreachable {
-                        never_sent: true, ..
-                    } => $crate::ErrorKind::NotConnected,
-                    Self::$unreachable { .. } => $crate::ErrorKind::Unreachable,
-                    Self::$timeout { .. } => $crate::ErrorKind::Timeout,
-                    Self::$truncated { .. } => $crate::ErrorKind::Truncated,
                     Self::$status {
                         status,
                         retry_after,
@@ -321,22 +343,6 @@ macro_rules! client_error {
                 match self {
                     Self::$exhausted { last, .. } => Some(last),
                     _ => None,
-                }
-            }
-
-            fn timeout(request: &str, seconds: f64) -> Self {
-                Self::$timeout {
-                    request: request.to_string(),
-                    seconds,
-                }
-            }
-
-            fn unreachable(request: &str, url: &str, reason: String, never_sent: bool) -> Self {
-                Self::$unreachable {
-                    request: request.to_string(),
-                    $url: url.to_string(),
-                    reason,
-                    never_sent,
                 }
             }
 
@@ -358,35 +364,47 @@ mod tests {
     #[derive(Debug)]
     enum Fake {
         Kind(ErrorKind),
+        Transport(TransportError),
         Exhausted(Box<Fake>),
     }
 
+    impl From<TransportError> for Fake {
+        fn from(e: TransportError) -> Self {
+            Self::Transport(e)
+        }
+    }
+
     impl ClientError for Fake {
+        const SERVER: Server = Server {
+            name: "Fake",
+            unreachable_hint: "start it",
+        };
         fn kind(&self) -> ErrorKind {
             match self {
                 Self::Kind(k) => *k,
+                Self::Transport(e) => e.kind(),
                 Self::Exhausted(_) => ErrorKind::Other,
             }
         }
         fn last_attempt(&self) -> Option<&Self> {
             match self {
                 Self::Exhausted(last) => Some(last),
-                Self::Kind(_) => None,
+                _ => None,
             }
-        }
-        fn timeout(_: &str, _: f64) -> Self {
-            Self::Kind(ErrorKind::Timeout)
-        }
-        fn unreachable(_: &str, _: &str, _: String, never_sent: bool) -> Self {
-            Self::Kind(if never_sent {
-                ErrorKind::NotConnected
-            } else {
-                ErrorKind::Unreachable
-            })
         }
         fn exhausted(last: Self, _: usize, _: f64) -> Self {
             Self::Exhausted(Box::new(last))
         }
+    }
+
+    fn unreachable(never_sent: bool) -> Fake {
+        Fake::from(TransportError::Unreachable {
+            server: Fake::SERVER,
+            request: "POST /x".into(),
+            url: "http://h".into(),
+            reason: "refused".into(),
+            never_sent,
+        })
     }
 
     #[test]
@@ -422,10 +440,24 @@ mod tests {
             Retry::Never
         );
         // A refused connection proves the request was never handled: any method is resent.
-        let refused = Fake::unreachable("POST /x", "http://h", "refused".into(), true);
-        assert_eq!(Unprocessed(refused).retry(), Retry::After(None));
-        let refused = Fake::Exhausted(Box::new(Fake::unreachable("", "", String::new(), true)));
+        assert_eq!(Unprocessed(unreachable(true)).retry(), Retry::After(None));
+        let refused = Fake::Exhausted(Box::new(unreachable(true)));
         assert!(refused.is_unreachable());
+        assert_eq!(unreachable(false).kind(), ErrorKind::Unreachable);
+        let text = TransportError::Unreachable {
+            server: Fake::SERVER,
+            request: "POST /x".into(),
+            url: "http://h".into(),
+            reason: "refused".into(),
+            never_sent: true,
+        }
+        .to_string();
+        assert_eq!(
+            text,
+            "POST /x: cannot reach Fake at http://h: refused; start it"
+        );
+        let cut = Fake::truncated("GET /f", 10, 12);
+        assert_eq!(cut.kind(), ErrorKind::Truncated);
         let mut options = ClientOptions::new("ua/1");
         assert_eq!(options.request_timeout, Duration::from_secs(60));
         options.retry.max_retries = 1;

@@ -11,6 +11,7 @@
 //! - [`paginate`]: a token-paged listing as a stream that fetches a page only when needed.
 //! - [`encode`]: percent-encoding of path segments and paths.
 //! - [`describe`]: what a transport failure was (timeout or unreachable) with its full cause.
+//! - [`TransportError`]: a request without a whole answer, which each client's error wraps.
 
 pub mod client;
 pub mod describe;
@@ -20,6 +21,7 @@ mod paging;
 mod retry;
 pub mod status;
 pub mod stream;
+mod transport_error;
 
 pub use client::{ClientBuilder, ClientError, ClientOptions, ErrorKind, base_url};
 pub use describe::{Failure, classify, error_chain};
@@ -27,3 +29,4 @@ pub use exchange::{Idempotent, Refusal, Service};
 pub use paging::paginate;
 pub use retry::{Retry, RetryPolicy, Retryable};
 pub use stream::{DownloadError, StagedDownload, file_body, stream_to_temp};
+pub use transport_error::{Server, TransportError};
