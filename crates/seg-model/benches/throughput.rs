@@ -1,19 +1,27 @@
 //! Throughput benchmark: train-step and inference images/s of the benchmark U-Net (depth 4,
 //! base 16, BCE+Dice, Adam, batch 8) at 128x128 and 256x256 on every backend compiled in and on
-//! PyTorch eager (scripts/bench/unet_reference.py --serve, one process kept per size), the data
-//! pipeline's images/s on kvasir-seg, and the peak RSS of training on kvasir-seg.
+//! the CPU anchors (scripts/bench/unet_reference.py --serve, one process kept per size and
+//! mode): PyTorch eager, torch.compile (inductor), and onnxruntime on seg-model's own ONNX export
+//! of the same U-Net; with GFLOP/s and the share of the measured gemm peak; optionally under
+//! load (busy processes beside it); then the data pipeline's images/s on kvasir-seg and the peak
+//! RSS of training on kvasir-seg.
 //!
-//! The implementations are interleaved round by round (ours, then PyTorch, then the next round),
-//! so machine drift hits both; each round gives a ratio (PyTorch's median time / ours), and the
-//! summary prints the median and the worst ratio over the rounds of one invocation:
+//! The implementations are interleaved round by round (ours, then each anchor, then the next
+//! round), so machine drift hits all; each round gives a ratio (the anchor's median time / ours),
+//! and the summary prints the median and the worst ratio over the rounds of one invocation,
+//! against each anchor and against the fastest anchor of each round:
 //!
 //! ```text
-//! SEG_BENCH_PYTHON=~/.cache/seg-mlops/torch-2.9.0/bin/python cargo bench -p seg-model --bench throughput
+//! SEG_BENCH_PYTHON=~/.cache/seg-mlops/torch-2.9.0/bin/python \
+//!   SEG_BENCH_ORT_PYTHON=$(scripts/model-python.sh) cargo bench -p seg-model --bench throughput
 //! scripts/with-libtorch.sh cargo bench -p seg-model --features tch --bench throughput
 //! ```
 //! Environment: SEG_BENCH_SIZES (default 128,256), SEG_BENCH_ROUNDS (default 5),
 //! SEG_BENCH_STEPS (timed steps per round, default 4), SEG_DATASETS_DIR, SEG_BENCH_PYTHON
-//! (python with torch; default $TORCH_VENV/bin/python), SEG_BENCH_BATCH_NORM=0 (no batch norm),
+//! (python with torch; default $TORCH_VENV/bin/python), SEG_BENCH_ORT_PYTHON (python with
+//! onnxruntime), SEG_BENCH_ANCHORS (default eager,compile,onnxruntime), SEG_BENCH_LOAD (busy
+//! processes beside the rounds, a list such as 0,1,2: each size is measured at each load and
+//! the slowdowns are compared with the fair share), SEG_BENCH_BATCH_NORM=0 (no batch norm),
 //! SEG_BENCH_BACKENDS=flex,tch-cpu (which backends), SEG_BENCH_PROFILE=1 (forward/backward/
 //! optimiser split after the rounds), SEG_BENCH_GENERIC=1 (each backend a second time with
 //! seg-model's own kernels off: burn's generic autodiff and modules, `set_own_kernels(false)`).
@@ -31,9 +39,14 @@ use seg_model::data::{
 use seg_model::loss::{LossConfig, LossTargets, segmentation_loss};
 use seg_model::{BackendKind, UNetConfig};
 
-#[path = "throughput/pytorch.rs"]
-mod pytorch;
-use pytorch::PyTorch;
+#[path = "throughput/anchors.rs"]
+mod anchors;
+#[path = "throughput/load.rs"]
+mod load;
+#[path = "throughput/summary.rs"]
+mod summary;
+use anchors::Anchor;
+use summary::Work;
 
 const BATCH: usize = 8;
 /// The data pipeline's and the RSS child's image size.
@@ -86,7 +99,7 @@ fn datasets_dir() -> PathBuf {
 }
 
 /// Per-round medians (seconds per step and per inference batch) of one implementation.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Rounds {
     train: Vec<f64>,
     infer: Vec<f64>,
@@ -193,56 +206,106 @@ impl Ours {
     }
 }
 
-/// One image size: a warm-up round, then `rounds()` interleaved rounds; prints per-round
-/// ratios against PyTorch and their median and worst; returns the best train img/s of ours.
-fn bench_size(size: usize, backends: &[(BackendKind, bool)]) -> f64 {
+/// One image size at one load: a warm-up round, then `rounds()` interleaved rounds; prints
+/// per-round ratios against the anchors and the summary; returns ours and the anchors.
+fn bench_size(
+    size: usize,
+    backends: &[(BackendKind, bool)],
+    busy: usize,
+) -> (Vec<Ours>, Vec<Anchor>) {
     let (steps, rounds) = (steps(), rounds());
     println!(
-        "\n== {size}x{size}: batch {BATCH}, {rounds} rounds of {steps} train steps + {steps} inference batches each, interleaved"
+        "\n== {size}x{size}: batch {BATCH}, {rounds} rounds of {steps} train steps + {steps} inference batches each, interleaved; {busy} busy processes beside"
     );
     let mut ours: Vec<Ours> = backends.iter().map(|&b| Ours::new(b, size)).collect();
-    let mut torch = PyTorch::start(size);
+    let onnx = export_onnx(size);
+    let mut anchors = anchors::start_all(size, onnx.as_ref().map(|f| f.path()));
+    let work = measure_work(&mut anchors);
+    let _load = load::Busy::start(busy);
     for round in 0..=rounds {
         let record = round > 0;
         for o in &mut ours {
             o.round(steps, record);
         }
-        if let Some(t) = torch.as_mut() {
-            t.round(steps, record);
+        for a in &mut anchors {
+            a.round(steps, record);
         }
         if record {
             let line: Vec<String> = ours
                 .iter()
                 .map(|o| {
                     let (t, i) = (o.rounds.train[round - 1], o.rounds.infer[round - 1]);
-                    match torch.as_ref() {
-                        Some(p) => format!(
-                            "{} train {:.2}x infer {:.2}x",
-                            o.name,
-                            p.rounds.train[round - 1] / t,
-                            p.rounds.infer[round - 1] / i
-                        ),
-                        None => format!(
-                            "{} train {:.2} infer {:.2} img/s",
-                            o.name,
+                    format!(
+                        "{} train {:.2} infer {:.2} img/s",
+                        o.name,
+                        BATCH as f64 / t,
+                        BATCH as f64 / i
+                    )
+                })
+                .chain(anchors.iter().map(|a| {
+                    let i = a.rounds.infer[round - 1];
+                    match a.rounds.train.get(round - 1) {
+                        Some(t) => format!(
+                            "{} train {:.2} infer {:.2}",
+                            a.name,
                             BATCH as f64 / t,
                             BATCH as f64 / i
                         ),
+                        None => format!("{} infer {:.2}", a.name, BATCH as f64 / i),
                     }
-                })
+                }))
                 .collect();
             println!("  round {round}: {}", line.join("; "));
         }
     }
+    drop(_load);
     if std::env::var_os("SEG_BENCH_PROFILE").is_some() {
         for o in &mut ours {
             o.profile(steps.max(3));
         }
     }
-    print_summary(&ours, torch.as_ref());
-    ours.iter()
-        .map(|o| rate(&o.rounds.train))
-        .fold(0.0, f64::max)
+    summary::print_summary(&ours, &anchors, work);
+    (ours, anchors)
+}
+
+/// FLOPs per image and the gemm peak, from the first PyTorch anchor (unloaded).
+fn measure_work(anchors: &mut [Anchor]) -> Option<Work> {
+    let a = anchors.iter_mut().find(|a| a.trains)?;
+    let (forward_flops, train_flops) = a.flops()?;
+    let peak_gflops = a.peak()?;
+    Some(Work {
+        forward_flops,
+        train_flops,
+        peak_gflops,
+    })
+}
+
+/// seg-model's ONNX export of the benchmark U-Net at `size` (onnxruntime's model), in a
+/// temporary file; `None` (said why) when onnxruntime is not wanted or the export fails.
+fn export_onnx(size: usize) -> Option<tempfile::NamedTempFile> {
+    if !anchors::wanted().iter().any(|a| a == "onnxruntime") {
+        return None;
+    }
+    let device: Device = BackendKind::default_kind().device();
+    device.seed(0);
+    let config = UNetConfig::new().with_batch_norm(batch_norm());
+    let model = config.init(&device).expect("model");
+    let meta = seg_model::CheckpointMeta::new(
+        config,
+        MaskEncoding::default(),
+        Preprocess::unnormalized(size, size, 3),
+        std::collections::BTreeMap::new(),
+        1,
+    );
+    let file = tempfile::Builder::new().suffix(".onnx").tempfile().ok()?;
+    let checkpoint = seg_model::Checkpoint { model, meta };
+    match seg_model::onnx::export_file(&checkpoint, file.path()) {
+        Ok(()) => Some(file),
+        Err(e) => {
+            println!("  (onnxruntime anchor not run: the export failed: {e})");
+            None
+        }
+    }
 }
 
 fn kvasir() -> Option<SegmentationDataset> {
@@ -297,57 +360,19 @@ fn rss_child() {
     println!("{}", hwm.split_whitespace().nth(1).unwrap_or("0"));
 }
 
-/// The table of one size: median img/s per implementation, median and worst per-round ratio.
-fn print_summary(ours: &[Ours], torch: Option<&PyTorch>) {
-    println!(
-        "  {:<50} {:>11} {:>11} {:>20} {:>20}",
-        "implementation",
-        "train img/s",
-        "infer img/s",
-        "train ratio med/min",
-        "infer ratio med/min"
-    );
-    for o in ours {
-        let (tr, ir) = match torch {
-            Some(p) => {
-                let ratios = |a: &[f64], b: &[f64]| -> (f64, f64) {
-                    let r: Vec<f64> = a.iter().zip(b).map(|(p, o)| p / o).collect();
-                    (
-                        median(r.clone()),
-                        r.iter().copied().fold(f64::INFINITY, f64::min),
-                    )
-                };
-                let (tm, tmin) = ratios(&p.rounds.train, &o.rounds.train);
-                let (im, imin) = ratios(&p.rounds.infer, &o.rounds.infer);
-                (
-                    format!("{tm:.2}x / {tmin:.2}x"),
-                    format!("{im:.2}x / {imin:.2}x"),
-                )
-            }
-            None => ("n/a".into(), "n/a".into()),
-        };
-        println!(
-            "  {:<50} {:>11.2} {:>11.2} {:>20} {:>20}",
-            o.name,
-            rate(&o.rounds.train),
-            rate(&o.rounds.infer),
-            tr,
-            ir
-        );
+/// The widest x86 vector extension this CPU has (what flex's kernels can use).
+fn instruction_set() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "AVX2+FMA";
+        }
     }
-    match torch {
-        Some(p) => println!(
-            "  {:<50} {:>11.2} {:>11.2} {:>20} {:>20}",
-            p.name,
-            rate(&p.rounds.train),
-            rate(&p.rounds.infer),
-            "1.00x",
-            "1.00x"
-        ),
-        None => println!(
-            "  (PyTorch reference not run: set SEG_BENCH_PYTHON or run under scripts/with-libtorch.sh)"
-        ),
-    }
+    "neither AVX-512 nor AVX2"
 }
 
 fn main() {
@@ -357,10 +382,17 @@ fn main() {
         rss_child();
         return;
     }
+    if std::env::args().any(|a| a == load::BUSY_ARG) {
+        load::spin();
+    }
     println!(
-        "seg-model throughput: U-Net depth 4, base 16, batch {BATCH}, BCE+Dice, Adam; medians per round, ratios = PyTorch time / ours"
+        "seg-model throughput: U-Net depth 4, base 16, batch {BATCH}, BCE+Dice, Adam; medians per round, ratios = anchor time / ours"
     );
-    println!("threads: {} (rayon)", rayon::current_num_threads());
+    println!(
+        "threads: {} (rayon); instruction set: {}",
+        rayon::current_num_threads(),
+        instruction_set()
+    );
     let kinds = [
         #[cfg(feature = "flex")]
         BackendKind::Flex,
@@ -381,14 +413,34 @@ fn main() {
                 .take(1 + usize::from(generic))
         })
         .collect();
-    let rates: Vec<(usize, f64)> = sizes()
-        .into_iter()
-        .map(|size| (size, bench_size(size, &backends)))
-        .collect();
+    let loads = load::levels();
+    let mut rates = Vec::new();
+    for size in sizes() {
+        let runs: Vec<(usize, Vec<Ours>, Vec<Anchor>)> = loads
+            .iter()
+            .map(|&busy| {
+                let (ours, anchors) = bench_size(size, &backends, busy);
+                (busy, ours, anchors)
+            })
+            .collect();
+        load::print_slowdowns(size, &runs);
+        let best = runs
+            .iter()
+            .filter(|(busy, ..)| *busy == 0)
+            .flat_map(|(_, ours, _)| ours.iter().map(|o| rate(&o.rounds.train)))
+            .fold(0.0, f64::max);
+        rates.push((size, best));
+    }
     let fastest = rates
         .iter()
         .find(|(size, _)| *size == SIZE)
         .map(|&(_, rate)| rate);
+    bench_data(fastest);
+}
+
+/// The data pipeline's images/s on kvasir-seg (against `fastest`, the fastest train step at
+/// the pipeline's size) and the peak RSS of one epoch of training.
+fn bench_data(fastest: Option<f64>) {
     if let Some(ds) = kvasir() {
         let pipeline = bench_pipeline(&ds);
         match fastest {
