@@ -109,6 +109,20 @@ pub enum ErrorKind {
     Other,
 }
 
+impl TransportError {
+    /// Its kind, as [`ClientError::kind`] reports it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Unreachable {
+                never_sent: true, ..
+            } => ErrorKind::NotConnected,
+            Self::Unreachable { .. } => ErrorKind::Unreachable,
+            Self::Timeout { .. } => ErrorKind::Timeout,
+            Self::Truncated { .. } => ErrorKind::Truncated,
+        }
+    }
+}
+
 /// An error of a REST client: its kind, the last attempt's error when retries ran out, and
 /// the [`TransportError`] it wraps for a request without an answer. Retrying (transport
 /// failures, timeouts, truncated bodies and 408/429/5xx but 501 are retried, honouring

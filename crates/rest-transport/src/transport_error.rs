@@ -2,8 +2,6 @@
 //! to: it could not be reached, it did not answer in time, or its body broke off. Each client's
 //! error wraps this one (`#[from]`), so the three are written once.
 
-use crate::client::ErrorKind;
-
 /// The server a client talks to, as its messages name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Server {
@@ -52,18 +50,4 @@ pub enum TransportError {
         /// Bytes expected.
         expected: u64,
     },
-}
-
-impl TransportError {
-    /// Its kind, as [`crate::ClientError::kind`] reports it.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Self::Unreachable {
-                never_sent: true, ..
-            } => ErrorKind::NotConnected,
-            Self::Unreachable { .. } => ErrorKind::Unreachable,
-            Self::Timeout { .. } => ErrorKind::Timeout,
-            Self::Truncated { .. } => ErrorKind::Truncated,
-        }
-    }
 }
