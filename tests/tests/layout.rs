@@ -4,7 +4,9 @@
 //! - no two files of a crate import each other, directly or around a circle (a module and the
 //!   modules inside it are one room: a parent may re-export its children and a child may use
 //!   its parent's items);
-//! - pipeline's three steps (`train/`, `register/`, `infer/`) never import each other.
+//! - pipeline's three steps (`train/`, `register/`, `infer/`) never import each other;
+//! - every crate that computes with burn is optimised in the dev profile (`cargo run`, the
+//!   quickstart and the tests use it; unoptimised kernels made a training epoch 2x slower).
 //!
 //! Imports are read by parsing each file (`syn`): `use` trees, `crate::`/`super::`/`self::`
 //! paths anywhere in the code, and paths through a child module, so `use crate::{infer, ..}`
@@ -380,4 +382,48 @@ fn the_steps_never_import_each_other() {
             .count()
             >= 4
     );
+}
+
+/// The name and the parsed manifest of each package.
+fn manifests() -> Vec<(String, toml::Table)> {
+    packages()
+        .into_iter()
+        .map(|dir| {
+            let text = std::fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
+            let table: toml::Table = text.parse().expect("manifest is TOML");
+            let name = table["package"]["name"].as_str().expect("name").to_string();
+            (name, table)
+        })
+        .collect()
+}
+
+#[test]
+fn every_crate_that_computes_with_burn_is_optimised_in_the_dev_profile() {
+    let text = std::fs::read_to_string(root().join("Cargo.toml")).expect("workspace manifest");
+    let workspace: toml::Table = text.parse().expect("TOML");
+    let dev = &workspace["profile"]["dev"]["package"];
+    let computing: Vec<String> = manifests()
+        .into_iter()
+        .filter(|(_, m)| {
+            m.get("dependencies")
+                .and_then(|d| d.as_table())
+                .is_some_and(|d| d.contains_key("burn"))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        computing.contains(&"seg-kernels".to_string()),
+        "the check must see the kernels crate: {computing:?}"
+    );
+    for name in computing {
+        let opt = dev
+            .get(&name)
+            .and_then(|p| p.get("opt-level"))
+            .and_then(toml::Value::as_integer);
+        assert_eq!(
+            opt,
+            Some(3),
+            "{name} computes with burn: give it [profile.dev.package.{name}] opt-level = 3 in Cargo.toml"
+        );
+    }
 }
