@@ -212,24 +212,12 @@ pub struct InferSection {
 }
 
 impl InferSection {
-    /// The test-time augmentation `tta` and `tta_views` ask for.
+    /// The test-time augmentation `tta` and `tta_views` ask for; the count is checked even
+    /// when `tta` is off, so that a bad value never waits to be used.
     pub fn tta(&self) -> Result<Tta, SegError> {
-        tta_mode("tta_views", self.tta, self.tta_views)
+        let tta = Tta::from_views(self.tta_views)?;
+        Ok(if self.tta { tta } else { Tta::Off })
     }
-}
-
-/// `Tta::Off` unless `on`, else the mode of `views` views; seg-model's check of the count,
-/// made either way (so that a bad value never waits to be used) and reported under `field`.
-pub(super) fn tta_mode(field: &'static str, on: bool, views: usize) -> Result<Tta, SegError> {
-    let tta = Tta::from_views(views).map_err(|e| match e {
-        SegError::InvalidValue { value, allowed, .. } => SegError::InvalidValue {
-            field,
-            value,
-            allowed,
-        },
-        other => other,
-    })?;
-    Ok(if on { tta } else { Tta::Off })
 }
 
 /// Timeouts of every request to lakeFS and MLflow (retries follow `[retry]`).

@@ -108,10 +108,11 @@ pub mod views {
     /// The mode of that many views; any other count is refused, naming the allowed ones.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Tta, D::Error> {
         let views = usize::deserialize(d)?;
-        Tta::from_views(views).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "{views} views: must be 1 (off), 2 (left-right mirror), 4 (both mirrors) or 8 (mirrors and transposes)"
-            ))
+        Tta::from_views(views).map_err(|e| match e {
+            crate::SegError::InvalidValue { allowed, .. } => {
+                serde::de::Error::custom(format!("{views} views: {allowed}"))
+            }
+            other => serde::de::Error::custom(other),
         })
     }
 }
