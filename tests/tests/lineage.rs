@@ -290,6 +290,82 @@ async fn names_that_cannot_be_keys_are_refused() {
     );
 }
 
+/// Two folders, one of negatives (empty masks), train as one dataset in one data commit: the
+/// split validates negatives apart from the pairs with objects, each epoch draws its share of
+/// negatives, and the run logs the false-alarm rate on them; a file stem in both folders is
+/// refused before anything is uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_folders_train_as_one_dataset_with_negatives() {
+    let stack = Stack::start("union").await;
+    let with_objects = dataset(&stack.dir().join("objects"), 10, 3);
+    let healthy = dataset(&stack.dir().join("healthy"), 10, 4);
+    for name in names(&healthy.join("masks")) {
+        image::GrayImage::new(32, 32)
+            .save(healthy.join("masks").join(name))
+            .expect("empty mask");
+    }
+    let config = stack.dir().join("negatives.toml");
+    std::fs::write(&config, "[train]\nnegative_fraction = 0.2\n").expect("write");
+    let (summary, run) = stack
+        .train_run(&[
+            "--config",
+            config.to_str().expect("path"),
+            "--data-dir",
+            with_objects.to_str().expect("path"),
+            "--data-dir",
+            healthy.to_str().expect("path"),
+            "--epochs",
+            "1",
+            "--quiet",
+        ])
+        .await;
+    let commit = summary["data_commit"].as_str().expect("data commit");
+    let stored = objects(&stack, commit, "data/").await;
+    for (folder, n) in [(&with_objects, 10), (&healthy, 10)] {
+        for sub in ["images", "masks"] {
+            let files = names(&folder.join(sub));
+            assert_eq!(files.len(), n);
+            for file in files {
+                assert!(
+                    stored.contains(&format!("data/{sub}/{file}")),
+                    "{sub}/{file} of {} is in the data commit: {stored:?}",
+                    folder.display()
+                );
+            }
+        }
+    }
+    assert_eq!(stored.len(), 40, "nothing else: {stored:?}");
+    assert_eq!(run.param("negative_fraction"), Some("0.2"));
+    // 8 + 8 pairs train, 2 + 2 validate (each side split on its own at 0.2).
+    assert_eq!(run.param("train_size"), Some("16"));
+    for key in [
+        "val_false_alarm_rate",
+        "val_positive_dice",
+        "false_alarm_rate",
+        "positive_dice",
+    ] {
+        let value = run.metric(key).unwrap_or_else(|| panic!("metric {key}"));
+        assert!((0.0..=1.0).contains(&value), "{key} = {value}");
+    }
+
+    let twice = dataset(&stack.dir().join("twice"), 2, 3);
+    let before = stack.head().await;
+    let ran = stack
+        .run(
+            "train",
+            &[
+                "--data-dir",
+                with_objects.to_str().expect("path"),
+                "--data-dir",
+                twice.to_str().expect("path"),
+                "--quiet",
+            ],
+        )
+        .await;
+    one_error(&ran, 1, "is in both");
+    assert_eq!(stack.head().await, before, "nothing uploaded");
+}
+
 /// 1 and 5: infer refuses to write over ground truth (a dataset with PNG masks), and
 /// register_model takes only training runs, by default and by id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

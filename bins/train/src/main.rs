@@ -18,9 +18,11 @@ struct Cli {
     config: Option<PathBuf>,
     /// Local dataset folder with images/ and masks/ (paired by file name); uploaded to lakeFS
     /// (unchanged files are skipped) before training. Default: paths.data_dir when it holds
-    /// images, else the data already in lakeFS, else a seeded synthetic set.
+    /// images, else the data already in lakeFS, else a seeded synthetic set. Repeat it to
+    /// train on the union of several folders (e.g. one of negatives, images with empty masks;
+    /// file names must be unique across them).
     #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    data_dir: Vec<PathBuf>,
     /// Epochs (train.epochs).
     #[arg(long, value_name = "N")]
     epochs: Option<u64>,

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::data::{BatchLoader, LoaderConfig, Preprocess, SegmentationDataset};
 use crate::error::{Result, SegError, backend_call};
 use crate::loss::{LossConfig, LossTargets, segmentation_loss};
-use crate::metrics::{ConfusionMatrix, SegMetrics};
+use crate::metrics::{ConfusionMatrix, ImageTally, NegativeScores, SegMetrics};
 use crate::model::UNet;
 use crate::predict::{Tta, tta_probabilities};
 
@@ -42,6 +42,11 @@ pub struct Scores {
     pub metrics: SegMetrics,
     /// Metrics of the test-time-augmented predictions ([`Evaluation::tta`]).
     pub tta: Option<SegMetrics>,
+    /// False alarms and the score over the images with foreground, when some images have
+    /// none in their truth (plain predictions).
+    pub negatives: Option<NegativeScores>,
+    /// The same for the test-time-augmented predictions.
+    pub tta_negatives: Option<NegativeScores>,
 }
 
 impl Evaluation {
@@ -61,6 +66,8 @@ impl Evaluation {
         };
         let mut confusion = ConfusionMatrix::new(task_classes);
         let mut tta_confusion = ConfusionMatrix::new(task_classes);
+        let (mut tally, mut tta_tally) =
+            (ImageTally::new(task_classes), ImageTally::new(task_classes));
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for batch in BatchLoader::start(self.dataset.clone(), indices, pre.clone(), &loader, 0) {
             let batch = batch?;
@@ -94,14 +101,18 @@ impl Evaluation {
             loss_sum += loss * batch.len as f64;
             seen += batch.len;
             confusion.update(&batch.masks, &ids);
+            tally.update(&batch.masks, &ids, h * w);
             if let Some(ids) = tta_ids {
                 tta_confusion.update(&batch.masks, &ids);
+                tta_tally.update(&batch.masks, &ids, h * w);
             }
         }
         Ok(Scores {
             loss: loss_sum / seen.max(1) as f64,
             metrics: confusion.summary(),
             tta: self.tta.is_on().then(|| tta_confusion.summary()),
+            negatives: tally.negatives(),
+            tta_negatives: tta_tally.negatives(),
         })
     }
 }

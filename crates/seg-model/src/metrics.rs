@@ -279,6 +279,20 @@ pub mod keys {
     pub const FINAL_TTA_DICE: &str = "final_tta_dice";
     /// The best epoch's [`VAL_TTA_DICE`] (run level).
     pub const TTA_DICE: &str = "tta_dice";
+    /// Share of an epoch's validation images without foreground in their truth that get
+    /// foreground predicted on more than 1 % of their pixels (only when there are such images).
+    pub const VAL_FALSE_ALARM_RATE: &str = "val_false_alarm_rate";
+    /// Headline validation Dice of an epoch over the images with foreground in their truth
+    /// alone (only when the validation set also holds images without).
+    pub const VAL_POSITIVE_DICE: &str = "val_positive_dice";
+    /// The best epoch's [`VAL_FALSE_ALARM_RATE`] (run level).
+    pub const FALSE_ALARM_RATE: &str = "false_alarm_rate";
+    /// The best epoch's [`VAL_POSITIVE_DICE`] (run level).
+    pub const POSITIVE_DICE: &str = "positive_dice";
+    /// [`FALSE_ALARM_RATE`] of the kept model with `train.tta.final_views` (run level).
+    pub const FINAL_TTA_FALSE_ALARM_RATE: &str = "final_tta_false_alarm_rate";
+    /// [`POSITIVE_DICE`] of the kept model with `train.tta.final_views` (run level).
+    pub const FINAL_TTA_POSITIVE_DICE: &str = "final_tta_positive_dice";
 
     /// Validation IoU of class `c` in an epoch.
     pub fn class_iou(c: usize) -> String {
@@ -315,7 +329,7 @@ pub struct SegMetrics {
 /// Image-level false alarms: of the images whose ground truth has no foreground pixel (healthy
 /// tissue, an empty scene), how many got foreground predicted at all, and how many on more than
 /// [`FalseAlarms::FRACTION`] of their pixels (what a reader would flag).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FalseAlarms {
     /// Images whose ground truth has no foreground.
     pub empty_truth_images: usize,
@@ -349,9 +363,89 @@ impl FalseAlarms {
     }
 }
 
+/// Scores of an evaluation whose images include some without foreground in their truth (the
+/// negatives: healthy tissue, empty scenes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NegativeScores {
+    /// Image-level false alarms on the negatives.
+    pub false_alarms: FalseAlarms,
+    /// Metrics over the images with foreground alone (what the score would be without the
+    /// negatives).
+    pub positive: SegMetrics,
+}
+
+/// Image-level bookkeeping beside an evaluation's pixel confusion matrix: false alarms on the
+/// images without foreground in their truth, and the confusion over the images with some.
+#[derive(Debug, Clone)]
+pub struct ImageTally {
+    false_alarms: FalseAlarms,
+    with_foreground: ConfusionMatrix,
+}
+
+impl ImageTally {
+    /// An empty tally for `classes` classes.
+    pub fn new(classes: usize) -> Self {
+        Self {
+            false_alarms: FalseAlarms::default(),
+            with_foreground: ConfusionMatrix::new(classes),
+        }
+    }
+
+    /// Counts a batch: `truth` and `predicted` hold one image after another, `pixels` each.
+    pub fn update(&mut self, truth: &[u8], predicted: &[u8], pixels: usize) {
+        for (t, p) in truth
+            .chunks(pixels.max(1))
+            .zip(predicted.chunks(pixels.max(1)))
+        {
+            let mut image = ConfusionMatrix::new(self.with_foreground.classes());
+            image.update(t, p);
+            if image.truth_foreground() > 0 {
+                self.with_foreground.merge(&image);
+            } else {
+                self.false_alarms.add(&image);
+            }
+        }
+    }
+
+    /// The scores, when some image had no foreground in its truth.
+    pub fn negatives(&self) -> Option<NegativeScores> {
+        (self.false_alarms.empty_truth_images > 0).then(|| NegativeScores {
+            false_alarms: self.false_alarms,
+            positive: self.with_foreground.summary(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tally_scores_negatives_apart_from_the_images_with_foreground() {
+        let mut tally = ImageTally::new(2);
+        // Four images of 4 pixels: two with foreground, one negative with a false alarm on a
+        // pixel (25 % > 1 %), one clean negative.
+        let truth = [
+            0, 1, 1, 0, /**/ 1, 0, 0, 0, /**/ 0, 0, 0, 0, /**/ 0, 0, 0, 0,
+        ];
+        let predicted = [
+            0, 1, 0, 0, /**/ 1, 0, 0, 1, /**/ 0, 0, 1, 0, /**/ 0, 0, 0, 0,
+        ];
+        tally.update(&truth[..8], &predicted[..8], 4);
+        assert_eq!(tally.negatives(), None, "no negative seen yet");
+        tally.update(&truth[8..], &predicted[8..], 4);
+        let scores = tally.negatives().expect("negatives were seen");
+        assert_eq!(
+            scores.false_alarms,
+            FalseAlarms {
+                empty_truth_images: 2,
+                any_foreground: 1,
+                false_alarms: 1
+            }
+        );
+        // Over the two images with foreground: tp 2, fn 1, fp 1 -> Dice 4 / 6.
+        assert!((scores.positive.dice - 4.0 / 6.0).abs() < 1e-12);
+    }
 
     #[test]
     fn false_alarms_count_images_without_foreground() {

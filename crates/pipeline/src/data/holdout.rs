@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use seg_model::data::{MaskEncoding, SegmentationDataset};
+use seg_model::data::{MaskEncoding, SamplePaths, SegmentationDataset};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
@@ -42,13 +42,7 @@ pub fn stage(
         } else {
             "train"
         };
-        for (sub, file) in [("images", &pair.image), ("masks", &pair.mask)] {
-            let folder = stage.path().join(side).join(sub);
-            std::fs::create_dir_all(&folder).map_err(PipelineError::io("create", &folder))?;
-            let link = folder.join(file.file_name().unwrap_or_default());
-            let target = std::path::absolute(file).map_err(PipelineError::io("resolve", file))?;
-            link_file(&target, &link)?;
-        }
+        link_pair(&stage.path().join(side), pair)?;
     }
     let kept = dataset.len() - held;
     if held == 0 || kept < 2 {
@@ -64,6 +58,18 @@ pub fn stage(
         config.lakefs.holdout_path
     );
     Ok(Some(stage))
+}
+
+/// Links `pair`'s image and mask into `root`'s `images/` and `masks/` under their own names.
+pub(super) fn link_pair(root: &Path, pair: &SamplePaths) -> Result<()> {
+    for (sub, file) in [("images", &pair.image), ("masks", &pair.mask)] {
+        let folder = root.join(sub);
+        std::fs::create_dir_all(&folder).map_err(PipelineError::io("create", &folder))?;
+        let link = folder.join(file.file_name().unwrap_or_default());
+        let target = std::path::absolute(file).map_err(PipelineError::io("resolve", file))?;
+        link_file(&target, &link)?;
+    }
+    Ok(())
 }
 
 #[cfg(unix)]

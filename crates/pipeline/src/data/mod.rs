@@ -4,6 +4,7 @@
 //! holds it; D is downloaded into the cache keyed by D.
 
 pub mod holdout;
+pub mod union;
 pub mod upload;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ pub use upload::{Uploaded, Uploader};
 pub enum DataSource {
     /// A local folder with `images/` and `masks/`.
     Folder(PathBuf),
+    /// Several local folders trained on as one ([`union`]).
+    Folders(Vec<PathBuf>),
     /// The seeded synthetic set (no data anywhere).
     Synthetic(PathBuf),
     /// Already in lakeFS (nothing local to upload).
@@ -34,6 +37,10 @@ impl std::fmt::Display for DataSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Folder(p) => write!(f, "folder {}", p.display()),
+            Self::Folders(ps) => {
+                let names: Vec<String> = ps.iter().map(|p| p.display().to_string()).collect();
+                write!(f, "folders {}", names.join(" + "))
+            }
             Self::Synthetic(p) => write!(f, "synthetic data {}", p.display()),
             Self::LakeFs => write!(f, "lakeFS"),
         }
@@ -151,7 +158,7 @@ pub async fn ensure_branch(lakefs: &LakeFsClient, config: &Config, repo: &str) -
 pub async fn prepare(
     lakefs: &LakeFsClient,
     config: &Config,
-    data_dir: Option<&Path>,
+    data_dirs: &[PathBuf],
     encoding: &MaskEncoding,
     progress: &Progress,
     who: Uploader<'_>,
@@ -161,14 +168,15 @@ pub async fn prepare(
     let (source, encoding) = find_source(
         lakefs,
         config,
-        data_dir,
+        data_dirs,
         encoding,
         progress,
         who.interrupted,
     )
     .await?;
-    let (commit, checked) = match &source {
-        DataSource::Folder(dir) | DataSource::Synthetic(dir) => {
+    let (_union, local) = local_folder(&source, &encoding)?;
+    let (commit, checked) = match &local {
+        Some(dir) => {
             let (_, stats) = upload::verify_local(dir, &encoding, progress).await?;
             let staged = holdout::stage(config, dir, &encoding)?;
             let trained_on = match &staged {
@@ -182,15 +190,13 @@ pub async fn prepare(
             // Too few pairs to split is refused before anything is uploaded.
             if seg_model::data::Split::new(trained_on, config.data.valid_fraction, 0).is_err() {
                 return Err(PipelineError::Data(format!(
-                    "{} has {} pair(s): too few to split into training and validation (data.valid_fraction = {}); add pairs (nothing was uploaded)",
-                    dir.display(),
-                    trained_on,
-                    config.data.valid_fraction
+                    "{source} has {} pair(s): too few to split into training and validation (data.valid_fraction = {}); add pairs (nothing was uploaded)",
+                    trained_on, config.data.valid_fraction
                 )));
             }
             let target = LakeFsUri::new(&l.repository, &l.branch, "")?;
-            tracing::info!("uploading {} to {target}", dir.display());
-            let spinner = progress.spinner(&format!("uploading {} to {target}", dir.display()));
+            tracing::info!("uploading {source} to {target}");
+            let spinner = progress.spinner(&format!("uploading {source} to {target}"));
             let parts = match &staged {
                 Some(stage) => upload::Parts {
                     data: stage.path().join("train"),
@@ -206,7 +212,7 @@ pub async fn prepare(
             // Verified as a whole: the stats stand for the trained part only without holdout.
             (done?, staged.is_none().then_some(stats))
         }
-        DataSource::LakeFs => {
+        None => {
             let head = lakefs.resolve_commit(&l.repository, &l.branch).await?;
             (Uploaded::Unchanged { base: head }, None)
         }
@@ -232,36 +238,63 @@ pub async fn prepare(
     Ok(prepared)
 }
 
-/// Where the data comes from: `--data-dir`, `paths.data_dir` when it holds images, the branch
-/// when it holds data, else the synthetic set (written on first use).
+/// The local folder to upload, after checking the user's folders' layout: the folder itself,
+/// or for several folders a staged union (kept alive by the returned guard); `None` when the
+/// data is already in lakeFS.
+fn local_folder(
+    source: &DataSource,
+    encoding: &MaskEncoding,
+) -> Result<(Option<tempfile::TempDir>, Option<PathBuf>)> {
+    Ok(match source {
+        DataSource::Folders(dirs) => {
+            for dir in dirs {
+                upload::check_layout(dir)?;
+            }
+            let stage = union::stage(dirs, encoding)?;
+            let path = stage.path().to_path_buf();
+            (Some(stage), Some(path))
+        }
+        DataSource::Folder(dir) | DataSource::Synthetic(dir) => {
+            upload::check_layout(dir)?;
+            (None, Some(dir.clone()))
+        }
+        DataSource::LakeFs => (None, None),
+    })
+}
+
+/// Where the data comes from: `--data-dir` (several: their union), `paths.data_dir` when it
+/// holds images, the branch when it holds data, else the synthetic set (written on first use).
 async fn find_source(
     lakefs: &LakeFsClient,
     config: &Config,
-    data_dir: Option<&Path>,
+    data_dirs: &[PathBuf],
     encoding: &MaskEncoding,
     progress: &Progress,
     interrupted: &AtomicBool,
 ) -> Result<(DataSource, MaskEncoding)> {
-    Ok(match data_dir {
-        Some(dir) if has_images(dir) => (DataSource::Folder(dir.to_path_buf()), encoding.clone()),
-        Some(dir) if !dir.exists() => {
+    for dir in data_dirs {
+        if !dir.exists() {
             return Err(PipelineError::Data(format!(
                 "--data-dir {} does not exist: give a folder with images/ and masks/ whose files pair by name",
                 dir.display()
             )));
         }
-        Some(dir) => {
+        if !has_images(dir) {
             return Err(PipelineError::Data(format!(
                 "{} has no images: --data-dir needs images/ and masks/ folders whose files pair by name (images/x.jpg <-> masks/x.png)",
                 dir.display()
             )));
         }
-        None if has_images(&config.paths.data_dir) => (
+    }
+    Ok(match data_dirs {
+        [dir] => (DataSource::Folder(dir.clone()), encoding.clone()),
+        [_, _, ..] => (DataSource::Folders(data_dirs.to_vec()), encoding.clone()),
+        [] if has_images(&config.paths.data_dir) => (
             DataSource::Folder(config.paths.data_dir.clone()),
             encoding.clone(),
         ),
-        None if branch_has_data(lakefs, config).await? => (DataSource::LakeFs, encoding.clone()),
-        None => {
+        [] if branch_has_data(lakefs, config).await? => (DataSource::LakeFs, encoding.clone()),
+        [] => {
             let (dir, synthetic_encoding) = write_synthetic(config, progress, interrupted)?;
             (DataSource::Synthetic(dir), synthetic_encoding)
         }

@@ -48,13 +48,9 @@ pub struct Uploader<'a> {
     pub interrupted: &'a AtomicBool,
 }
 
-/// Opens and decodes every pair of the local folder `dir` (names the user's files), refusing
-/// links that lead out of it; the dataset and what the check found.
-pub async fn verify_local(
-    dir: &Path,
-    encoding: &MaskEncoding,
-    progress: &Progress,
-) -> Result<(SegmentationDataset, DatasetStats)> {
+/// Checks that the user's folder `dir` has `images/` and `masks/`, and refuses links that lead
+/// out of it.
+pub fn check_layout(dir: &Path) -> Result<()> {
     for sub in ["images", "masks"] {
         if !dir.join(sub).is_dir() {
             return Err(PipelineError::Data(format!(
@@ -64,6 +60,16 @@ pub async fn verify_local(
         }
         refuse_links_out(dir, &dir.join(sub))?;
     }
+    Ok(())
+}
+
+/// Opens and decodes every pair of the local folder `dir` (names the user's files, checked by
+/// [`check_layout`]); the dataset and what the check found.
+pub async fn verify_local(
+    dir: &Path,
+    encoding: &MaskEncoding,
+    progress: &Progress,
+) -> Result<(SegmentationDataset, DatasetStats)> {
     let dataset = SegmentationDataset::open(dir, encoding.clone())?;
     let spinner = progress.spinner(&format!(
         "checking {} image/mask pairs in {}",

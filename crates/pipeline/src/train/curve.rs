@@ -175,6 +175,7 @@ mod tests {
                 pixels: 1,
             },
             tta_metrics: None,
+            negatives: None,
             train_images_per_sec: 1.0,
             seconds: 1.0,
             is_best: false,

@@ -46,8 +46,8 @@ pub struct TrainOptions {
     pub config_file: Option<PathBuf>,
     /// Values from flags.
     pub flags: Flags,
-    /// `--data-dir DIR`.
-    pub data_dir: Option<PathBuf>,
+    /// `--data-dir DIR`, repeated for the union of several folders.
+    pub data_dir: Vec<PathBuf>,
     /// `--run-name NAME`.
     pub run_name: Option<String>,
     /// `--reproduce RUN_ID`.
@@ -281,13 +281,13 @@ async fn prepare_data(
             data::download_at(&services.lakefs, config, commit, &encoding, None, progress).await
         }
         None => {
-            let dir = opts.data_dir.as_deref();
+            let dirs = &opts.data_dir;
             let owner = me.tx_owner(None);
             let who = data::Uploader {
                 owner: &owner,
                 interrupted: &opts.interrupted,
             };
-            data::prepare(&services.lakefs, config, dir, &encoding, progress, who).await
+            data::prepare(&services.lakefs, config, dirs, &encoding, progress, who).await
         }
     }
 }

@@ -22,8 +22,9 @@ impl Plan {
     /// The plan of the run in `ctx`.
     pub(super) fn new(ctx: &RunContext<'_>) -> Result<Self> {
         let (config, data) = (ctx.config, ctx.data);
-        let split = Split::new(
+        let split = Split::stratified(
             data.dataset.len(),
+            &data.dataset.empty_masks()?,
             config.data.valid_fraction,
             config.data.split_seed,
         )?;

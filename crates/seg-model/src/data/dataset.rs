@@ -207,21 +207,31 @@ impl SegmentationDataset {
     /// Pixels of every class but background in the masks of the pairs `indices` (a split's
     /// masks, decoded in parallel).
     pub fn foreground_pixels(&self, indices: &[usize]) -> Result<u64> {
-        indices
-            .par_iter()
-            .map(|&i| {
-                let pair = self.pairs.get(i).ok_or_else(|| {
-                    SegError::InvalidConfig(format!("sample index {i} is out of range"))
-                })?;
-                let ids = self
-                    .encoding
-                    .decode(&decode_image(&pair.mask)?, &pair.mask)?;
-                Ok(ids
-                    .iter()
-                    .filter(|&&id| id != 0 && id != IGNORE_INDEX)
-                    .count() as u64)
-            })
-            .sum()
+        indices.par_iter().map(|&i| self.mask_foreground(i)).sum()
+    }
+
+    /// The pairs whose mask marks no pixel as foreground (the negatives: healthy tissue,
+    /// empty scenes), in index order; the masks are decoded in parallel.
+    pub fn empty_masks(&self) -> Result<Vec<usize>> {
+        let empty: Vec<bool> = (0..self.len())
+            .into_par_iter()
+            .map(|i| Ok(self.mask_foreground(i)? == 0))
+            .collect::<Result<_>>()?;
+        Ok((0..self.len()).filter(|&i| empty[i]).collect())
+    }
+
+    /// Pixels of every class but background in the mask of pair `index`.
+    fn mask_foreground(&self, index: usize) -> Result<u64> {
+        let pair = self.pairs.get(index).ok_or_else(|| {
+            SegError::InvalidConfig(format!("sample index {index} is out of range"))
+        })?;
+        let ids = self
+            .encoding
+            .decode(&decode_image(&pair.mask)?, &pair.mask)?;
+        Ok(ids
+            .iter()
+            .filter(|&&id| id != 0 && id != IGNORE_INDEX)
+            .count() as u64)
     }
 
     fn no_foreground(&self, max_value: u8) -> SegError {

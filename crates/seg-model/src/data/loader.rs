@@ -22,7 +22,14 @@ pub struct Split {
     pub train: Vec<usize>,
     /// Indices used for validation.
     pub valid: Vec<usize>,
+    /// The indices (on either side) whose mask has no foreground: the negatives.
+    pub negatives: Vec<usize>,
 }
+
+/// Salt of the negatives' own shuffle ([`Split::stratified`]).
+const NEGATIVE_SALT: u64 = 0x4E45_4741_5449_5645;
+/// Salt of each epoch's draw of negatives ([`Split::epoch_train`]).
+const DRAW_SALT: u64 = 0x4452_4157;
 
 impl Split {
     /// Checks a validation fraction: strictly between 0 and 1.
@@ -56,7 +63,77 @@ impl Split {
         Ok(Self {
             train: order,
             valid,
+            negatives: Vec::new(),
         })
+    }
+
+    /// Splits the pairs with foreground and the `negatives` (pairs without) each on their
+    /// own, so that both sides hold negatives in the dataset's proportion. The pairs with
+    /// foreground split exactly as [`Split::new`] splits them alone: adding negatives to a
+    /// dataset leaves the split of its other pairs as it was. Fewer than two negatives all go
+    /// to training.
+    pub fn stratified(
+        len: usize,
+        negatives: &[usize],
+        valid_fraction: f64,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut negatives: Vec<usize> = negatives.iter().copied().filter(|&i| i < len).collect();
+        negatives.sort_unstable();
+        negatives.dedup();
+        let positives: Vec<usize> = (0..len)
+            .filter(|i| negatives.binary_search(i).is_err())
+            .collect();
+        if positives.len() < 2 && !negatives.is_empty() {
+            return Err(SegError::InvalidConfig(format!(
+                "{} of the {len} pairs have foreground in their mask: at least 2 are needed to split into training and validation; add pairs with objects",
+                positives.len()
+            )));
+        }
+        let own = Self::new(positives.len(), valid_fraction, seed)?;
+        let mut train: Vec<usize> = own.train.iter().map(|&i| positives[i]).collect();
+        let mut valid: Vec<usize> = own.valid.iter().map(|&i| positives[i]).collect();
+        match Self::new(negatives.len(), valid_fraction, seed ^ NEGATIVE_SALT) {
+            Ok(neg) => {
+                train.extend(neg.train.iter().map(|&i| negatives[i]));
+                valid.extend(neg.valid.iter().map(|&i| negatives[i]));
+            }
+            Err(_) => train.extend(&negatives),
+        }
+        train.sort_unstable();
+        valid.sort_unstable();
+        Ok(Self {
+            train,
+            valid,
+            negatives,
+        })
+    }
+
+    /// The training pairs of `epoch`: with `negative_fraction` every training pair with
+    /// foreground plus a fresh seeded draw of the training negatives making up that share of
+    /// the epoch (all of them when fewer exist); without it every training pair.
+    pub fn epoch_train(
+        &self,
+        negative_fraction: Option<f64>,
+        seed: u64,
+        epoch: usize,
+    ) -> Vec<usize> {
+        let Some(fraction) = negative_fraction else {
+            return self.train.clone();
+        };
+        let (mut negatives, mut epoch_pairs): (Vec<usize>, Vec<usize>) = self
+            .train
+            .iter()
+            .partition(|i| self.negatives.binary_search(i).is_ok());
+        let fraction = fraction.clamp(0.0, 0.99);
+        let wanted = (epoch_pairs.len() as f64 * fraction / (1.0 - fraction)).round() as usize;
+        negatives.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            seed ^ DRAW_SALT ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ));
+        negatives.truncate(wanted);
+        epoch_pairs.extend(negatives);
+        epoch_pairs.sort_unstable();
+        epoch_pairs
     }
 }
 
@@ -233,6 +310,65 @@ impl Drop for BatchLoader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stratified_split_keeps_the_split_of_the_pairs_with_foreground() {
+        // 10 pairs with foreground, then 6 negatives interleaved among them.
+        let len = 16;
+        let negatives = [1, 4, 7, 10, 13, 15];
+        let positives: Vec<usize> = (0..len).filter(|i| !negatives.contains(i)).collect();
+        let alone = Split::new(positives.len(), 0.2, 5).expect("split");
+        let split = Split::stratified(len, &negatives, 0.2, 5).expect("split");
+        let keep = |side: &[usize]| -> Vec<usize> {
+            side.iter()
+                .copied()
+                .filter(|i| !negatives.contains(i))
+                .collect()
+        };
+        let map = |side: &[usize]| -> Vec<usize> { side.iter().map(|&i| positives[i]).collect() };
+        assert_eq!(keep(&split.valid), map(&alone.valid));
+        assert_eq!(keep(&split.train), map(&alone.train));
+        // Negatives on both sides (1 of 6 validated at 0.2), none lost, none twice.
+        let valid_negatives = split.valid.iter().filter(|i| negatives.contains(i)).count();
+        assert_eq!(valid_negatives, 1);
+        let mut all = [split.train.clone(), split.valid.clone()].concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..len).collect::<Vec<_>>());
+        assert_eq!(split.negatives, negatives);
+        // Without negatives it is the plain split.
+        assert_eq!(
+            Split::stratified(10, &[], 0.2, 5).expect("split"),
+            Split::new(10, 0.2, 5).expect("split")
+        );
+        // Only negatives (or one pair with foreground) cannot train.
+        assert!(Split::stratified(4, &[0, 1, 2], 0.2, 5).is_err());
+    }
+
+    #[test]
+    fn each_epoch_draws_its_share_of_negatives_afresh() {
+        let negatives: Vec<usize> = (100..200).collect();
+        let split = Split::stratified(200, &negatives, 0.2, 3).expect("split");
+        let train_negatives = split.train.iter().filter(|&&i| i >= 100).count();
+        assert_eq!(
+            split.epoch_train(None, 3, 1),
+            split.train,
+            "unset: everything"
+        );
+        let one = split.epoch_train(Some(0.2), 3, 1);
+        let two = split.epoch_train(Some(0.2), 3, 2);
+        let negatives_in = |e: &[usize]| e.iter().filter(|&&i| i >= 100).count();
+        // 80 pairs with foreground train: 0.2 of the epoch is 20 negatives.
+        assert_eq!(one.len(), 100);
+        assert_eq!(negatives_in(&one), 20);
+        assert_ne!(one, two, "another epoch, another draw");
+        assert_eq!(one, split.epoch_train(Some(0.2), 3, 1), "seeded");
+        assert_eq!(negatives_in(&split.epoch_train(Some(0.0), 3, 1)), 0);
+        // More wanted than exist: all of them.
+        assert_eq!(
+            negatives_in(&split.epoch_train(Some(0.9), 3, 1)),
+            train_negatives
+        );
+    }
 
     #[test]
     fn split_is_deterministic_disjoint_and_complete() {

@@ -153,6 +153,12 @@ pub struct TrainConfig {
     pub estimate_normalization: bool,
     /// Batches prepared ahead of the model.
     pub prefetch: usize,
+    /// Share of each epoch's training pairs drawn from the negatives (training pairs whose
+    /// mask has no foreground: healthy tissue, empty scenes), drawn afresh every epoch beside
+    /// every pair with foreground (all negatives when fewer exist; 0 = none). Unset: every
+    /// training pair, every epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative_fraction: Option<f64>,
     /// The optimiser.
     pub optimizer: OptimizerConfig,
     /// Learning-rate schedule after the warm-up.
@@ -181,6 +187,7 @@ impl Default for TrainConfig {
             ema_decay: 0.0,
             estimate_normalization: true,
             prefetch: 4,
+            negative_fraction: None,
             optimizer: OptimizerConfig::default(),
             schedule: LrSchedule::default(),
             augment: AugmentConfig::default(),
@@ -242,6 +249,15 @@ impl TrainConfig {
                 "ema_decay",
                 self.ema_decay,
                 "must be in [0, 1) (0 = no weight EMA)",
+            ));
+        }
+        if let Some(f) = self.negative_fraction
+            && !(0.0..1.0).contains(&f)
+        {
+            return Err(SegError::invalid(
+                "negative_fraction",
+                f,
+                "must be in [0, 1) (0.2 = one training pair in five is a negative)",
             ));
         }
         self.schedule.validate()?;

@@ -23,7 +23,7 @@ use crate::ema::WeightEma;
 use crate::error::{Result, SegError, backend_call};
 use crate::evaluate::{Evaluation, scalar};
 use crate::loss::{LossConfig, LossTargets, segmentation_loss};
-use crate::metrics::{Metric, SegMetrics, keys};
+use crate::metrics::{Metric, NegativeScores, SegMetrics, keys};
 use crate::model::{UNet, UNetConfig};
 use crate::predict::Tta;
 

@@ -45,15 +45,28 @@ pub struct FinalTta {
     pub tta: Tta,
     /// Validation metrics with it.
     pub metrics: SegMetrics,
+    /// False alarms and the score over the images with foreground, when the validation set
+    /// holds images without.
+    pub negatives: Option<NegativeScores>,
 }
 
 impl FinalTta {
     /// Run-level metrics: [`keys::FINAL_TTA_IOU`], [`keys::FINAL_TTA_DICE`].
+    /// With negatives in the validation set also [`keys::FINAL_TTA_FALSE_ALARM_RATE`] and
+    /// [`keys::FINAL_TTA_POSITIVE_DICE`].
     pub fn metric_map(&self) -> BTreeMap<String, f64> {
-        BTreeMap::from([
+        let mut map = BTreeMap::from([
             (keys::FINAL_TTA_IOU.to_string(), self.metrics.iou),
             (keys::FINAL_TTA_DICE.to_string(), self.metrics.dice),
-        ])
+        ]);
+        if let Some(n) = &self.negatives {
+            map.extend(negative_metrics(
+                n,
+                keys::FINAL_TTA_FALSE_ALARM_RATE,
+                keys::FINAL_TTA_POSITIVE_DICE,
+            ));
+        }
+        map
     }
 }
 

@@ -53,6 +53,10 @@ pub struct EpochReport {
     /// Validation metrics with test-time augmentation ([`TrainConfig::val_tta`]).
     #[serde(default)]
     pub tta_metrics: Option<SegMetrics>,
+    /// False alarms and the score over the images with foreground, when the validation set
+    /// holds images without foreground.
+    #[serde(default)]
+    pub negatives: Option<NegativeScores>,
     /// Training images per second.
     pub train_images_per_sec: f64,
     /// Wall seconds of the epoch (training and validation).
@@ -89,6 +93,13 @@ impl EpochReport {
             map.insert(keys::VAL_TTA_IOU.to_string(), t.iou);
             map.insert(keys::VAL_TTA_DICE.to_string(), t.dice);
         }
+        if let Some(n) = &self.negatives {
+            map.extend(negative_metrics(
+                n,
+                keys::VAL_FALSE_ALARM_RATE,
+                keys::VAL_POSITIVE_DICE,
+            ));
+        }
         map
     }
 
@@ -109,8 +120,30 @@ impl EpochReport {
             map.insert(keys::TTA_IOU.to_string(), t.iou);
             map.insert(keys::TTA_DICE.to_string(), t.dice);
         }
+        if let Some(n) = &self.negatives {
+            map.extend(negative_metrics(
+                n,
+                keys::FALSE_ALARM_RATE,
+                keys::POSITIVE_DICE,
+            ));
+        }
         map
     }
+}
+
+/// The false-alarm rate and the Dice over the images with foreground, under the names given.
+pub(super) fn negative_metrics(
+    scores: &NegativeScores,
+    false_alarm_rate: &str,
+    positive_dice: &str,
+) -> [(String, f64); 2] {
+    [
+        (
+            false_alarm_rate.to_string(),
+            scores.false_alarms.rate().unwrap_or(0.0),
+        ),
+        (positive_dice.to_string(), scores.positive.dice),
+    ]
 }
 
 /// Why an observer asked training to stop.

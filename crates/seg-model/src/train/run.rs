@@ -184,7 +184,11 @@ impl<'a> Run<'a> {
         TrainStart {
             train_samples: self.split.train.len(),
             valid_samples: self.split.valid.len(),
-            batches_per_epoch: self.split.train.len().div_ceil(self.config.batch_size),
+            batches_per_epoch: self
+                .split
+                .epoch_train(self.config.negative_fraction, self.config.seed, 1)
+                .len()
+                .div_ceil(self.config.batch_size),
             parameters: self.model.as_ref().map_or(0, |m| m.num_params()),
             backend: self.backend.to_string(),
             preprocess: (*self.preprocess).clone(),
@@ -204,9 +208,12 @@ impl<'a> Run<'a> {
         if let ControlFlow::Break(reason) = observer.on_epoch_start(epoch, lr) {
             return Ok(EpochResult::Stopped(reason));
         }
+        let pairs = self
+            .split
+            .epoch_train(config.negative_fraction, config.seed, epoch);
         let loader = BatchLoader::start(
             self.shared.clone(),
-            &self.split.train,
+            &pairs,
             self.preprocess.clone(),
             &self.train_loader,
             epoch,
@@ -253,6 +260,7 @@ impl<'a> Run<'a> {
             valid_loss: scores.loss,
             metrics: scores.metrics,
             tta_metrics: scores.tta,
+            negatives: scores.negatives,
             train_images_per_sec: seen as f64 / train_seconds.max(1e-9),
             seconds: started.elapsed().as_secs_f64(),
             is_best: false,
@@ -382,6 +390,7 @@ impl Selection {
             Some(FinalTta {
                 tta: run.config.tta.after_training,
                 metrics,
+                negatives: scores.tta_negatives,
             })
         } else {
             None
