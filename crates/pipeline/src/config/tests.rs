@@ -435,7 +435,7 @@ fn a_flat_train_table_of_the_last_release_loads_as_the_nested_one_with_a_warning
         "[train]\nimage_size = 128\nbatch_size = 8\nepochs = 42\noptimizer = \"adamw\"\n\
          weight_decay = 0.0001\nwarmup_epochs = 2\nlr_schedule = \"cosine\"\n\
          lr_min_factor = 0.02\nlr_step_every = 10\nlr_step_gamma = 0.5\n\
-         selection_metric = \"val_dice\"\ntime_budget_secs = 1740.0\nema_decay = 0.995\n\
+         selection_metric = \"val_dice\"\ntime_budget_secs = 1740.0\nema_decay = 0.995\nnegative_fraction = 0.2\n\
          augment = true\naugment_rotate = 20.0\naugment_saturation = 0.15\n\
          val_tta = true\nfinal_tta_views = 8\noverlay_samples = 4\n\
          [model]\ndepth = 5\n[infer]\ntta = true\ntta_views = 8\n",
