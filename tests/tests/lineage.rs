@@ -292,10 +292,11 @@ async fn names_that_cannot_be_keys_are_refused() {
 
 /// Two folders, one of negatives (empty masks), train as one dataset in one data commit: the
 /// split validates negatives apart from the pairs with objects, each epoch draws its share of
-/// negatives, and the run logs the false-alarm rate on them; a file stem in both folders is
-/// refused before anything is uploaded.
+/// negatives, and the run logs the false-alarm rate on them; the threshold chosen on
+/// validation is the checkpoint's; a file stem in both folders is refused before anything is
+/// uploaded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_folders_train_as_one_dataset_with_negatives() {
+async fn several_folders_train_as_one_dataset_with_negatives_and_a_chosen_threshold() {
     let stack = Stack::start("union").await;
     let with_objects = dataset(&stack.dir().join("objects"), 10, 3);
     let healthy = dataset(&stack.dir().join("healthy"), 10, 4);
@@ -305,7 +306,11 @@ async fn several_folders_train_as_one_dataset_with_negatives() {
             .expect("empty mask");
     }
     let config = stack.dir().join("negatives.toml");
-    std::fs::write(&config, "[train]\nnegative_fraction = 0.2\n").expect("write");
+    std::fs::write(
+        &config,
+        "[train]\nnegative_fraction = 0.2\nchoose_threshold = true\n",
+    )
+    .expect("write");
     let (summary, run) = stack
         .train_run(&[
             "--config",
@@ -347,6 +352,29 @@ async fn several_folders_train_as_one_dataset_with_negatives() {
         let value = run.metric(key).unwrap_or_else(|| panic!("metric {key}"));
         assert!((0.0..=1.0).contains(&value), "{key} = {value}");
     }
+    // The threshold chosen on validation is the checkpoint's, which infer and ONNX apply.
+    let threshold = run.metric("threshold").expect("threshold");
+    assert!((0.1..=0.9).contains(&threshold), "{threshold}");
+    let model_commit = summary["model_commit"].as_str().expect("model commit");
+    let run_id = summary["run_id"].as_str().expect("run id");
+    let meta: serde_json::Value = serde_json::from_slice(
+        &stack
+            .lakefs
+            .get_object(
+                &stack.repo,
+                model_commit,
+                &format!("models/{run_id}/model.json"),
+                None,
+            )
+            .await
+            .expect("model.json in the model commit"),
+    )
+    .expect("json");
+    let stored = meta["threshold"].as_f64().expect("threshold in model.json");
+    assert!(
+        (stored - threshold).abs() < 1e-6,
+        "{stored} against {threshold}"
+    );
 
     let twice = dataset(&stack.dir().join("twice"), 2, 3);
     let before = stack.head().await;

@@ -1,6 +1,8 @@
 //! Scores a saved checkpoint on the validation split `train` used (the seeded split of the
 //! dataset folder) without test-time augmentation and with each TTA mode, at the model's
-//! training size (what `val_dice` / `val_tta_dice` measure), as in BENCHMARKS.md:
+//! training size (what `val_dice` / `val_tta_dice` measure), with the false alarms on the
+//! validation negatives and the threshold `train.choose_threshold` would choose, as in
+//! BENCHMARKS.md:
 //!
 //! ```text
 //! cargo run -p seg-model --example eval_tta -- MODEL.segm DATASET_DIR [VALID_FRACTION] [SPLIT_SEED]
@@ -27,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = BackendKind::default_kind().device();
     let checkpoint = seg_model::checkpoint::load(Path::new(model), &device)?;
     let dataset = SegmentationDataset::open(dir, checkpoint.meta.mask_encoding.clone())?;
-    let split = Split::new(dataset.len(), fraction, seed)?;
+    let split = Split::stratified(dataset.len(), &dataset.empty_masks()?, fraction, seed)?;
     println!(
         "{} validation pairs of {} ({dir}), split seed {seed}",
         split.valid.len(),
@@ -50,17 +52,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     for tta in [Tta::Off, Tta::Flip, Tta::Flips, Tta::Dihedral] {
         let started = Instant::now();
-        let scores = Evaluation {
+        let (scores, sweep) = Evaluation {
             tta,
             ..base.clone()
         }
-        .run(&checkpoint.model, &split.valid)?;
-        let m = scores.tta.unwrap_or(scores.metrics);
+        .run_swept(&checkpoint.model, &split.valid, true)?;
+        let (m, negatives) = match scores.tta {
+            Some(m) => (m, scores.tta_negatives),
+            None => (scores.metrics, scores.negatives),
+        };
+        let chosen = sweep.map(|s| s.best());
         println!(
-            "{} views: foreground dice {:.4}  iou {:.4}  ({:.1} s)",
+            "{} views: foreground dice {:.4}  iou {:.4}{}{}  ({:.1} s)",
             tta.views(),
             m.dice,
             m.iou,
+            negatives.map_or(String::new(), |n| format!(
+                "  false alarms {} of {} negatives, dice without them {:.4}",
+                n.false_alarms.false_alarms, n.false_alarms.empty_truth_images, n.positive.dice
+            )),
+            chosen.map_or(String::new(), |c| format!(
+                "  threshold {:.2}: dice {:.4} (0.5: {:.4})",
+                c.threshold, c.dice, c.dice_at_half
+            )),
             started.elapsed().as_secs_f64()
         );
     }

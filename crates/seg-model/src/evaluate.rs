@@ -11,7 +11,8 @@ use crate::error::{Result, SegError, backend_call};
 use crate::loss::{LossConfig, LossTargets, segmentation_loss};
 use crate::metrics::{ConfusionMatrix, ImageTally, NegativeScores, SegMetrics};
 use crate::model::UNet;
-use crate::predict::{Tta, tta_probabilities};
+use crate::predict::{Tta, class_probabilities, tta_probabilities};
+use crate::threshold::ThresholdSweep;
 
 /// What evaluating a model on some samples of a dataset needs.
 #[derive(Debug, Clone)]
@@ -49,9 +50,28 @@ pub struct Scores {
     pub tta_negatives: Option<NegativeScores>,
 }
 
+/// What one evaluated batch gives.
+struct BatchOut {
+    loss: f64,
+    ids: Vec<u8>,
+    tta_ids: Option<Vec<u8>>,
+    foreground: Option<Vec<f32>>,
+}
+
 impl Evaluation {
     /// Mean loss and metrics of `model` over the samples `indices`.
     pub fn run(&self, model: &UNet, indices: &[usize]) -> Result<Scores> {
+        Ok(self.run_swept(model, indices, false)?.0)
+    }
+
+    /// [`Self::run`], and with `sweep` for a binary model the histogram of the foreground
+    /// probabilities it predicts with [`Self::tta`] (plain when off), to choose a threshold.
+    pub fn run_swept(
+        &self,
+        model: &UNet,
+        indices: &[usize],
+        sweep: bool,
+    ) -> Result<(Scores, Option<ThresholdSweep>)> {
         let pre = &self.preprocess;
         let (h, w, c) = (pre.height, pre.width, pre.channels);
         let loader = LoaderConfig {
@@ -68,6 +88,7 @@ impl Evaluation {
         let mut tta_confusion = ConfusionMatrix::new(task_classes);
         let (mut tally, mut tta_tally) =
             (ImageTally::new(task_classes), ImageTally::new(task_classes));
+        let mut swept = (sweep && self.num_classes == 1).then(ThresholdSweep::default);
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for batch in BatchLoader::start(self.dataset.clone(), indices, pre.clone(), &loader, 0) {
             let batch = batch?;
@@ -83,21 +104,15 @@ impl Evaluation {
                 self.num_classes,
                 &self.device,
             )?;
-            let (loss, ids, tta_ids) = backend_call("evaluation", || {
-                let logits = model.forward(x.clone());
-                let loss = scalar(&segmentation_loss(&self.loss, logits.clone(), &targets))?;
-                let tta_ids = if self.tta.is_on() {
-                    Some(predict_ids(tta_probabilities(
-                        model,
-                        x,
-                        logits.clone(),
-                        self.tta,
-                    )?)?)
-                } else {
-                    None
-                };
-                Ok((loss, predict_ids(logits)?, tta_ids))
-            })?;
+            let BatchOut {
+                loss,
+                ids,
+                tta_ids,
+                foreground,
+            } = self.forward(model, x, &targets, swept.is_some())?;
+            if let (Some(swept), Some(foreground)) = (swept.as_mut(), foreground) {
+                swept.update(&batch.masks, &foreground);
+            }
             loss_sum += loss * batch.len as f64;
             seen += batch.len;
             confusion.update(&batch.masks, &ids);
@@ -107,12 +122,57 @@ impl Evaluation {
                 tta_tally.update(&batch.masks, &ids, h * w);
             }
         }
-        Ok(Scores {
-            loss: loss_sum / seen.max(1) as f64,
-            metrics: confusion.summary(),
-            tta: self.tta.is_on().then(|| tta_confusion.summary()),
-            negatives: tally.negatives(),
-            tta_negatives: tta_tally.negatives(),
+        Ok((
+            Scores {
+                loss: loss_sum / seen.max(1) as f64,
+                metrics: confusion.summary(),
+                tta: self.tta.is_on().then(|| tta_confusion.summary()),
+                negatives: tally.negatives(),
+                tta_negatives: tta_tally.negatives(),
+            },
+            swept,
+        ))
+    }
+
+    /// Loss and class ids of one batch (with test-time augmentation when on), and with
+    /// `foreground` the foreground probability of every pixel as predicted.
+    fn forward(
+        &self,
+        model: &UNet,
+        x: Tensor<4>,
+        targets: &LossTargets,
+        foreground: bool,
+    ) -> Result<BatchOut> {
+        backend_call("evaluation", || {
+            let logits = model.forward(x.clone());
+            let loss = scalar(&segmentation_loss(&self.loss, logits.clone(), targets))?;
+            let tta = if self.tta.is_on() {
+                Some(tta_probabilities(model, x, logits.clone(), self.tta)?)
+            } else {
+                None
+            };
+            let foreground = if foreground {
+                let probabilities = match &tta {
+                    Some(p) => p.clone(),
+                    None => class_probabilities(logits.clone()),
+                };
+                Some(
+                    probabilities
+                        .narrow(1, 1, 1)
+                        .into_data()
+                        .convert::<f32>()
+                        .try_into_vec::<f32>()
+                        .map_err(|e| SegError::Backend(format!("{e:?}")))?,
+                )
+            } else {
+                None
+            };
+            Ok(BatchOut {
+                loss,
+                ids: predict_ids(logits)?,
+                tta_ids: tta.map(predict_ids).transpose()?,
+                foreground,
+            })
         })
     }
 }

@@ -8,6 +8,7 @@
 //! - [`evaluate`]: loss and metrics of a model on a split.
 //! - [`predict`]: batched inference at the original image size, overlays.
 //! - [`checkpoint`]: one model file with metadata and sha256.
+//! - [`threshold`]: the foreground threshold of a binary model chosen on validation.
 //! - [`onnx`]: a checkpoint as an ONNX model, preprocessing and decision inside the graph.
 //! - [`backend`]: which burn device runs it (`flex` by default, `tch` for libtorch).
 
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod predict;
+pub mod threshold;
 pub mod train;
 
 pub use backend::BackendKind;
@@ -35,6 +37,7 @@ pub use evaluate::{Evaluation, Scores, predict_ids};
 pub use metrics::{ConfusionMatrix, FalseAlarms, Metric, SegMetrics};
 pub use model::{UNet, UNetConfig, UpsampleMode};
 pub use predict::{Prediction, Predictor, Tta};
+pub use threshold::{ChosenThreshold, ThresholdSweep};
 pub use train::{
     BatchReport, EpochReport, FinalTta, Flow, ImageSize, LrSchedule, NoObserver, Optimizer,
     OptimizerConfig, StopReason, TrainConfig, TrainEnd, TrainObserver, TrainOutcome, TrainStart,

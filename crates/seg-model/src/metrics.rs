@@ -293,6 +293,10 @@ pub mod keys {
     pub const FINAL_TTA_FALSE_ALARM_RATE: &str = "final_tta_false_alarm_rate";
     /// [`POSITIVE_DICE`] of the kept model with `train.tta.final_views` (run level).
     pub const FINAL_TTA_POSITIVE_DICE: &str = "final_tta_positive_dice";
+    /// The foreground threshold chosen on validation (`train.choose_threshold`, run level).
+    pub const THRESHOLD: &str = "threshold";
+    /// The validation Dice at [`THRESHOLD`] (chosen on the same pixels: optimistic).
+    pub const THRESHOLD_DICE: &str = "threshold_dice";
 
     /// Validation IoU of class `c` in an epoch.
     pub fn class_iou(c: usize) -> String {

@@ -408,3 +408,34 @@ fn a_stopped_training_returns_the_best_model_so_far_or_a_typed_error() {
         .expect_err("interrupted in epoch 1");
     assert!(matches!(err, SegError::Interrupted { epoch: 1 }), "{err}");
 }
+
+/// With `choose_threshold`, a binary run's checkpoint carries the threshold its validation
+/// sweep chose, the run-level metrics name it, and it scores at least what 0.5 scores.
+#[test]
+fn a_chosen_threshold_is_the_checkpoints_and_scores_at_least_one_half() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ds = synthetic(dir.path(), 2);
+    let config = TrainConfig {
+        choose_threshold: true,
+        ..small_run(3)
+    };
+    let split = Split::new(ds.len(), 0.2, config.seed).expect("split");
+    let outcome = seg_model::train(&model(2), &config, &ds, &split, &mut seg_model::NoObserver)
+        .expect("train");
+    let chosen = outcome.threshold.expect("a threshold was chosen");
+    assert!((0.1..=0.9).contains(&chosen.threshold), "{chosen:?}");
+    assert_eq!(outcome.meta.threshold, chosen.threshold);
+    assert!(chosen.dice >= chosen.dice_at_half, "{chosen:?}");
+    // Without test-time augmentation after training the sweep saw the plain predictions of
+    // the kept epoch: at 0.5 it scores what that epoch's validation scored.
+    let best = &outcome.history[outcome.best_epoch - 1];
+    assert!(
+        (chosen.dice_at_half - best.metrics.dice).abs() < 1e-3,
+        "{chosen:?} against {}",
+        best.metrics.dice
+    );
+    let metrics = outcome.final_metrics().expect("metrics");
+    assert_eq!(metrics["threshold"], f64::from(chosen.threshold));
+    assert_eq!(metrics["threshold_dice"], chosen.dice);
+}

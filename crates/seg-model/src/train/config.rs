@@ -159,6 +159,11 @@ pub struct TrainConfig {
     /// training pair, every epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub negative_fraction: Option<f64>,
+    /// After training, choose a binary model's foreground threshold on the validation split,
+    /// from the probabilities of [`TrainTta::after_training`]'s views: of 0.10 to 0.90 the one
+    /// with the highest Dice. The checkpoint carries it, so `infer`, the Predictor and the ONNX
+    /// graph apply it. Off: 0.5.
+    pub choose_threshold: bool,
     /// The optimiser.
     pub optimizer: OptimizerConfig,
     /// Learning-rate schedule after the warm-up.
@@ -188,6 +193,7 @@ impl Default for TrainConfig {
             estimate_normalization: true,
             prefetch: 4,
             negative_fraction: None,
+            choose_threshold: false,
             optimizer: OptimizerConfig::default(),
             schedule: LrSchedule::default(),
             augment: AugmentConfig::default(),

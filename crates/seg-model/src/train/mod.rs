@@ -26,6 +26,7 @@ use crate::loss::{LossConfig, LossTargets, segmentation_loss};
 use crate::metrics::{Metric, NegativeScores, SegMetrics, keys};
 use crate::model::{UNet, UNetConfig};
 use crate::predict::Tta;
+use crate::threshold::ChosenThreshold;
 
 mod config;
 mod outcome;

@@ -34,6 +34,9 @@ pub struct TrainOutcome {
     /// The best model's validation metrics with [`TrainConfig::final_tta`] (when on and the
     /// run was not stopped).
     pub final_tta: Option<FinalTta>,
+    /// The foreground threshold chosen on validation ([`TrainConfig::choose_threshold`], a
+    /// binary model, a run not stopped); the checkpoint's threshold.
+    pub threshold: Option<ChosenThreshold>,
     /// How the run ended.
     pub end: TrainEnd,
 }
@@ -79,6 +82,10 @@ impl TrainOutcome {
         let mut map = best.final_metrics();
         if let Some(f) = &self.final_tta {
             map.extend(f.metric_map());
+        }
+        if let Some(t) = &self.threshold {
+            map.insert(keys::THRESHOLD.to_string(), f64::from(t.threshold));
+            map.insert(keys::THRESHOLD_DICE.to_string(), t.dice);
         }
         Some(map)
     }

@@ -378,22 +378,30 @@ impl Selection {
             .ok_or_else(|| SegError::InvalidConfig("best epoch has no report".into()))?
             .metric_map();
         let stopped = matches!(end, TrainEnd::Stopped { .. });
-        let final_tta = if run.config.tta.after_training.is_on() && !stopped {
-            let scores = Evaluation {
-                tta: run.config.tta.after_training,
+        let after = run.config.tta.after_training;
+        let sweep = run.config.choose_threshold && run.model_config.num_classes == 1;
+        let (final_tta, threshold) = if (after.is_on() || sweep) && !stopped {
+            let (scores, swept) = Evaluation {
+                tta: after,
                 ..run.eval.clone()
             }
-            .run(&model, &run.split.valid)?;
-            let metrics = scores.tta.ok_or_else(|| {
-                SegError::Backend("test-time augmentation produced no metrics".into())
-            })?;
-            Some(FinalTta {
-                tta: run.config.tta.after_training,
-                metrics,
-                negatives: scores.tta_negatives,
-            })
+            .run_swept(&model, &run.split.valid, sweep)?;
+            let final_tta = match scores.tta {
+                Some(metrics) => Some(FinalTta {
+                    tta: after,
+                    metrics,
+                    negatives: scores.tta_negatives,
+                }),
+                None if after.is_on() => {
+                    return Err(SegError::Backend(
+                        "test-time augmentation produced no metrics".into(),
+                    ));
+                }
+                None => None,
+            };
+            (final_tta, swept.map(|s| s.best()))
         } else {
-            None
+            (None, None)
         };
         let meta = CheckpointMeta::new(
             run.model_config.clone(),
@@ -408,8 +416,12 @@ impl Selection {
             history: self.history,
             best_epoch,
             final_tta,
+            threshold,
             end,
         };
+        if let Some(t) = &threshold {
+            outcome.meta.threshold = t.threshold;
+        }
         // The checkpoint carries the best epoch's per-epoch and run-level names.
         outcome
             .meta
