@@ -392,6 +392,28 @@ async fn several_folders_train_as_one_dataset_with_negatives_and_a_chosen_thresh
         .await;
     one_error(&ran, 1, "is in both");
     assert_eq!(stack.head().await, before, "nothing uploaded");
+
+    // One pair with objects beside the negatives cannot be split: refused before uploading.
+    let lone = dataset(&stack.dir().join("lone"), 1, 5);
+    let ran = stack
+        .run(
+            "train",
+            &[
+                "--data-dir",
+                lone.to_str().expect("path"),
+                "--data-dir",
+                healthy.to_str().expect("path"),
+                "--quiet",
+            ],
+        )
+        .await;
+    one_error(&ran, 1, "1 of the 11 pairs have foreground");
+    assert!(
+        ran.stderr.contains("nothing was uploaded"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(stack.head().await, before, "nothing uploaded");
 }
 
 /// 1 and 5: infer refuses to write over ground truth (a dataset with PNG masks), and

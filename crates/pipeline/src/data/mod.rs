@@ -180,20 +180,10 @@ pub async fn prepare(
             let (_, stats) = upload::verify_local(dir, &encoding, progress).await?;
             let staged = holdout::stage(config, dir, &encoding)?;
             let trained_on = match &staged {
-                Some(stage) => seg_model::data::SegmentationDataset::open(
-                    stage.path().join("train"),
-                    encoding.clone(),
-                )?
-                .len(),
-                None => stats.pairs,
+                Some(stage) => stage.path().join("train"),
+                None => dir.clone(),
             };
-            // Too few pairs to split is refused before anything is uploaded.
-            if seg_model::data::Split::new(trained_on, config.data.valid_fraction, 0).is_err() {
-                return Err(PipelineError::Data(format!(
-                    "{source} has {} pair(s): too few to split into training and validation (data.valid_fraction = {}); add pairs (nothing was uploaded)",
-                    trained_on, config.data.valid_fraction
-                )));
-            }
+            check_splittable(&source, &trained_on, config, &encoding)?;
             let target = LakeFsUri::new(&l.repository, &l.branch, "")?;
             tracing::info!("uploading {source} to {target}");
             let spinner = progress.spinner(&format!("uploading {source} to {target}"));
@@ -236,6 +226,33 @@ pub async fn prepare(
         if committed { "new commit" } else { "unchanged" }
     );
     Ok(prepared)
+}
+
+/// Refuses, before anything is uploaded, data that cannot be split into training and
+/// validation as training will split it: too few pairs, or too few with foreground beside
+/// negatives (the split draws each kind on its own).
+fn check_splittable(
+    source: &DataSource,
+    dir: &Path,
+    config: &Config,
+    encoding: &MaskEncoding,
+) -> Result<()> {
+    let dataset = SegmentationDataset::open(dir, encoding.clone())?;
+    let fraction = config.data.valid_fraction;
+    if seg_model::data::Split::new(dataset.len(), fraction, 0).is_err() {
+        return Err(PipelineError::Data(format!(
+            "{source} has {} pair(s): too few to split into training and validation (data.valid_fraction = {fraction}); add pairs (nothing was uploaded)",
+            dataset.len()
+        )));
+    }
+    let negatives = dataset.empty_masks()?;
+    match seg_model::data::Split::stratified(dataset.len(), &negatives, fraction, 0) {
+        Ok(_) => Ok(()),
+        Err(seg_model::SegError::InvalidConfig(why)) => Err(PipelineError::Data(format!(
+            "{source}: {why} (nothing was uploaded)"
+        ))),
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// The local folder to upload, after checking the user's folders' layout: the folder itself,
