@@ -376,44 +376,31 @@ async fn several_folders_train_as_one_dataset_with_negatives_and_a_chosen_thresh
         "{stored} against {threshold}"
     );
 
+    // Refused before anything is uploaded: a file stem in both folders, and one pair with
+    // objects beside the negatives (too few to split).
     let twice = dataset(&stack.dir().join("twice"), 2, 3);
-    let before = stack.head().await;
-    let ran = stack
-        .run(
-            "train",
-            &[
-                "--data-dir",
-                with_objects.to_str().expect("path"),
-                "--data-dir",
-                twice.to_str().expect("path"),
-                "--quiet",
-            ],
-        )
-        .await;
-    one_error(&ran, 1, "is in both");
-    assert_eq!(stack.head().await, before, "nothing uploaded");
-
-    // One pair with objects beside the negatives cannot be split: refused before uploading.
     let lone = dataset(&stack.dir().join("lone"), 1, 5);
-    let ran = stack
-        .run(
-            "train",
-            &[
-                "--data-dir",
-                lone.to_str().expect("path"),
-                "--data-dir",
-                healthy.to_str().expect("path"),
-                "--quiet",
-            ],
-        )
-        .await;
-    one_error(&ran, 1, "1 of the 11 pairs have foreground");
-    assert!(
-        ran.stderr.contains("nothing was uploaded"),
-        "{}",
-        ran.stderr
-    );
-    assert_eq!(stack.head().await, before, "nothing uploaded");
+    let before = stack.head().await;
+    for (folders, needles) in [
+        ([&with_objects, &twice], &["is in both"][..]),
+        (
+            [&lone, &healthy],
+            &["1 of the 11 pairs have foreground", "nothing was uploaded"][..],
+        ),
+    ] {
+        let [first, second] = folders.map(|f| f.to_str().expect("path"));
+        let ran = stack
+            .run(
+                "train",
+                &["--data-dir", first, "--data-dir", second, "--quiet"],
+            )
+            .await;
+        one_error(&ran, 1, needles[0]);
+        for needle in needles {
+            assert!(ran.stderr.contains(needle), "{needle}: {}", ran.stderr);
+        }
+        assert_eq!(stack.head().await, before, "nothing uploaded");
+    }
 }
 
 /// 1 and 5: infer refuses to write over ground truth (a dataset with PNG masks), and
