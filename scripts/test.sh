@@ -37,6 +37,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # shellcheck source=lib.sh
 . scripts/lib.sh
 
+# A full disk fails wherever it strikes (a link, a test's temporary folder): say up front how
+# much room there is, for the reader of a failed log.
+echo "test.sh: $(df -h --output=avail . | tail -n 1 | tr -d ' ') free on the disk of $PWD; ~/.cache/seg-mlops holds $(du -sh "$HOME/.cache/seg-mlops" 2>/dev/null | cut -f1 || echo nothing)"
+
 step "rustfmt and clippy"
 cargo fmt --all --check
 REAL_ENGINE_FEATURES="lakefs-client/real-lakefs-tests,lakefs-local/real-lakefs-tests"
