@@ -187,6 +187,9 @@ pub enum SegError {
     /// A backend failed (tensor read-back, device error).
     #[error("backend error: {0}")]
     Backend(String),
+    /// A training-time augmentation failed on a sample (an in-memory codec error).
+    #[error("augmentation failed: {0}")]
+    Augment(String),
     /// The model could not be written as ONNX.
     #[error("cannot export the model as ONNX: {0}")]
     Export(String),

@@ -224,6 +224,12 @@ fn seg_model_checks_are_reported_under_their_keys() {
             "0.5",
             "train.augment.max_scale",
         ),
+        ("SEG_TRAIN__AUGMENT__HUE", "0.7", "train.augment.hue"),
+        (
+            "SEG_TRAIN__AUGMENT__JPEG_QUALITY",
+            "99",
+            "train.augment.jpeg_quality",
+        ),
         (
             "SEG_TRAIN__OPTIMIZER__WEIGHT_DECAY",
             "-1",
@@ -252,6 +258,13 @@ fn seg_model_checks_are_reported_under_their_keys() {
             "{var}: {text}"
         );
     }
+    let photometric = vars(&[
+        ("SEG_TRAIN__AUGMENT__JPEG_QUALITY", "30"),
+        ("SEG_TRAIN__AUGMENT__BLUR_SIGMA", "0.8"),
+    ]);
+    let loaded = load_with_env(None, Flags::new(), photometric).expect("photometric");
+    assert_eq!(loaded.config.train.augment.jpeg_quality, 30);
+    assert_eq!(loaded.config.train.augment.blur_sigma, 0.8);
     let loaded = load_with_env(None, Flags::new(), vars(&[])).expect("defaults");
     assert_eq!(loaded.source_of("train.epochs"), DEFAULTS);
     // The defaults are seg-model's own: the file restates them, and nothing else.

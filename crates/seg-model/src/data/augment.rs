@@ -1,7 +1,8 @@
 //! Seeded augmentations applied jointly to an image and its mask: random scale-crop, rotation
-//! by a small angle, flips, 90-degree rotations, brightness, contrast and saturation. Each
-//! sample's randomness comes from `(seed, epoch, index)` alone, so results do not depend on
-//! thread scheduling.
+//! by a small angle, flips, 90-degree rotations, brightness, contrast and saturation, and the
+//! photometric ones of [`super::photometric`] (hue, gamma, blur, JPEG). Each sample's
+//! randomness comes from `(seed, epoch, index)` alone, so results do not depend on thread
+//! scheduling.
 
 use image::imageops;
 use image::{GrayImage, ImageBuffer, Luma, Rgb};
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::RawSample;
 use super::mask::IGNORE_INDEX;
+use super::photometric::Photometric;
 use super::preprocess::{Preprocess, resize_mask, resize_pixels};
 use crate::error::{Result, SegError};
 
@@ -35,6 +37,18 @@ pub struct AugmentConfig {
     pub rotate_degrees: f32,
     /// Largest relative saturation change of RGB images (0 disables it).
     pub saturation: f32,
+    /// Largest hue rotation of RGB images, in turns of the colour circle either way (0
+    /// disables it).
+    pub hue: f32,
+    /// Largest gamma change: the exponent is drawn in [1 / (1 + gamma), 1 + gamma] on a log
+    /// scale (0 disables it).
+    pub gamma: f32,
+    /// Largest standard deviation of a Gaussian blur, in pixels at the training size (0
+    /// disables it).
+    pub blur_sigma: f32,
+    /// Lowest JPEG quality of a re-compression at the training size; the quality is drawn in
+    /// [jpeg_quality, 95] (0 disables it).
+    pub jpeg_quality: u8,
 }
 
 impl Default for AugmentConfig {
@@ -48,6 +62,10 @@ impl Default for AugmentConfig {
             contrast: 0.1,
             rotate_degrees: 0.0,
             saturation: 0.0,
+            hue: 0.0,
+            gamma: 0.0,
+            blur_sigma: 0.0,
+            jpeg_quality: 0,
         }
     }
 }
@@ -64,6 +82,10 @@ impl AugmentConfig {
             contrast: 0.0,
             rotate_degrees: 0.0,
             saturation: 0.0,
+            hue: 0.0,
+            gamma: 0.0,
+            blur_sigma: 0.0,
+            jpeg_quality: 0,
         }
     }
 
@@ -75,6 +97,9 @@ impl AugmentConfig {
             ("augment.contrast", self.contrast, 0.0, 1.0),
             ("augment.rotate_degrees", self.rotate_degrees, 0.0, 180.0),
             ("augment.saturation", self.saturation, 0.0, 1.0),
+            ("augment.hue", self.hue, 0.0, 0.5),
+            ("augment.gamma", self.gamma, 0.0, 2.0),
+            ("augment.blur_sigma", self.blur_sigma, 0.0, 5.0),
         ];
         for (field, value, lo, hi) in checks {
             if !(lo..=hi).contains(&value) {
@@ -84,6 +109,13 @@ impl AugmentConfig {
                     format!("must be between {lo} and {hi}"),
                 ));
             }
+        }
+        if self.jpeg_quality != 0 && !(5..=95).contains(&self.jpeg_quality) {
+            return Err(SegError::invalid(
+                "augment.jpeg_quality",
+                self.jpeg_quality,
+                "must be 0 (off) or between 5 and 95",
+            ));
         }
         Ok(())
     }
@@ -166,6 +198,7 @@ pub fn prepare_sample(
     if pre.channels == 3 && saturation != 1.0 {
         saturate(&mut pixels, saturation);
     }
+    Photometric::draw(cfg, rng).apply(&mut pixels, pre.channels, w, h)?;
     Ok((pre.normalize_hwc(&pixels, brightness, contrast), mask))
 }
 

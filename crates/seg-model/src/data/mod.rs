@@ -5,6 +5,7 @@ pub mod augment;
 pub mod dataset;
 pub mod loader;
 pub mod mask;
+pub mod photometric;
 pub mod preprocess;
 pub mod synthetic;
 
