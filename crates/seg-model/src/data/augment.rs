@@ -119,6 +119,26 @@ impl AugmentConfig {
         }
         Ok(())
     }
+
+    /// Draws one sample's hue, gamma, blur and JPEG quality; draws nothing from `rng` for the
+    /// disabled ones, so that configurations without them keep their random streams.
+    pub fn draw_photometric(&self, rng: &mut ChaCha8Rng) -> Photometric {
+        let mut out = Photometric::IDENTITY;
+        if self.hue > 0.0 {
+            out.hue = rng.random_range(-self.hue..=self.hue);
+        }
+        if self.gamma > 0.0 {
+            let most = (1.0 + self.gamma).ln();
+            out.gamma = rng.random_range(-most..=most).exp();
+        }
+        if self.blur_sigma > 0.0 {
+            out.blur_sigma = rng.random_range(0.0..=self.blur_sigma);
+        }
+        if self.jpeg_quality > 0 {
+            out.jpeg_quality = Some(rng.random_range(self.jpeg_quality..=95));
+        }
+        out
+    }
 }
 
 /// The RNG for one sample of one epoch.
@@ -198,7 +218,8 @@ pub fn prepare_sample(
     if pre.channels == 3 && saturation != 1.0 {
         saturate(&mut pixels, saturation);
     }
-    Photometric::draw(cfg, rng).apply(&mut pixels, pre.channels, w, h)?;
+    cfg.draw_photometric(rng)
+        .apply(&mut pixels, pre.channels, w, h)?;
     Ok((pre.normalize_hwc(&pixels, brightness, contrast), mask))
 }
 

@@ -4,15 +4,12 @@
 
 use std::io::Cursor;
 
+use crate::error::{Result, SegError};
 use image::codecs::jpeg::JpegEncoder;
 use image::{ExtendedColorType, ImageFormat};
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 
-use super::augment::AugmentConfig;
-use crate::error::{Result, SegError};
-
-/// One sample's draw of the photometric augmentations; an identity where disabled.
+/// One sample's draw of the photometric augmentations (`AugmentConfig::draw_photometric`); an
+/// identity where disabled.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Photometric {
     /// Hue rotation about the grey axis, in turns (RGB only).
@@ -33,26 +30,6 @@ impl Photometric {
         blur_sigma: 0.0,
         jpeg_quality: None,
     };
-
-    /// Draws the enabled augmentations of `cfg`; draws nothing from `rng` for disabled ones,
-    /// so that configurations without them keep their random streams.
-    pub fn draw(cfg: &AugmentConfig, rng: &mut ChaCha8Rng) -> Self {
-        let mut out = Self::IDENTITY;
-        if cfg.hue > 0.0 {
-            out.hue = rng.random_range(-cfg.hue..=cfg.hue);
-        }
-        if cfg.gamma > 0.0 {
-            let most = (1.0 + cfg.gamma).ln();
-            out.gamma = rng.random_range(-most..=most).exp();
-        }
-        if cfg.blur_sigma > 0.0 {
-            out.blur_sigma = rng.random_range(0.0..=cfg.blur_sigma);
-        }
-        if cfg.jpeg_quality > 0 {
-            out.jpeg_quality = Some(rng.random_range(cfg.jpeg_quality..=95));
-        }
-        out
-    }
 
     /// Applies the draw to `w` x `h` interleaved pixels with 1 or 3 channels, in the order
     /// colour (hue, gamma), blur, compression: how a camera's pipeline and a site's storage
@@ -159,7 +136,6 @@ fn jpeg_roundtrip(pixels: &[u8], channels: usize, w: u32, h: u32, quality: u8) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::augment::sample_rng;
 
     fn gradient(w: usize, h: usize) -> Vec<u8> {
         (0..w * h)
@@ -171,19 +147,13 @@ mod tests {
     }
 
     #[test]
-    fn the_identity_changes_nothing_and_disabled_options_draw_nothing() {
+    fn the_identity_changes_nothing() {
         let mut pixels = gradient(8, 8);
         let before = pixels.clone();
         Photometric::IDENTITY
             .apply(&mut pixels, 3, 8, 8)
             .expect("identity");
         assert_eq!(pixels, before);
-        let mut rng = sample_rng(1, 0, 0);
-        assert_eq!(
-            Photometric::draw(&AugmentConfig::default(), &mut rng),
-            Photometric::IDENTITY
-        );
-        assert_eq!(rng, sample_rng(1, 0, 0), "no random number was used");
     }
 
     #[test]
@@ -244,60 +214,5 @@ mod tests {
                 .sum::<u64>()
         };
         assert!(error(10) > error(95), "lower quality loses more");
-    }
-
-    #[test]
-    fn a_sample_keeps_its_geometry_and_mask_and_changes_its_colours() {
-        use crate::data::augment::prepare_sample;
-        use crate::data::{Preprocess, RawSample};
-        let raw = image::RgbImage::from_raw(16, 16, gradient(16, 16)).expect("rgb");
-        let sample = RawSample {
-            image: image::DynamicImage::ImageRgb8(raw),
-            mask: (0..256).map(|p| u8::from(p % 16 < 8)).collect(),
-        };
-        let pre = Preprocess::unnormalized(16, 16, 3);
-        let geometric = AugmentConfig::default();
-        let photometric = AugmentConfig {
-            hue: 0.1,
-            gamma: 0.5,
-            blur_sigma: 1.5,
-            jpeg_quality: 20,
-            ..geometric.clone()
-        };
-        for i in 0..8 {
-            let (plain, plain_mask) =
-                prepare_sample(&sample, &pre, Some((&geometric, &mut sample_rng(9, 0, i))))
-                    .expect("geometric");
-            let (shifted, shifted_mask) = prepare_sample(
-                &sample,
-                &pre,
-                Some((&photometric, &mut sample_rng(9, 0, i))),
-            )
-            .expect("photometric");
-            assert_eq!(plain_mask, shifted_mask, "the same crop, flips and turns");
-            assert_ne!(plain, shifted, "other colours");
-        }
-    }
-
-    #[test]
-    fn draws_stay_within_the_configured_ranges() {
-        let cfg = AugmentConfig {
-            hue: 0.05,
-            gamma: 0.3,
-            blur_sigma: 1.0,
-            jpeg_quality: 30,
-            ..AugmentConfig::none()
-        };
-        for i in 0..200 {
-            let d = Photometric::draw(&cfg, &mut sample_rng(5, 2, i));
-            assert!(d.hue.abs() <= 0.05);
-            assert!(
-                d.gamma >= 1.0 / 1.3 - 1e-6 && d.gamma <= 1.3 + 1e-6,
-                "{}",
-                d.gamma
-            );
-            assert!((0.0..=1.0).contains(&d.blur_sigma));
-            assert!(matches!(d.jpeg_quality, Some(q) if (30..=95).contains(&q)));
-        }
     }
 }
