@@ -55,3 +55,48 @@ fn a_sample_keeps_its_geometry_and_mask_and_changes_its_colours() {
         assert_ne!(plain, other, "other colours");
     }
 }
+
+#[test]
+fn out_of_range_photometric_strengths_name_their_field() {
+    for (cfg, field) in [
+        (
+            AugmentConfig {
+                hue: 0.6,
+                ..photometric()
+            },
+            "augment.hue",
+        ),
+        (
+            AugmentConfig {
+                gamma: -0.1,
+                ..photometric()
+            },
+            "augment.gamma",
+        ),
+        (
+            AugmentConfig {
+                blur_sigma: 6.0,
+                ..photometric()
+            },
+            "augment.blur_sigma",
+        ),
+        (
+            AugmentConfig {
+                jpeg_quality: 99,
+                ..photometric()
+            },
+            "augment.jpeg_quality",
+        ),
+        (
+            AugmentConfig {
+                jpeg_quality: 3,
+                ..photometric()
+            },
+            "augment.jpeg_quality",
+        ),
+    ] {
+        let err = cfg.validate().expect_err(field).to_string();
+        assert!(err.contains(field), "{err}");
+    }
+    photometric().validate().expect("in range");
+}
