@@ -6,7 +6,7 @@ use std::io::Cursor;
 
 use crate::error::{Result, SegError};
 use image::codecs::jpeg::JpegEncoder;
-use image::{ExtendedColorType, ImageFormat};
+use image::{ExtendedColorType, GrayImage, ImageFormat, RgbImage, imageops};
 
 /// One sample's draw of the photometric augmentations (`AugmentConfig::draw_photometric`); an
 /// identity where disabled.
@@ -47,7 +47,7 @@ impl Photometric {
             }
         }
         if self.blur_sigma >= 0.3 {
-            blur(pixels, channels, w as usize, h as usize, self.blur_sigma);
+            blur(pixels, channels, w, h, self.blur_sigma)?;
         }
         if let Some(quality) = self.jpeg_quality {
             *pixels = jpeg_roundtrip(pixels, channels, w, h, quality)?;
@@ -77,40 +77,19 @@ fn rotate_hue(rgb: &mut [u8], turns: f32) {
     }
 }
 
-/// Separable Gaussian blur (radius 3 sigma, edges clamped) of interleaved pixels.
-fn blur(pixels: &mut [u8], channels: usize, w: usize, h: usize, sigma: f32) {
-    let radius = (3.0 * sigma).ceil() as isize;
-    let mut kernel: Vec<f32> = (-radius..=radius)
-        .map(|d| (-((d * d) as f32) / (2.0 * sigma * sigma)).exp())
-        .collect();
-    let total: f32 = kernel.iter().sum();
-    kernel.iter_mut().for_each(|k| *k /= total);
-    let pass = |src: &[f32], dst: &mut [f32], along_x: bool| {
-        for y in 0..h {
-            for x in 0..w {
-                for ch in 0..channels {
-                    let mut acc = 0.0;
-                    for (k, d) in kernel.iter().zip(-radius..=radius) {
-                        let (sx, sy) = if along_x {
-                            ((x as isize + d).clamp(0, w as isize - 1) as usize, y)
-                        } else {
-                            (x, (y as isize + d).clamp(0, h as isize - 1) as usize)
-                        };
-                        acc += k * src[(sy * w + sx) * channels + ch];
-                    }
-                    dst[(y * w + x) * channels + ch] = acc;
-                }
-            }
-        }
+/// Gaussian blur of interleaved pixels (`image`'s own, edges clamped).
+fn blur(pixels: &mut Vec<u8>, channels: usize, w: u32, h: u32, sigma: f32) -> Result<()> {
+    let raw = std::mem::take(pixels);
+    let len = raw.len();
+    let wrong = || SegError::buffer("blur input", len, w, h, channels);
+    *pixels = if channels == 3 {
+        let img = RgbImage::from_raw(w, h, raw).ok_or_else(wrong)?;
+        imageops::blur(&img, sigma).into_raw()
+    } else {
+        let img = GrayImage::from_raw(w, h, raw).ok_or_else(wrong)?;
+        imageops::blur(&img, sigma).into_raw()
     };
-    let src: Vec<f32> = pixels.iter().map(|&v| f32::from(v)).collect();
-    let mut across = vec![0.0; src.len()];
-    pass(&src, &mut across, true);
-    let mut down = vec![0.0; src.len()];
-    pass(&across, &mut down, false);
-    for (v, b) in pixels.iter_mut().zip(down) {
-        *v = b.round().clamp(0.0, 255.0) as u8;
-    }
+    Ok(())
 }
 
 /// Encodes the pixels as a JPEG of `quality` and decodes them again.
@@ -192,7 +171,7 @@ mod tests {
             .collect();
         let mean = |v: &[u8]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
         let before = mean(&edge);
-        blur(&mut edge, 1, w, h, 1.0);
+        blur(&mut edge, 1, w as u32, h as u32, 1.0).expect("blur");
         assert_eq!(
             (edge[0], edge[w - 1]),
             (0, 240),
